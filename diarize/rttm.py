@@ -1,0 +1,167 @@
+"""RTTM and UEM: reading, writing (atomically) and turning window labels into turns.
+
+RTTM (NIST Rich Transcription Time Marked) lines have ten fields:
+``SPEAKER <file> <chnl> <tbeg> <tdur> <NA> <NA> <speaker> <NA> <NA>``.
+UEM lines are ``<file> <chnl> <tbeg> <tend>``.
+"""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+from pyannote.core import Annotation, Segment, Timeline
+
+
+class FormatError(ValueError):
+    """A malformed RTTM / UEM / manifest line; the message names file and line."""
+
+
+def _float_field(value: str, what: str, where: str) -> float:
+    try:
+        x = float(value)
+    except ValueError:
+        raise FormatError(f"{where}: {what} {value!r} is not a number") from None
+    if not math.isfinite(x):
+        raise FormatError(f"{where}: {what} {value!r} is not finite")
+    return x
+
+
+def parse_rttm(lines: Iterable[str], source: str = "<rttm>") -> dict[str, Annotation]:
+    """Parse RTTM text into one `Annotation` per file id (SPEAKER lines only)."""
+    annotations: dict[str, Annotation] = {}
+    for lineno, raw in enumerate(lines, start=1):
+        line = raw.strip()
+        if not line or line.startswith((";;", "#")):
+            continue
+        fields = line.split()
+        where = f"{source}:{lineno}"
+        if fields[0] != "SPEAKER":
+            continue  # other RTTM types (SPKR-INFO, LEXEME, ...) carry no turns
+        if len(fields) < 8:
+            raise FormatError(f"{where}: expected 10 fields 'SPEAKER file chnl tbeg tdur <NA> <NA> speaker <NA> <NA>', got {len(fields)}")
+        uri, start_s, dur_s, speaker = fields[1], fields[3], fields[4], fields[7]
+        start = _float_field(start_s, "onset", where)
+        duration = _float_field(dur_s, "duration", where)
+        if start < 0 or duration < 0:
+            raise FormatError(f"{where}: negative onset or duration")
+        ann = annotations.setdefault(uri, Annotation(uri=uri))
+        if duration > 0:
+            ann[Segment(start, start + duration), len(ann)] = speaker
+    return annotations
+
+
+def read_rttm(path: str | os.PathLike) -> dict[str, Annotation]:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise FormatError(f"{path}: cannot read RTTM ({e})") from None
+    return parse_rttm(text.splitlines(), source=str(path))
+
+
+def parse_uem(lines: Iterable[str], source: str = "<uem>") -> dict[str, Timeline]:
+    """Parse UEM text into one `Timeline` of scored regions per file id."""
+    uems: dict[str, Timeline] = {}
+    for lineno, raw in enumerate(lines, start=1):
+        line = raw.strip()
+        if not line or line.startswith((";;", "#")):
+            continue
+        fields = line.split()
+        where = f"{source}:{lineno}"
+        if len(fields) != 4:
+            raise FormatError(f"{where}: expected 4 fields 'file chnl tbeg tend', got {len(fields)}")
+        start = _float_field(fields[2], "tbeg", where)
+        end = _float_field(fields[3], "tend", where)
+        if start < 0 or end < start:
+            raise FormatError(f"{where}: need 0 <= tbeg <= tend, got {start} {end}")
+        tl = uems.setdefault(fields[0], Timeline(uri=fields[0]))
+        if end > start:
+            tl.add(Segment(start, end))
+    return {uri: tl.support() for uri, tl in uems.items()}
+
+
+def read_uem(path: str | os.PathLike) -> dict[str, Timeline]:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise FormatError(f"{path}: cannot read UEM ({e})") from None
+    return parse_uem(text.splitlines(), source=str(path))
+
+
+def rttm_lines(annotation: Annotation, uri: str | None = None) -> list[str]:
+    uri = uri or annotation.uri or "unknown"
+    lines = []
+    for segment, _, label in annotation.itertracks(yield_label=True):
+        lines.append(
+            f"SPEAKER {uri} 1 {segment.start:.3f} {segment.duration:.3f} <NA> <NA> {label} <NA> <NA>\n"
+        )
+    return lines
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write `text` to `path` via a temp file in the same folder + rename: never a partial file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def write_rttm(path: str | os.PathLike, annotations: Annotation | Sequence[Annotation]) -> None:
+    if isinstance(annotations, Annotation):
+        annotations = [annotations]
+    atomic_write_text(path, "".join(line for ann in annotations for line in rttm_lines(ann)))
+
+
+def labels_to_annotation(
+    starts: np.ndarray, ends: np.ndarray, labels: np.ndarray, uri: str, label_prefix: str = "speaker_"
+) -> Annotation:
+    """Turn time-sorted (possibly overlapping) labelled windows into speaker turns.
+
+    Overlapping neighbours are cut at the middle of their overlap (NeMo does the
+    same), then touching windows with the same label are merged. Gaps between
+    windows (non-speech) are kept.
+    """
+    ann = Annotation(uri=uri)
+    n = len(starts)
+    if n == 0:
+        return ann
+    order = np.lexsort((ends, starts))
+    s = np.asarray(starts, dtype=np.float64)[order].copy()
+    e = np.asarray(ends, dtype=np.float64)[order].copy()
+    lab = np.asarray(labels)[order]
+    overlap = e[:-1] > s[1:]
+    mid = (s[1:] + e[:-1]) / 2
+    e[:-1] = np.where(overlap, mid, e[:-1])
+    s[1:] = np.where(overlap, mid, s[1:])
+    # Relabel speakers by first appearance so output names are stable.
+    names: dict[int, str] = {}
+    cur_start, cur_end, cur_lab = s[0], e[0], lab[0]
+    turns = []
+    for i in range(1, n):
+        if lab[i] == cur_lab and s[i] <= cur_end + 1e-9:
+            cur_end = max(cur_end, e[i])
+        else:
+            turns.append((cur_start, cur_end, cur_lab))
+            cur_start, cur_end, cur_lab = s[i], e[i], lab[i]
+    turns.append((cur_start, cur_end, cur_lab))
+    for start, end, label in turns:
+        if end - start <= 0:
+            continue
+        name = names.setdefault(int(label), f"{label_prefix}{len(names)}")
+        ann[Segment(float(start), float(end)), len(ann)] = name
+    return ann
