@@ -1,0 +1,146 @@
+"""Configuration as plain dataclasses, with YAML presets in configs/ (meeting, telephonic, general)."""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+# Presets live in the repo's top-level configs/; `diarize/configs` links to it so
+# an installed package finds them too.
+_PRESET_DIRS = [Path(__file__).resolve().parent / "configs", Path(__file__).resolve().parents[1] / "configs"]
+PRESETS = ("meeting", "telephonic", "general")
+
+
+@dataclass
+class VADConfig:
+    """Energy VAD: frame log-energy against an adaptive noise floor, with hysteresis.
+
+    A frame (frame_s long) starts speech when its energy is `onset_db` above the
+    noise floor and speech ends when it falls below floor + `offset_db`. The floor
+    is the `noise_percentile`-th percentile of frame energies, but never lower than
+    `dynamic_range_db` under the loudest frames (so digital silence does not set it).
+    Regions shorter than `min_speech_s` are dropped after gaps shorter than
+    `min_silence_s` are filled; each region is padded by `pad_s` on both sides.
+    """
+
+    method: str = "energy"  # "energy" (system VAD); oracle VAD is chosen by passing a reference
+    frame_s: float = 0.02
+    smooth_frames: int = 5
+    noise_percentile: float = 10.0
+    dynamic_range_db: float = 50.0
+    onset_db: float = 12.0
+    offset_db: float = 8.0
+    min_speech_s: float = 0.25
+    min_silence_s: float = 0.3
+    pad_s: float = 0.1
+
+
+@dataclass
+class WindowConfig:
+    """Multi-scale windows, longest first; the last scale is the base (finest) scale."""
+
+    window_lengths: list[float] = field(default_factory=lambda: [1.5, 1.25, 1.0, 0.75, 0.5])
+    shifts: list[float] = field(default_factory=lambda: [0.75, 0.625, 0.5, 0.375, 0.25])
+    weights: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0, 1.0, 1.0])
+    min_window_s: float = 0.05  # NeMo drops sub-segments of 50 ms or less
+
+
+@dataclass
+class EmbeddingConfig:
+    model: str = "auto"  # "auto" (titanet-large if at hand, else campplus), a name, or a .nemo path
+    device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
+    batch_size: int = 64
+    min_embed_s: float = 0.5  # shorter windows are tiled (repeated) up to this length before embedding
+    autocast: bool = True  # fp16/bf16 autocast on CUDA; CPU always runs fp32
+
+
+@dataclass
+class ClusteringConfig:
+    max_num_speakers: int = 8
+    max_rp_threshold: float = 0.25
+    sparse_search_volume: int = 30
+    nme_mat_size: int = 512
+    min_samples_for_nmesc: int = 6
+    enhanced_count_threshold: int = 80  # sessions with at most this many base windows get enhanced counting
+    enhanced_count_seeds: int = 5
+    kmeans_inits: int = 10
+    seed: int = 0
+    embeddings_per_chunk: int = 10000  # long-form: chunk size above which clustering works chunk-wise
+    chunk_cluster_count: int = 50
+
+
+@dataclass
+class DiarizerConfig:
+    vad: VADConfig = field(default_factory=VADConfig)
+    windows: WindowConfig = field(default_factory=WindowConfig)
+    embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
+    clustering: ClusteringConfig = field(default_factory=ClusteringConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _fill(cls: type, data: dict[str, Any], where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; known: {sorted(names)}")
+    return cls(**data)
+
+
+def config_from_dict(data: dict[str, Any], where: str = "<config>") -> DiarizerConfig:
+    data = dict(data or {})
+    sections = {"vad": VADConfig, "windows": WindowConfig, "embedding": EmbeddingConfig, "clustering": ClusteringConfig}
+    unknown = set(data) - set(sections)
+    if unknown:
+        raise ConfigError(f"{where}: unknown section(s) {sorted(unknown)}; known: {sorted(sections)}")
+    cfg = DiarizerConfig(**{k: _fill(cls, data.get(k, {}), f"{where}:{k}") for k, cls in sections.items()})
+    validate(cfg, where)
+    return cfg
+
+
+def validate(cfg: DiarizerConfig, where: str = "<config>") -> None:
+    w = cfg.windows
+    if not (len(w.window_lengths) == len(w.shifts) == len(w.weights)) or not w.window_lengths:
+        raise ConfigError(f"{where}: windows: window_lengths, shifts and weights must be non-empty lists of equal length")
+    if any(b > a for a, b in zip(w.window_lengths, w.window_lengths[1:])):
+        raise ConfigError(f"{where}: windows: window_lengths must be non-increasing (longest first)")
+    if any(s <= 0 or s > L for L, s in zip(w.window_lengths, w.shifts)):
+        raise ConfigError(f"{where}: windows: each shift must be in (0, window_length]")
+    if any(x < 0 for x in w.weights) or sum(w.weights) <= 0:
+        raise ConfigError(f"{where}: windows: weights must be non-negative with a positive sum")
+    if cfg.clustering.max_num_speakers < 1:
+        raise ConfigError(f"{where}: clustering: max_num_speakers must be >= 1")
+
+
+def preset_path(name: str) -> Path | None:
+    for d in _PRESET_DIRS:
+        p = d / f"{name}.yaml"
+        if p.is_file():
+            return p
+    return None
+
+
+def load_config(preset_or_path: str | os.PathLike | None = None) -> DiarizerConfig:
+    """A preset name (meeting, telephonic, general), a YAML path, or None for the defaults."""
+    if preset_or_path is None:
+        return DiarizerConfig()
+    s = str(preset_or_path)
+    path = preset_path(s) if s in PRESETS else Path(s)
+    if path is None or not path.is_file():
+        raise ConfigError(f"{s}: not a preset ({', '.join(PRESETS)}) nor a YAML file")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML ({e})") from None
+    return config_from_dict(data, str(path))

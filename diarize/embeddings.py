@@ -1,0 +1,76 @@
+"""Embed every multi-scale window, batching windows of equal length (no padding, no tiling waste)."""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from .audio import SAMPLE_RATE
+from .models.base import SpeakerEmbedder
+from .windows import ScaleWindows
+
+Progress = Callable[[int], None]  # called with the number of windows just embedded
+
+
+def window_samples(starts: np.ndarray, ends: np.ndarray, sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarray, np.ndarray]:
+    first = np.round(starts * sample_rate).astype(np.int64)
+    last = np.round(ends * sample_rate).astype(np.int64)
+    return first, np.maximum(last - first, 1)
+
+
+def tile_to(x: np.ndarray, length: int) -> np.ndarray:
+    """Repeat a short signal until it is `length` samples long.
+
+    Tiling (as NeMo does for short windows) gives the model enough frames; unlike
+    NeMo we tile to a fixed minimum, so an embedding never depends on its batch.
+    """
+    reps = -(-length // len(x))
+    return np.tile(x, reps)[:length]
+
+
+def embed_windows(
+    audio: np.ndarray,
+    scale: ScaleWindows,
+    model: SpeakerEmbedder,
+    batch_size: int = 64,
+    min_embed_s: float = 0.5,
+    progress: Progress | None = None,
+) -> np.ndarray:
+    """(N, D) float32 embeddings of one scale's windows, in window order."""
+    n = len(scale)
+    out = np.zeros((n, model.embedding_dim), dtype=np.float32)
+    if n == 0:
+        return out
+    first, length = window_samples(scale.starts, scale.ends)
+    min_len = int(round(min_embed_s * SAMPLE_RATE))
+    # Group by length: at a given scale nearly all windows share the full length.
+    for L in np.unique(length):
+        idx = np.flatnonzero(length == L)
+        target = max(int(L), min_len)
+        for b in range(0, len(idx), batch_size):
+            chunk = idx[b: b + batch_size]
+            batch = np.stack([_window(audio, first[i], int(L), target) for i in chunk])
+            emb = model.embed_batch(torch.from_numpy(batch))
+            out[chunk] = emb.detach().float().cpu().numpy()
+            if progress is not None:
+                progress(len(chunk))
+    return out
+
+
+def _window(audio: np.ndarray, start: int, length: int, target: int) -> np.ndarray:
+    x = audio[start: start + length]
+    if len(x) < length:  # a window touching the very end of a resampled file
+        x = np.pad(x, (0, length - len(x)))
+    return tile_to(x, target) if target > length else x
+
+
+def embed_all_scales(
+    audio: np.ndarray,
+    scales: list[ScaleWindows],
+    model: SpeakerEmbedder,
+    batch_size: int = 64,
+    min_embed_s: float = 0.5,
+    progress: Progress | None = None,
+) -> list[np.ndarray]:
+    return [embed_windows(audio, s, model, batch_size, min_embed_s, progress) for s in scales]

