@@ -123,20 +123,26 @@ def nme_sc(affinity: np.ndarray, cfg: ClusteringConfig, min_k: int = 1, max_k: i
         p_max = max(int(n * cfg.max_rp_threshold), 2)
         steps = min(p_max, max(min(p_max, cfg.sparse_search_volume), 2))
         p_list = sorted(set(int(v) for v in np.linspace(1, p_max, steps)))
+    # p is chosen on the unconstrained spectrum (a user's min/max bound must not hide the
+    # structure the search measures); the bound applies to the count read at the chosen p.
+    search_max = max(max_k, cfg.max_num_speakers)
     results = []
     for p in p_list:
         lam = eigvalsh(laplacian(binarize(m, p)))
-        k, gap = eigengap_count(lam, min_k, max_k)
-        results.append((p / n / (gap + 1e-10), p, k))
+        _, gap = eigengap_count(lam, 1, search_max)
+        results.append((p / n / (gap + 1e-10), p, lam))
     best = min(range(len(results)), key=lambda i: results[i][0])
-    _, p_star, k_star = results[best]
+    _, p_star, lam_star = results[best]
     if not is_connected(binarize(m, p_star)):
         # A disconnected graph makes the eigengap count components, not speakers:
         # take the smallest larger p that connects the graph.
-        for _, p, k in results[best + 1:]:
+        for _, p, lam in results[best + 1:]:
             if is_connected(binarize(m, p)):
-                p_star, k_star = p, k
+                p_star, lam_star = p, lam
                 break
+    # Clip the unconstrained count: with 3 clear speakers and max_k=2, the gaps below
+    # k=2 are all ~0 and an argmax restricted to [1, 2] would wrongly answer 1.
+    k_star = int(np.clip(eigengap_count(lam_star, 1, search_max)[0], min_k, max_k))
     return NMEResult(num_speakers=k_star, p=max(1, int(rho * p_star)))
 
 

@@ -1,0 +1,125 @@
+import numpy as np
+import pytest
+
+from diarize.clustering import (binarize, cluster, cosine_affinity, eigengap_count, fused_affinity, kmeans, laplacian,
+                                nearest_window, nme_sc)
+from diarize.config import ClusteringConfig, WindowConfig
+from diarize.windows import multiscale_windows
+
+
+def speaker_embeddings(rng, labels, dim=64, spread=0.35):
+    centers = rng.standard_normal((labels.max() + 1, dim))
+    return centers[labels] + spread * rng.standard_normal((len(labels), dim))
+
+
+def turns_to_scales(turn_speakers, turn_len=6.0):
+    regions = np.array([[i * turn_len, (i + 1) * turn_len - 0.5] for i in range(len(turn_speakers))])
+    scales = multiscale_windows(regions, WindowConfig())
+    return regions, scales
+
+
+def labels_for(scale, regions, turn_speakers):
+    idx = np.searchsorted(regions[:, 0], scale.midpoints, side="right") - 1
+    return np.asarray(turn_speakers)[idx]
+
+
+def agreement(a, b):
+    """Best label-permutation accuracy via the contingency table (greedy suffices for clean cases)."""
+    from scipy.optimize import linear_sum_assignment
+
+    k = max(a.max(), b.max()) + 1
+    table = np.zeros((k, k))
+    np.add.at(table, (a, b), 1)
+    r, c = linear_sum_assignment(-table)
+    return table[r, c].sum() / len(a)
+
+
+def test_cosine_affinity_range_and_diagonal(rng):
+    a = cosine_affinity(rng.standard_normal((20, 8)))
+    assert a.shape == (20, 20) and np.allclose(np.diag(a), 1.0)
+    assert a.min() == pytest.approx(0.0) and a.max() == pytest.approx(1.0)
+    assert np.allclose(a, a.T)
+
+
+def test_binarize_keeps_top_p_and_is_symmetric(rng):
+    a = cosine_affinity(rng.standard_normal((30, 8)))
+    b = binarize(a, 4)
+    assert np.allclose(b, b.T) and set(np.unique(b)) <= {0.0, 0.5, 1.0}
+    assert np.all((b > 0).sum(1) >= 4)
+
+
+def test_eigengap_counts_disconnected_blocks():
+    blocks = [np.ones((5, 5)), np.ones((7, 7)), np.ones((4, 4))]
+    a = np.zeros((16, 16))
+    i = 0
+    for blk in blocks:
+        a[i:i + len(blk), i:i + len(blk)] = blk
+        i += len(blk)
+    lam = np.linalg.eigvalsh(laplacian(a))
+    assert eigengap_count(lam, 1, 8)[0] == 3
+    assert eigengap_count(lam, 4, 8)[0] >= 4  # min_k is respected
+
+
+def test_nearest_window_ties_go_to_earlier():
+    assert list(nearest_window(np.array([0.0, 1.0, 2.0, 10.0]), np.array([0.5, 1.5, 9.0]))) == [0, 0, 1, 2]
+
+
+@pytest.mark.parametrize("n_spk", [2, 3, 4, 5, 7])
+def test_cluster_recovers_speakers_and_count(rng, n_spk):
+    turn_speakers = [i % n_spk for i in range(4 * n_spk)]
+    rng.shuffle(turn_speakers)
+    regions, scales = turns_to_scales(turn_speakers)
+    centers = rng.standard_normal((n_spk, 64))
+    embs = []
+    for sc in scales:
+        lab = labels_for(sc, regions, turn_speakers)
+        embs.append(centers[lab] + 0.4 * rng.standard_normal((len(lab), 64)))
+    res = cluster(embs, scales, ClusteringConfig())
+    truth = labels_for(scales[-1], regions, turn_speakers)
+    assert res.num_speakers == n_spk
+    assert agreement(truth, res.labels) > 0.98
+
+
+def test_known_and_bounded_speaker_counts(rng):
+    turn_speakers = [0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2]
+    regions, scales = turns_to_scales(turn_speakers)
+    centers = rng.standard_normal((3, 32))
+    embs = [centers[labels_for(sc, regions, turn_speakers)] + 0.3 * rng.standard_normal((len(sc), 32)) for sc in scales]
+    assert cluster(embs, scales, ClusteringConfig(), num_speakers=2).num_speakers == 2
+    assert cluster(embs, scales, ClusteringConfig(), max_speakers=2).num_speakers == 2
+    assert cluster(embs, scales, ClusteringConfig(), min_speakers=4).num_speakers == 4
+    with pytest.raises(ValueError, match="more than"):
+        cluster(embs, scales, ClusteringConfig(), num_speakers=10_000)
+
+
+def test_cluster_is_deterministic(rng):
+    turn_speakers = [0, 1, 0, 1, 2, 2, 1, 0]
+    regions, scales = turns_to_scales(turn_speakers)
+    embs = [speaker_embeddings(rng, labels_for(sc, regions, turn_speakers), spread=0.8) for sc in scales]
+    a = cluster(embs, scales, ClusteringConfig())
+    b = cluster([e.copy() for e in embs], scales, ClusteringConfig())
+    assert np.array_equal(a.labels, b.labels) and a.p == b.p
+
+
+def test_tiny_inputs():
+    scales = multiscale_windows(np.array([[0.0, 0.5]]), WindowConfig())
+    embs = [np.ones((len(s), 4)) for s in scales]
+    res = cluster(embs, scales, ClusteringConfig())
+    assert res.num_speakers == 1 and list(res.labels) == [0]
+    empty = multiscale_windows(np.zeros((0, 2)), WindowConfig())
+    assert cluster([np.zeros((0, 4))] * 5, empty, ClusteringConfig()).labels.shape == (0,)
+
+
+def test_kmeans_separates_blobs(rng):
+    x = np.concatenate([rng.normal(0, 0.1, (30, 2)), rng.normal(3, 0.1, (20, 2)), rng.normal((0, 3), 0.1, (25, 2))])
+    labels = kmeans(x, 3, seed=0)
+    truth = np.repeat([0, 1, 2], [30, 20, 25])
+    assert agreement(truth, labels) == 1.0
+    assert np.array_equal(labels, kmeans(x, 3, seed=0))
+
+
+def test_nme_prefers_clean_graph(rng):
+    lab = np.repeat([0, 1, 2], 40)
+    a = cosine_affinity(speaker_embeddings(rng, lab, spread=0.5))
+    est = nme_sc(a, ClusteringConfig(), 1, 8)
+    assert est.num_speakers == 3 and 1 <= est.p <= 30
