@@ -147,7 +147,7 @@ class Diarizer:
         result = diarize_audio(wav, self.model, self.config, uri=uri, oracle_vad=oracle_vad, uem=uem,
                                num_speakers=num_speakers, min_speakers=min_speakers, max_speakers=max_speakers,
                                progress=progress, timings=timings)
-        if len(result.regions) == 0 and not self.quiet:
+        if len(result.regions) == 0:
             warnings.warn(f"{uri}: no speech found; the result is empty", stacklevel=2)
         return result
 

@@ -64,13 +64,14 @@ class KaldiFbank(nn.Module):
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
         """(B, N) waveforms -> (B, T, n_mels) mean-normalised log mel features."""
-        frames = wav.unfold(-1, self.frame, self.shift)  # (B, T, frame)
+        # float64 for the spectrum: low-energy mel bins lose ~1e-3 in log domain in float32.
+        frames = wav.double().unfold(-1, self.frame, self.shift)  # (B, T, frame)
         frames = frames - frames.mean(dim=-1, keepdim=True)
         prev = torch.cat([frames[..., :1], frames[..., :-1]], dim=-1)  # Kaldi: x[-1] := x[0]
-        frames = (frames - self.preemph * prev) * self.window
+        frames = (frames - self.preemph * prev) * self.window.double()
         power = torch.fft.rfft(frames, n=self.n_fft).abs().pow(2)
-        feats = torch.log(torch.clamp(power @ self.mel_fb.T, min=torch.finfo(torch.float32).eps))
-        return feats - feats.mean(dim=1, keepdim=True)
+        feats = torch.log(torch.clamp(power @ self.mel_fb.double().T, min=torch.finfo(torch.float32).eps))
+        return (feats - feats.mean(dim=1, keepdim=True)).float()
 
 
 # --------------------------------------------------------------------------- network

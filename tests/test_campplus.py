@@ -1,0 +1,58 @@
+import numpy as np
+import pytest
+import torch
+
+from diarize.audio import load_audio
+from diarize.models.campplus import CAMPPlus, KaldiFbank
+from diarize.verify import embed_waveform, verification_score
+
+from conftest import SPEAKERS, librispeech_utts, require_data
+
+
+def test_fbank_matches_kaldi_native_fbank():
+    knf = pytest.importorskip("kaldi_native_fbank")
+    require_data()
+    x = load_audio(SPEAKERS / "librispeech_test-other" / "3331" / "3331-159605-0001.wav")[:40000]
+    opts = knf.FbankOptions()
+    opts.frame_opts.dither = 0.0
+    opts.frame_opts.samp_freq = 16000
+    opts.mel_opts.num_bins = 80
+    fb = knf.OnlineFbank(opts)
+    fb.accept_waveform(16000, x.tolist())
+    fb.input_finished()
+    raw = np.stack([fb.get_frame(i) for i in range(fb.num_frames_ready)])
+    ref = raw - raw.mean(axis=0, keepdims=True)
+    ours = KaldiFbank()(torch.from_numpy(x)[None])[0].numpy()
+    assert ours.shape == ref.shape
+    err = np.abs(ours - ref)
+    # kaldi-native-fbank works in float32: near its log floor (energies ~1e-7, log < -12)
+    # its own rounding reaches ~1e-3, so the strict bound applies above that.
+    assert err[raw > -12].max() <= 1e-3
+    assert err.max() <= 2e-3 and np.median(err) < 1e-5
+
+
+def test_fbank_frame_count_snips_edges():
+    fb = KaldiFbank()
+    for n in (400, 559, 560, 16000):
+        assert fb(torch.zeros(1, n) + 0.01).shape[1] == fb.num_frames(n) == 1 + (n - 400) // 160
+
+
+def test_random_model_shapes_and_batch_independence():
+    torch.manual_seed(0)
+    m = CAMPPlus().eval()
+    x = torch.randn(3, 8000) * 0.1
+    e = m.embed_batch(x)
+    assert e.shape == (3, 192) and e.dtype == torch.float32
+    torch.testing.assert_close(m.embed_batch(x[1:2]), e[1:2], atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="at least"):
+        m.embed_batch(torch.zeros(1, 100))
+
+
+def test_real_weights_separate_speakers(campplus):
+    """Same-speaker LibriSpeech utterances score higher than different-speaker ones."""
+    require_data()
+    spk = {s: [embed_waveform(campplus, load_audio(p)) for p in librispeech_utts(s)[:3]] for s in ("1998", "3331", "367")}
+    same = [verification_score(a, b) for v in spk.values() for i, a in enumerate(v) for b in v[i + 1:]]
+    diff = [verification_score(a, b) for s1, v1 in spk.items() for s2, v2 in spk.items() if s1 < s2 for a in v1 for b in v2]
+    assert min(same) > max(diff)
+    assert min(same) > 0.7 > max(diff)  # NeMo's default decision threshold works for CAM++ here

