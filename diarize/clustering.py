@@ -262,4 +262,44 @@ def cluster(
     if k == 1:
         return ClusteringResult(np.zeros(n, dtype=np.int64), 1, est.p)
     labels = kmeans(spectral_embedding(graph, k), k, seed=cfg.seed, n_init=cfg.kmeans_inits)
+    if num_speakers is None and cfg.merge_threshold is not None:
+        labels = merge_similar_clusters(labels, embeddings, scales, cfg.merge_threshold, min_k)
     return ClusteringResult(labels, int(len(np.unique(labels))), est.p)
+
+
+def centroid_similarity(labels: np.ndarray, embeddings: list[np.ndarray], scales: list[ScaleWindows]) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine similarity between cluster centroids, averaged over scales.
+
+    Each base window contributes its nearest window of every scale, so the centroids
+    use the longer, cleaner windows too. Returns (cluster ids, similarity matrix).
+    """
+    ids = np.unique(labels)
+    sims = np.zeros((len(ids), len(ids)))
+    for emb, m in zip(embeddings, scale_maps(scales)):
+        x = emb / (np.linalg.norm(emb, axis=1, keepdims=True) + 1e-12)
+        cen = np.stack([x[m[labels == k]].mean(axis=0) for k in ids])
+        cen /= np.linalg.norm(cen, axis=1, keepdims=True) + 1e-12
+        sims += cen @ cen.T
+    return ids, sims / len(embeddings)
+
+
+def merge_similar_clusters(labels: np.ndarray, embeddings: list[np.ndarray], scales: list[ScaleWindows],
+                           threshold: float, min_k: int = 1) -> np.ndarray:
+    """Merge the most similar pair of clusters while their centroid cosine is >= threshold.
+
+    The eigengap over-counts on short or overlapped sessions (a speaker's windows split
+    into chunks); cluster centroids average many windows and are far more reliable than
+    single windows, so one speaker split in two is recognised and joined (3D-Speaker's
+    back end does a similar merge). Never goes below `min_k` clusters.
+    """
+    labels = labels.copy()
+    while True:
+        ids, sims = centroid_similarity(labels, embeddings, scales)
+        if len(ids) <= max(min_k, 1):
+            break
+        np.fill_diagonal(sims, -np.inf)
+        i, j = np.unravel_index(np.argmax(sims), sims.shape)
+        if sims[i, j] < threshold:
+            break
+        labels[labels == ids[j]] = ids[i]
+    return np.unique(labels, return_inverse=True)[1]

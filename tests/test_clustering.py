@@ -123,3 +123,20 @@ def test_nme_prefers_clean_graph(rng):
     a = cosine_affinity(speaker_embeddings(rng, lab, spread=0.5))
     est = nme_sc(a, ClusteringConfig(), 1, 8)
     assert est.num_speakers == 3 and 1 <= est.p <= 30
+
+
+def test_merge_joins_a_speaker_split_in_two(rng):
+    turn_speakers = [0, 1, 0, 1, 0, 1]
+    regions, scales = turns_to_scales(turn_speakers)
+    centers = rng.standard_normal((2, 32))
+    embs = [centers[labels_for(sc, regions, turn_speakers)] + 0.3 * rng.standard_normal((len(sc), 32)) for sc in scales]
+    from diarize.clustering import merge_similar_clusters
+
+    truth = labels_for(scales[-1], regions, turn_speakers)
+    split = truth.copy()
+    split[(truth == 0) & (scales[-1].starts > 12)] = 2  # speaker 0's later turns as a third cluster
+    merged = merge_similar_clusters(split, embs, scales, threshold=0.6)
+    assert agreement(truth, merged) == 1.0 and len(np.unique(merged)) == 2
+    # different speakers stay apart, and min_k is respected
+    assert len(np.unique(merge_similar_clusters(truth, embs, scales, threshold=0.6))) == 2
+    assert len(np.unique(merge_similar_clusters(split, embs, scales, threshold=-1.0, min_k=2))) == 2
