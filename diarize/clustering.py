@@ -259,6 +259,16 @@ def cluster(
     if num_speakers is None and n <= cfg.enhanced_count_threshold and min_k < max_k:
         k = enhanced_count(embeddings[-1], cfg, min_k, max_k)
     k = int(np.clip(k, min_k, max_k))
+    if num_speakers is not None and cfg.merge_threshold is not None:
+        # Known count: if the graph shows more groups than speakers, cluster into those
+        # groups and merge the most alike down to the count. Forcing k-means straight to
+        # the count splits a speaker and joins two others instead (measured: RESULTS.md).
+        unconstrained = nme_sc(affinity, cfg, 1, max(cfg.max_num_speakers, num_speakers)).num_speakers
+        if unconstrained > num_speakers:
+            labels = kmeans(spectral_embedding(graph, unconstrained), unconstrained, seed=cfg.seed,
+                            n_init=cfg.kmeans_inits)
+            labels = merge_similar_clusters(labels, embeddings, scales, -np.inf, num_speakers)
+            return ClusteringResult(labels, int(len(np.unique(labels))), est.p)
     if k == 1:
         return ClusteringResult(np.zeros(n, dtype=np.int64), 1, est.p)
     labels = kmeans(spectral_embedding(graph, k), k, seed=cfg.seed, n_init=cfg.kmeans_inits)

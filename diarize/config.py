@@ -71,8 +71,8 @@ class ClusteringConfig:
     enhanced_count_seeds: int = 5
     kmeans_inits: int = 10
     # Clusters whose centroids have cosine >= this are one speaker (None: never merge).
-    # 0.6 was tuned for CAM++ on simulated conversations (benchmarks/RESULTS.md).
-    merge_threshold: float | None = 0.6
+    # 0.65 was tuned for CAM++ on simulated conversations (benchmarks/RESULTS.md).
+    merge_threshold: float | None = 0.65
     seed: int = 0
     embeddings_per_chunk: int = 10000  # long-form: chunk size above which clustering works chunk-wise
     chunk_cluster_count: int = 50
