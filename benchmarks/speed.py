@@ -1,7 +1,7 @@
 """Real-time factor per stage on a >= 5-minute recording, CPU.
 
-The recording is built by concatenating the shared multi-speaker files until it is
-long enough (written to a temp file so the load stage reads a real WAV).
+The recording is dense speech built from the shared LibriSpeech utterances (written to a
+temp file so the load stage reads a real WAV).
 
     python benchmarks/speed.py [--minutes 5] [--model campplus] [--threads N] [--oracle]
 """
@@ -28,13 +28,17 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def build_recording(minutes: float) -> np.ndarray:
-    files = sorted((DATA / "diarization").glob("*/*.wav"))
+    """Dense speech (the worst case for speed): LibriSpeech utterances of several speakers
+    in turn, 0.3 s pauses, until `minutes` long."""
+    files = sorted((DATA / "speakers").glob("librispeech_*/*/*.wav"))
+    pause = np.zeros(int(0.3 * 16000), dtype=np.float32)
     parts, total = [], 0
     while total < minutes * 60 * 16000:
         for f in files:
-            x = load_audio(f)
-            parts.append(x)
-            total += len(x)
+            parts += [load_audio(f), pause]
+            total += len(parts[-2]) + len(pause)
+            if total >= minutes * 60 * 16000:
+                break
     return np.concatenate(parts)[: int(minutes * 60 * 16000)]
 
 

@@ -53,7 +53,8 @@ class WindowConfig:
 class EmbeddingConfig:
     model: str = "auto"  # "auto" (titanet-large if at hand, else campplus), a name, or a .nemo path
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
-    batch_size: int = 64
+    batch_size: int = 64  # windows per batch at most ...
+    max_batch_seconds: float = 32.0  # ... and at most this much audio (CPU caches favour small batches of long windows)
     min_embed_s: float = 0.5  # shorter windows are tiled (repeated) up to this length before embedding
     autocast: bool = True  # fp16/bf16 autocast on CUDA; CPU always runs fp32
 

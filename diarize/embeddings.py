@@ -36,6 +36,7 @@ def embed_windows(
     batch_size: int = 64,
     min_embed_s: float = 0.5,
     progress: Progress | None = None,
+    max_batch_seconds: float | None = None,
 ) -> np.ndarray:
     """(N, D) float32 embeddings of one scale's windows, in window order."""
     n = len(scale)
@@ -48,8 +49,11 @@ def embed_windows(
     for L in np.unique(length):
         idx = np.flatnonzero(length == L)
         target = max(int(L), min_len)
-        for b in range(0, len(idx), batch_size):
-            chunk = idx[b: b + batch_size]
+        step = batch_size
+        if max_batch_seconds:
+            step = max(1, min(batch_size, int(max_batch_seconds * SAMPLE_RATE) // target))
+        for b in range(0, len(idx), step):
+            chunk = idx[b: b + step]
             batch = np.stack([_window(audio, first[i], int(L), target) for i in chunk])
             emb = model.embed_batch(torch.from_numpy(batch))
             out[chunk] = emb.detach().float().cpu().numpy()
@@ -72,5 +76,6 @@ def embed_all_scales(
     batch_size: int = 64,
     min_embed_s: float = 0.5,
     progress: Progress | None = None,
+    max_batch_seconds: float | None = None,
 ) -> list[np.ndarray]:
-    return [embed_windows(audio, s, model, batch_size, min_embed_s, progress) for s in scales]
+    return [embed_windows(audio, s, model, batch_size, min_embed_s, progress, max_batch_seconds) for s in scales]

@@ -94,7 +94,8 @@ def diarize_audio(
     total = sum(len(s) for s in scales)
     bar = Progress(total, f"{uri}: embedding", enabled=progress if progress is not None else None)
     embeddings = embed_all_scales(audio, scales, model, cfg.embedding.batch_size, cfg.embedding.min_embed_s,
-                                  progress=bar if bar.enabled else None)
+                                  progress=bar if bar.enabled else None,
+                                  max_batch_seconds=cfg.embedding.max_batch_seconds if model.device.type == "cpu" else None)
     bar.close()
     t3 = time.perf_counter()
     t["embeddings"] = t.get("embeddings", 0.0) + t3 - t2
