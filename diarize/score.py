@@ -1,0 +1,137 @@
+"""DER / JER scoring of hypothesis RTTM against reference RTTM, on pyannote.metrics.
+
+Collar convention: `collar` here is seconds on EACH side of every reference boundary,
+as in NeMo and md-eval (`-c 0.25`). pyannote's `collar` is the total width, so we pass
+2 * collar to it. The model card's "forgiving" setting is collar 0.25 + overlap ignored.
+Without a UEM, the scored region of a file is the union extent of reference and
+hypothesis (pyannote's default).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pyannote.core import Annotation, Timeline
+from pyannote.metrics.diarization import DiarizationErrorRate, JaccardErrorRate
+
+from .rttm import FormatError, read_rttm, read_uem
+
+PRESETS = {"forgiving": (0.25, True), "full": (0.0, False)}
+
+
+@dataclass
+class FileScore:
+    total: float  # scored reference speech, seconds
+    miss: float  # seconds
+    false_alarm: float
+    confusion: float
+    jer: float | None = None
+
+    @property
+    def der(self) -> float:
+        return (self.miss + self.false_alarm + self.confusion) / self.total if self.total > 0 else 0.0
+
+    def percent(self) -> dict[str, float]:
+        pct = (lambda x: 100.0 * x / self.total) if self.total > 0 else (lambda x: 0.0)
+        return {"der": 100.0 * self.der, "miss": pct(self.miss), "false_alarm": pct(self.false_alarm),
+                "confusion": pct(self.confusion), "total": self.total}
+
+
+@dataclass
+class ScoreReport:
+    files: dict[str, FileScore] = field(default_factory=dict)
+    collar: float = 0.0
+    ignore_overlap: bool = False
+
+    @property
+    def total(self) -> FileScore:
+        """Pooled over files (sum of error seconds / sum of scored seconds), like NeMo and md-eval."""
+        fs = list(self.files.values())
+        jers = [f.jer for f in fs if f.jer is not None]
+        return FileScore(sum(f.total for f in fs), sum(f.miss for f in fs), sum(f.false_alarm for f in fs),
+                         sum(f.confusion for f in fs), sum(jers) / len(jers) if jers else None)
+
+    def to_json(self) -> dict:
+        return {"files": {uri: f.percent() for uri, f in self.files.items()}, "total": self.total.percent()}
+
+    def table(self) -> str:
+        head = f"{'file':30s} {'DER%':>7s} {'miss%':>7s} {'FA%':>7s} {'conf%':>7s} {'JER%':>7s} {'scored s':>9s}"
+        lines = [f"collar {self.collar:g} s each side, overlap {'ignored' if self.ignore_overlap else 'scored'}", head]
+        for uri, f in list(self.files.items()) + [("TOTAL (pooled)", self.total)]:
+            p = f.percent()
+            jer = f"{100 * f.jer:7.2f}" if f.jer is not None else f"{'-':>7s}"
+            lines.append(f"{uri:30s} {p['der']:7.2f} {p['miss']:7.2f} {p['false_alarm']:7.2f} {p['confusion']:7.2f} "
+                         f"{jer} {f.total:9.2f}")
+        return "\n".join(lines)
+
+
+def score(refs: dict[str, Annotation], hyps: dict[str, Annotation], uems: dict[str, Timeline] | None = None,
+          collar: float = 0.0, ignore_overlap: bool = False, jer: bool = True) -> ScoreReport:
+    """Score every reference file; a file without hypothesis counts as all missed."""
+    extra = sorted(set(hyps) - set(refs))
+    if extra:
+        raise FormatError(f"hypothesis has file id(s) not in the reference: {', '.join(extra[:5])}")
+    report = ScoreReport(collar=collar, ignore_overlap=ignore_overlap)
+    der = DiarizationErrorRate(collar=2 * collar, skip_overlap=ignore_overlap)
+    jer_metric = JaccardErrorRate(collar=2 * collar, skip_overlap=ignore_overlap)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*'uem' was approximated.*")
+        for uri in sorted(refs):
+            ref = refs[uri]
+            hyp = hyps.get(uri, Annotation(uri=uri))
+            uem = uems.get(uri) if uems else None
+            if uems and uem is None:
+                raise FormatError(f"UEM has no region for file id {uri!r}")
+            c = der(ref, hyp, uem=uem, detailed=True)
+            j = jer_metric(ref, hyp, uem=uem) if jer and len(ref.labels()) else None
+            report.files[uri] = FileScore(c["total"], c["missed detection"], c["false alarm"], c["confusion"], j)
+    return report
+
+
+def _load_rttms(path: Path) -> dict[str, Annotation]:
+    if path.is_dir():
+        out: dict[str, Annotation] = {}
+        for p in sorted(path.glob("*.rttm")):
+            for uri, ann in read_rttm(p).items():
+                if uri in out:
+                    raise FormatError(f"{p}: file id {uri!r} appears in more than one RTTM")
+                out[uri] = ann
+        return out
+    if not path.exists():
+        raise FormatError(f"{path}: no such file")
+    return read_rttm(path)
+
+
+def add_score_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("ref", type=Path, help="reference RTTM file or directory of .rttm")
+    p.add_argument("hyp", type=Path, help="hypothesis RTTM file or directory of .rttm")
+    p.add_argument("--uem", type=Path, help="UEM file (scored regions)")
+    p.add_argument("--collar", type=float, default=None, help="seconds on EACH side of reference boundaries [0]")
+    p.add_argument("--ignore-overlap", action="store_true", default=None, help="do not score overlapped speech")
+    p.add_argument("--preset", choices=sorted(PRESETS),
+                   help="forgiving: 0.25 s collar + overlap ignored (model card); full: no collar, overlap scored")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+
+
+def run_score(args: argparse.Namespace) -> int:
+    collar, ignore = PRESETS[args.preset] if args.preset else (0.0, False)
+    if args.collar is not None:
+        collar = args.collar
+    if args.ignore_overlap:
+        ignore = True
+    if collar < 0:
+        print("diarize: error: --collar must be >= 0", file=sys.stderr)
+        return 2
+    try:
+        refs, hyps = _load_rttms(args.ref), _load_rttms(args.hyp)
+        uems = read_uem(args.uem) if args.uem else None
+        report = score(refs, hyps, uems, collar, ignore)
+    except FormatError as e:
+        print(f"diarize: error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(report.to_json(), indent=2) if args.json else report.table())
+    return 0
