@@ -1,0 +1,367 @@
+"""TitaNet (Koluguri et al., ICASSP 2022) speaker embeddings, natively in PyTorch, loading
+NVIDIA's `.nemo` checkpoints (Large, Medium or Small: the architecture is read from the
+checkpoint's own model_config.yaml).
+
+Front end: NeMo 3.0's mel spectrogram by default (zero-padded centred STFT, floor(L/160)
+valid frames). `stft_pad="reflect"` gives NeMo 1.x's convention (reflect padding,
+floor(L/160) + 1 valid frames), which is what TitaNet was trained with.
+"""
+from __future__ import annotations
+
+import io
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import yaml
+
+from .hub import WeightsUnavailable, cache_dir, download_url, read_tar_member, sha256_file
+
+HF_REPO = "nvidia/speakerverification_en_titanet_large"
+HF_FILE = "speakerverification_en_titanet_large.nemo"
+HF_URL = f"https://huggingface.co/{HF_REPO}/resolve/main/{HF_FILE}"
+NGC_URL = "https://api.ngc.nvidia.com/v2/models/nvidia/nemo/titanet_large/versions/v1/files/titanet-l.nemo"
+CACHE_NAME = "titanet-large.nemo"
+
+
+# --------------------------------------------------------------------------- front end
+class MelFrontEnd(nn.Module):
+    """Log-mel features with NeMo's per-feature normalisation. Buffers come from the checkpoint."""
+
+    def __init__(self, sample_rate: int = 16000, window_size: float = 0.025, window_stride: float = 0.01,
+                 n_fft: int = 512, features: int = 80, preemph: float = 0.97, log_guard: float = 2 ** -24,
+                 normalize: str = "per_feature", stft_pad: str = "constant"):
+        super().__init__()
+        self.win_length = int(window_size * sample_rate)
+        self.hop = int(window_stride * sample_rate)
+        self.n_fft = n_fft
+        self.preemph = preemph
+        self.log_guard = log_guard
+        self.normalize = normalize
+        if stft_pad not in ("constant", "reflect"):
+            raise ValueError("stft_pad must be 'constant' (NeMo 3.0) or 'reflect' (NeMo 1.x)")
+        self.stft_pad = stft_pad
+        # Persistent like NeMo's, so the checkpoint's exact filterbank and window are used.
+        self.register_buffer("window", torch.hann_window(self.win_length, periodic=False))
+        self.register_buffer("fb", torch.zeros(1, features, n_fft // 2 + 1))
+
+    def valid_frames(self, lengths: torch.Tensor) -> torch.Tensor:
+        n = torch.div(lengths, self.hop, rounding_mode="floor")
+        return n if self.stft_pad == "constant" else n + 1
+
+    def forward(self, wav: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, L) float32 -> (B, n_mels, T) features and (B,) valid frame counts."""
+        wav = wav.float()
+        t = torch.arange(wav.shape[1], device=wav.device)
+        wav = torch.cat([wav[:, :1], wav[:, 1:] - self.preemph * wav[:, :-1]], dim=1)
+        wav = wav.masked_fill(t[None] >= lengths[:, None], 0.0)
+        with torch.autocast(wav.device.type, enabled=False):
+            spec = torch.stft(wav, self.n_fft, hop_length=self.hop, win_length=self.win_length, window=self.window,
+                              center=True, pad_mode=self.stft_pad, return_complex=True)
+        power = torch.view_as_real(spec).pow(2).sum(-1).sqrt().pow(2)
+        mel = torch.log(torch.matmul(self.fb.to(power.dtype), power) + self.log_guard)
+        n = self.valid_frames(lengths)
+        frames = torch.arange(mel.shape[-1], device=mel.device)
+        valid = (frames[None] < n[:, None]).unsqueeze(1)  # (B, 1, T)
+        if self.normalize == "per_feature":
+            cnt = n.to(mel.dtype)[:, None, None]
+            mean = mel.masked_fill(~valid, 0.0).sum(-1, keepdim=True) / cnt
+            var = (mel - mean).masked_fill(~valid, 0.0).pow(2).sum(-1, keepdim=True) / (cnt - 1)
+            std = torch.nan_to_num(var.sqrt(), nan=0.0) + 1e-5  # NeMo adds the guard to the std
+            mel = (mel - mean) / std
+        return mel.masked_fill(~valid, 0.0), n
+
+
+# --------------------------------------------------------------------------- encoder
+class MaskedConv1d(nn.Module):
+    """Conv1d that zeroes frames past each item's length first (NeMo's `conv_mask`)."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, groups: int = 1, dilation: int = 1):
+        super().__init__()
+        self.conv = nn.Conv1d(cin, cout, kernel, padding=dilation * (kernel - 1) // 2, dilation=dilation,
+                              groups=groups, bias=False)
+
+    def forward(self, x: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
+        return self.conv(x.masked_fill(pad, 0.0))
+
+
+class SqueezeExcite(nn.Module):
+    def __init__(self, channels: int, reduction: int):
+        super().__init__()
+        self.fc = nn.Sequential(nn.Linear(channels, channels // reduction, bias=False), nn.ReLU(inplace=True),
+                                nn.Linear(channels // reduction, channels, bias=False))
+
+    def forward(self, x: torch.Tensor, pad: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        # Squeeze over valid frames only, in fp32 (as NeMo does under autocast).
+        with torch.autocast(x.device.type, enabled=False):
+            x = x.float().masked_fill(pad, 0.0)
+            s = x.sum(-1) / lengths[:, None].float()
+            g = torch.sigmoid(self.fc(s))
+            return x * g.unsqueeze(-1)
+
+
+@dataclass
+class BlockSpec:
+    cin: int
+    cout: int
+    kernel: int
+    repeat: int
+    dilation: int
+    residual: bool
+    se: bool
+
+
+class JasperBlock(nn.Module):
+    """repeat x [depthwise -> pointwise -> BN (-> ReLU)], SE, + 1x1 residual, ReLU.
+
+    Children are numbered like NeMo's `mconv` list so checkpoint keys load as they are.
+    """
+
+    def __init__(self, spec: BlockSpec, se_reduction: int):
+        super().__init__()
+        layers: list[nn.Module] = []
+        cin = spec.cin
+        for r in range(spec.repeat):
+            layers += [MaskedConv1d(cin, cin, spec.kernel, groups=cin, dilation=spec.dilation),
+                       MaskedConv1d(cin, spec.cout, 1), nn.BatchNorm1d(spec.cout, eps=1e-3, momentum=0.1)]
+            if r < spec.repeat - 1:
+                layers += [nn.ReLU(inplace=True), nn.Dropout(0.0)]
+            cin = spec.cout
+        if spec.se:
+            layers.append(SqueezeExcite(spec.cout, se_reduction))
+        self.mconv = nn.ModuleList(layers)
+        self.res = None
+        if spec.residual:
+            self.res = nn.ModuleList([nn.ModuleList([MaskedConv1d(spec.cin, spec.cout, 1),
+                                                     nn.BatchNorm1d(spec.cout, eps=1e-3, momentum=0.1)])])
+
+    def forward(self, x: torch.Tensor, pad: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        out = x
+        for layer in self.mconv:
+            if isinstance(layer, MaskedConv1d):
+                out = layer(out, pad)
+            elif isinstance(layer, SqueezeExcite):
+                out = layer(out, pad, lengths).to(x.dtype)
+            else:
+                out = layer(out)
+        if self.res is not None:
+            conv, bn = self.res[0]
+            out = out + bn(conv(x, pad))
+        return F.relu(out)
+
+
+# --------------------------------------------------------------------------- decoder
+class TDNNModule(nn.Module):
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.conv_layer = nn.Conv1d(cin, cout, 1)
+        self.activation = nn.ReLU()
+        self.bn = nn.BatchNorm1d(cout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.activation(self.conv_layer(x)))
+
+
+def _masked_stats(h: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    mean = (w * h).sum(-1)
+    std = (w * (h - mean.unsqueeze(-1)).pow(2)).sum(-1).clamp(min=1e-10).sqrt()
+    return mean, std
+
+
+class AttentivePool(nn.Module):
+    """Attentive statistics pooling with global context (ECAPA-style), per-channel attention."""
+
+    def __init__(self, channels: int, attention_channels: int = 128):
+        super().__init__()
+        self.attention_layer = nn.Sequential(TDNNModule(3 * channels, attention_channels), nn.Tanh(),
+                                             nn.Conv1d(attention_channels, channels, 1))
+
+    def forward(self, h: torch.Tensor, valid: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        w = valid.to(h.dtype) / lengths.to(h.dtype)[:, None, None]
+        mean, std = _masked_stats(h, w)
+        t = h.shape[-1]
+        attn = self.attention_layer(torch.cat([h, mean.unsqueeze(-1).expand(-1, -1, t),
+                                               std.unsqueeze(-1).expand(-1, -1, t)], dim=1))
+        alpha = torch.softmax(attn.masked_fill(~valid, float("-inf")), dim=-1)
+        mean, std = _masked_stats(h, alpha)
+        return torch.cat([mean, std], dim=1).unsqueeze(-1)
+
+
+# --------------------------------------------------------------------------- model
+class TitaNet(nn.Module):
+    """SpeakerEmbedder: 16 kHz waveforms -> raw (not normalised) TitaNet embeddings."""
+
+    def __init__(self, cfg: dict, name: str = "titanet-large", stft_pad: str = "constant"):
+        super().__init__()
+        self.name = name
+        pre, enc, dec = cfg["preprocessor"], cfg["encoder"], cfg["decoder"]
+        self.sample_rate = int(pre.get("sample_rate", cfg.get("sample_rate", 16000)))
+        self.preprocessor = nn.Module()
+        self.preprocessor.featurizer = MelFrontEnd(
+            sample_rate=self.sample_rate, window_size=pre.get("window_size", 0.025),
+            window_stride=pre.get("window_stride", 0.01), n_fft=pre.get("n_fft", 512),
+            features=pre.get("features", 80), preemph=pre.get("preemph", 0.97) or 0.0,
+            normalize=pre.get("normalize", "per_feature"), stft_pad=stft_pad)
+        if str(pre.get("window", "hann")) != "hann" or pre.get("log", True) is False:
+            raise WeightsUnavailable("unsupported TitaNet preprocessor (only hann window + log mel)")
+        if str(enc.get("activation", "relu")) != "relu":
+            raise WeightsUnavailable(f"unsupported encoder activation {enc.get('activation')!r}")
+        se_reduction = int(enc.get("se_reduction_ratio", 8))
+        cin = int(enc["feat_in"])
+        blocks = []
+        for b in enc["jasper"]:
+            cout = int(b["filters"])
+            spec = BlockSpec(cin, cout, int(_first(b["kernel"])), int(b.get("repeat", 1)),
+                             int(_first(b.get("dilation", 1))), bool(b.get("residual", False)), bool(b.get("se", False)))
+            if not b.get("separable", False) or int(_first(b.get("stride", 1))) != 1:
+                raise WeightsUnavailable("unsupported TitaNet encoder block (need separable, stride 1)")
+            blocks.append(JasperBlock(spec, se_reduction))
+            cin = cout
+        self.encoder = nn.Module()
+        self.encoder.encoder = nn.Sequential(*blocks)
+        if str(dec.get("pool_mode", "attention")) != "attention":
+            raise WeightsUnavailable(f"unsupported pool_mode {dec.get('pool_mode')!r}")
+        emb = int(_first(dec.get("emb_sizes", 192)))
+        self.embedding_dim = emb
+        self.decoder = nn.Module()
+        self.decoder._pooling = AttentivePool(cin, int(dec.get("attention_channels", 128)))
+        self.decoder.emb_layers = nn.ModuleList([nn.Sequential(nn.BatchNorm1d(2 * cin), nn.Conv1d(2 * cin, emb, 1))])
+        self.autocast_dtype: torch.dtype | None = None  # set to torch.float16/bfloat16 for GPU autocast
+        self.eval()
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def features(self, wav: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        if lengths is None:
+            lengths = torch.full((wav.shape[0],), wav.shape[1], dtype=torch.long, device=wav.device)
+        return self.preprocessor.featurizer(wav, lengths)
+
+    def forward(self, wav: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        feats, n = self.features(wav, lengths)
+        valid = (torch.arange(feats.shape[-1], device=feats.device)[None] < n[:, None]).unsqueeze(1)
+        pad = ~valid
+        h = feats
+        with torch.autocast(h.device.type, dtype=self.autocast_dtype or torch.float32,
+                            enabled=self.autocast_dtype is not None):
+            for block in self.encoder.encoder:
+                h = block(h, pad, n)
+            pooled = self.decoder._pooling(h, valid, n)
+            emb = self.decoder.emb_layers[0](pooled)
+        return emb.squeeze(-1).float()
+
+    @torch.inference_mode()
+    def embed_batch(self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        wav = waveforms.to(self.device, torch.float32)
+        if wav.shape[-1] < 2 * self.preprocessor.featurizer.hop:
+            raise ValueError(f"TitaNet needs at least {2 * self.preprocessor.featurizer.hop} samples per window")
+        return self(wav, None if lengths is None else lengths.to(self.device))
+
+
+def _first(v):
+    return v[0] if isinstance(v, (list, tuple)) else v
+
+
+# Keys in a .nemo state dict that are not part of the embedding path.
+_IGNORED_PREFIXES = ("decoder.final.", "loss.", "eval_loss.", "_accuracy.", "spec_augmentation.")
+
+
+def read_nemo(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]]:
+    """(model config, state dict) of a .nemo archive (tar, optionally gzip-compressed)."""
+    try:
+        cfg = yaml.safe_load(read_tar_member(path, "model_config.yaml"))
+        state = torch.load(io.BytesIO(read_tar_member(path, "model_weights.ckpt")), map_location="cpu",
+                           weights_only=True)
+    except (OSError, EOFError, yaml.YAMLError) as e:  # tarfile.ReadError is an OSError subclass? no: handled below
+        raise WeightsUnavailable(f"{path}: not a readable .nemo archive ({e})") from None
+    except Exception as e:  # tarfile.ReadError, pickle errors from a foreign file
+        raise WeightsUnavailable(f"{path}: not a readable .nemo archive ({type(e).__name__}: {e})") from None
+    if not isinstance(cfg, dict) or not {"preprocessor", "encoder", "decoder"} <= set(cfg):
+        raise WeightsUnavailable(f"{path}: model_config.yaml is not a TitaNet/speaker-model config")
+    return cfg, state
+
+
+def load_titanet(path_or_name: str | os.PathLike = "titanet-large", device: str | torch.device = "cpu",
+                 stft_pad: str = "constant") -> TitaNet:
+    """Load TitaNet from a .nemo path, or by name from the cache (`titanet-large`)."""
+    path = Path(path_or_name)
+    if str(path_or_name) == "titanet-large":
+        found = titanet_weights_at_hand()
+        if found is None:
+            raise WeightsUnavailable(f"titanet-large is not in the cache ({cache_dir() / CACHE_NAME}); "
+                                     "run `diarize models fetch titanet-large` when online or pass a .nemo path")
+        path = found
+    cfg, state = read_nemo(path)
+    model = TitaNet(cfg, name=_model_name(path), stft_pad=stft_pad)
+    state = {k: v for k, v in state.items() if not k.startswith(_IGNORED_PREFIXES)}
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing or unexpected:
+        raise WeightsUnavailable(f"{path}: checkpoint does not match its TitaNet config: "
+                                 f"missing keys {missing[:8]}{' ...' if len(missing) > 8 else ''}, "
+                                 f"unexpected keys {unexpected[:8]}{' ...' if len(unexpected) > 8 else ''}")
+    bad = [k for k in own if own[k].shape != state[k].shape]
+    if bad:
+        raise WeightsUnavailable(f"{path}: shape mismatch for {bad[:5]}")
+    model.load_state_dict(state, strict=True)
+    return model.to(device).eval()
+
+
+def _model_name(path: Path) -> str:
+    stem = path.name.removesuffix(".nemo").lower()
+    return "titanet-large" if "large" in stem or stem == "titanet-l" else f"titanet({path.name})"
+
+
+def titanet_weights_at_hand() -> Path | None:
+    p = cache_dir() / CACHE_NAME
+    return p if p.is_file() else None
+
+
+def download_titanet(dest: Path | None = None, urls: list[str] | None = None, quiet: bool = False,
+                     timeout: float = 30.0) -> Path:
+    """Fetch TitaNet-Large into the cache: huggingface_hub if installed, else direct URLs (HF, NGC).
+
+    The real checkpoint's hash is not pinned here (it cannot be checked offline); the sha256
+    of what was downloaded is recorded beside it and verified on later loads by `verify_cached`.
+    """
+    dest = dest or cache_dir() / CACHE_NAME
+    if dest.is_file():
+        return dest
+    errors = []
+    if urls is None:
+        try:
+            from huggingface_hub import hf_hub_download  # optional
+
+            src = Path(hf_hub_download(HF_REPO, HF_FILE))
+            from .hub import install_file
+
+            install_file(src, dest)
+            _record_sha(dest)
+            return dest
+        except ImportError:
+            pass
+        except Exception as e:  # network errors, gated repos ...
+            errors.append(f"huggingface_hub: {type(e).__name__}")
+        urls = [HF_URL, NGC_URL]
+    for url in urls:
+        try:
+            if not quiet:
+                print(f"diarize: downloading TitaNet-Large from {url}", file=sys.stderr)
+            download_url(url, dest, timeout=timeout, quiet=quiet)
+            read_nemo(dest)  # refuse to cache something that is not a .nemo
+            _record_sha(dest)
+            return dest
+        except Exception as e:
+            dest.unlink(missing_ok=True)
+            errors.append(f"{url}: {type(e).__name__}: {e}")
+    raise WeightsUnavailable("could not download TitaNet-Large (" + "; ".join(errors)[:400] + ")")
+
+
+def _record_sha(path: Path) -> None:
+    Path(str(path) + ".sha256").write_text(sha256_file(path) + "\n")
