@@ -30,7 +30,7 @@ class VADConfig:
     method: str = "energy"  # "energy" (system VAD); oracle VAD is chosen by passing a reference
     frame_s: float = 0.02
     smooth_frames: int = 5
-    noise_percentile: float = 10.0
+    noise_percentile: float = 1.0
     dynamic_range_db: float = 40.0
     onset_db: float = 24.0
     offset_db: float = 8.0
