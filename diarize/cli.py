@@ -8,7 +8,6 @@ import argparse
 import json
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ from . import __version__
 from .audio import AudioError
 from .config import PRESETS, ConfigError, load_config
 from .models.hub import WeightsUnavailable
+from .engine import Job, RunOptions, run_local, run_ray
 from .rttm import FormatError, atomic_write_text, read_rttm, read_uem, rttm_lines
 
 USER_ERRORS = (AudioError, FormatError, ConfigError, WeightsUnavailable, ValueError, OSError)
@@ -42,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     r = sub.add_parser("run", help="diarize audio files into RTTM")
-    r.add_argument("audio", nargs="+", type=Path, help="audio files (any format soundfile reads)")
+    r.add_argument("audio", nargs="*", type=Path, help="audio files (any format soundfile reads)")
+    r.add_argument("--manifest", type=Path, help="NeMo-style JSON-lines manifest; its audio_filepath entries are added")
     r.add_argument("--out", type=Path, required=True,
                    help="output .rttm file for one input, or a directory (one RTTM per input) for several")
     r.add_argument("--oracle-vad", type=Path, metavar="REF.rttm",
@@ -58,6 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--plot", type=Path, metavar="PNG", help="also draw a speaker timeline (one input only)")
     r.add_argument("--overwrite", action="store_true", help="re-diarize files whose RTTM already exists (directory output)")
     r.add_argument("--quiet", action="store_true", help="no notices, progress or summary")
+    r.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="local: one process; ray: spread files over a Ray cluster (pip install -e '.[ray]')")
+    r.add_argument("--ray-address", default=None, help="address of an existing Ray cluster [start a local one]")
+    r.add_argument("--workers", type=_positive_int, default=None, help="Ray actors [one per available CPU]")
 
     e = sub.add_parser("embed", help="one raw embedding per audio file, saved as .npz")
     e.add_argument("audio", nargs="*", type=Path)
@@ -131,7 +136,7 @@ def _output_paths(audio: list[Path], out: Path) -> list[Path]:
 def cmd_run(args: argparse.Namespace) -> int:
     from .pipeline import Diarizer
 
-    if args.plot is not None and len(args.audio) != 1:
+    if args.plot is not None and len(args.audio) != 1 or (args.plot is not None and args.manifest):
         raise UsageError("--plot takes one input file")
     if args.num_speakers and (args.min_speakers or args.max_speakers):
         raise UsageError("--num-speakers cannot be combined with --min-speakers/--max-speakers")
@@ -141,55 +146,68 @@ def cmd_run(args: argparse.Namespace) -> int:
     # Validate every input we can before loading a model or writing anything.
     refs = read_rttm(args.oracle_vad) if args.oracle_vad else None
     uems = read_uem(args.uem) if args.uem else None
-    outputs = _output_paths(args.audio, args.out)
-    batch = len(args.audio) > 1 or args.out.suffix.lower() != ".rttm"
-    if len(args.audio) == 1 and not args.audio[0].is_file():
-        raise AudioError(f"{args.audio[0]}: no such file")
-    if refs is not None and len(args.audio) == 1 and args.audio[0].stem not in refs:
-        raise FormatError(f"{args.oracle_vad}: no turns for file id {args.audio[0].stem!r} "
+    audio_paths = list(args.audio) + ([Path(e["audio_filepath"]) for e in _read_manifest(args.manifest)]
+                                      if args.manifest else [])
+    if not audio_paths:
+        raise UsageError("give audio files or --manifest")
+    outputs = _output_paths(audio_paths, args.out)
+    batch = len(audio_paths) > 1 or args.out.suffix.lower() != ".rttm"
+    if len(audio_paths) == 1 and not audio_paths[0].is_file():
+        raise AudioError(f"{audio_paths[0]}: no such file")
+    if refs is not None and len(audio_paths) == 1 and audio_paths[0].stem not in refs:
+        raise FormatError(f"{args.oracle_vad}: no turns for file id {audio_paths[0].stem!r} "
                           f"(has {', '.join(sorted(refs)) or 'none'})")
-    diarizer = Diarizer(cfg, model=args.model, device=args.device, quiet=args.quiet)
+    jobs: list[Job] = []
     failures: list[tuple[Path, str]] = []
     done = skipped = 0
     log_lines: list[str] = []
     t_start = time.perf_counter()
-    for audio, out in zip(args.audio, outputs):
+    for audio, out in zip(audio_paths, outputs):
+        uri = audio.stem
         if batch and out.exists() and not args.overwrite:
             skipped += 1
             log_lines.append(f"skip\t{audio}\t{out} exists")
-            continue
-        uri = audio.stem
-        try:
-            if refs is not None and uri not in refs:
-                raise FormatError(f"{args.oracle_vad}: no turns for file id {uri!r}")
-            uem = uems.get(uri) if uems is not None else None
-            if uems is not None and uem is None:
-                raise FormatError(f"{args.uem}: no region for file id {uri!r}")
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                res = diarizer.run(audio, uri=uri, oracle_vad=refs[uri] if refs is not None else None, uem=uem,
-                                   num_speakers=args.num_speakers, min_speakers=args.min_speakers,
-                                   max_speakers=args.max_speakers, progress=None if not args.quiet else False)
-            for w in caught:
-                if not args.quiet:
-                    print(f"diarize: warning: {w.message}", file=sys.stderr)
-            atomic_write_text(out, "".join(rttm_lines(res.annotation, uri)))
-            if args.plot is not None:
-                from .plot import plot_timeline
-
-                plot_timeline(res.annotation, args.plot, duration=res.duration)
-            done += 1
-            rtf = sum(res.timings.values()) / max(res.duration, 1e-9)
-            log_lines.append(f"ok\t{audio}\t{out}\tspeakers={res.num_speakers}\tduration={res.duration:.1f}s\trtf={rtf:.3f}")
-            if not args.quiet:
-                print(f"{audio}: {res.num_speakers} speakers, {len(res.annotation)} turns, "
-                      f"{res.duration:.1f} s in {sum(res.timings.values()):.1f} s -> {out}", file=sys.stderr)
-        except USER_ERRORS as e:
+        elif refs is not None and uri not in refs:
+            failures.append((audio, f"{args.oracle_vad}: no turns for file id {uri!r}"))
+        elif uems is not None and uri not in uems:
+            failures.append((audio, f"{args.uem}: no region for file id {uri!r}"))
+        else:
+            jobs.append(Job(audio, out, uri, refs[uri] if refs is not None else None,
+                            uems[uri] if uems is not None else None))
+    for audio, msg in failures:
+        log_lines.append(f"fail\t{audio}\t{msg}")
+        print(f"diarize: error: {msg}", file=sys.stderr)
+    opts = RunOptions(args.num_speakers, args.min_speakers, args.max_speakers,
+                      progress=None if not args.quiet and args.engine == "local" else False)
+    if not jobs:
+        results = iter(())
+    elif args.engine == "ray":
+        results = run_ray(cfg, args.model, args.device, jobs, opts, address=args.ray_address, workers=args.workers)
+    else:
+        results = run_local(Diarizer(cfg, model=args.model, device=args.device, quiet=args.quiet), jobs, opts)
+    for r in results:
+        audio, out = r.job.audio, r.job.out
+        if r.error is not None:
             if not batch:
-                raise
-            failures.append((audio, _one_line(e)))
-            log_lines.append(f"fail\t{audio}\t{_one_line(e)}")
-            print(f"diarize: error: {_one_line(e)}", file=sys.stderr)
+                raise UsageError(r.error)
+            failures.append((audio, r.error))
+            log_lines.append(f"fail\t{audio}\t{r.error}")
+            print(f"diarize: error: {r.error}", file=sys.stderr)
+            continue
+        if not args.quiet:
+            for w in r.warnings:
+                print(f"diarize: warning: {w}", file=sys.stderr)
+        atomic_write_text(out, "".join(rttm_lines(r.annotation, r.job.uri)))
+        if args.plot is not None:
+            from .plot import plot_timeline
+
+            plot_timeline(r.annotation, args.plot, duration=r.duration)
+        done += 1
+        log_lines.append(f"ok\t{audio}\t{out}\tspeakers={r.num_speakers}\tduration={r.duration:.1f}s\t"
+                         f"rtf={r.seconds / max(r.duration, 1e-9):.3f}")
+        if not args.quiet:
+            print(f"{audio}: {r.num_speakers} speakers, {len(r.annotation)} turns, "
+                  f"{r.duration:.1f} s in {r.seconds:.1f} s -> {out}", file=sys.stderr)
     if batch:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
         with open(args.out / "diarize_run.log", "a") as log:

@@ -1,0 +1,102 @@
+"""Run the pipeline over many files: locally (one process) or spread over a Ray cluster.
+
+Both engines yield one `JobResult` per file as soon as it is done; the caller writes the RTTM
+(atomically), so an interrupted batch keeps every finished file and can be resumed.
+"""
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pyannote.core import Annotation, Timeline
+
+from .audio import AudioError
+from .config import ConfigError, DiarizerConfig
+from .models.hub import WeightsUnavailable
+from .rttm import FormatError
+
+JOB_ERRORS = (AudioError, FormatError, ConfigError, WeightsUnavailable, ValueError, OSError)
+
+
+@dataclass
+class Job:
+    audio: Path
+    out: Path
+    uri: str
+    oracle_vad: Annotation | None = None
+    uem: Timeline | None = None
+
+
+@dataclass
+class RunOptions:
+    num_speakers: int | None = None
+    min_speakers: int | None = None
+    max_speakers: int | None = None
+    progress: bool | None = False
+
+
+@dataclass
+class JobResult:
+    job: Job
+    annotation: Annotation | None = None
+    num_speakers: int = 0
+    duration: float = 0.0
+    seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+def run_job(diarizer, job: Job, opts: RunOptions) -> JobResult:
+    """Diarize one file; bad input becomes `error` instead of an exception."""
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            res = diarizer.run(job.audio, uri=job.uri, oracle_vad=job.oracle_vad, uem=job.uem,
+                               num_speakers=opts.num_speakers, min_speakers=opts.min_speakers,
+                               max_speakers=opts.max_speakers, progress=opts.progress)
+    except JOB_ERRORS as e:
+        lines = str(e).strip().splitlines()
+        return JobResult(job, error=lines[0] if lines else type(e).__name__)
+    return JobResult(job, res.annotation, res.num_speakers, res.duration, sum(res.timings.values()),
+                     [str(w.message) for w in caught])
+
+
+def run_local(diarizer, jobs: list[Job], opts: RunOptions) -> Iterator[JobResult]:
+    for job in jobs:
+        yield run_job(diarizer, job, opts)
+
+
+def run_ray(config: DiarizerConfig, model: str | None, device: str | None, jobs: list[Job], opts: RunOptions,
+            address: str | None = None, workers: int | None = None) -> Iterator[JobResult]:
+    """Spread files over Ray actors; each actor loads the model once and diarizes many files.
+
+    `address=None` starts (or joins) a local Ray instance; otherwise connects to that cluster.
+    Results come back in completion order.
+    """
+    try:
+        import ray
+        from ray.util import ActorPool
+    except ImportError:
+        raise ConfigError("--engine ray needs Ray: pip install -e '.[ray]'") from None
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                 **({} if address else {"num_cpus": workers}))
+
+    @ray.remote(num_cpus=1)
+    class Worker:
+        def __init__(self, config: DiarizerConfig, model: str | None, device: str | None):
+            import torch
+
+            from .pipeline import Diarizer
+
+            torch.set_num_threads(1)  # one core per actor; parallelism comes from actors
+            self.diarizer = Diarizer(config, model=model, device=device, quiet=True)
+
+        def run(self, job: Job, opts: RunOptions) -> JobResult:
+            return run_job(self.diarizer, job, opts)
+
+    n = workers or max(1, int(ray.available_resources().get("CPU", 1)))
+    pool = ActorPool([Worker.remote(config, model, device) for _ in range(min(n, len(jobs)) or 1)])
+    yield from pool.map_unordered(lambda actor, job: actor.run.remote(job, opts), jobs)
