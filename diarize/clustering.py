@@ -141,9 +141,30 @@ def nme_sc(affinity: np.ndarray, cfg: ClusteringConfig, min_k: int = 1, max_k: i
     return NMEResult(num_speakers=k_star, p=max(1, int(rho * p_star)))
 
 
+SPARSE_EIGEN_MIN_N = 1000  # below this a dense eigh is fast enough (and exact)
+
+
 def spectral_embedding(affinity: np.ndarray, k: int) -> np.ndarray:
-    """Eigenvectors of the k smallest eigenvalues of the unnormalised Laplacian."""
-    _, vecs = eigh(laplacian(affinity), subset_by_index=[0, k - 1])
+    """Eigenvectors of the k smallest eigenvalues of the unnormalised Laplacian.
+
+    Large graphs use Lanczos (ARPACK, smallest algebraic) on the sparse Laplacian: the
+    binarised graph keeps about p of N entries per row, and a dense eigh costs O(N^3)
+    (7 s at N = 4,100 on one core vs 0.3 s). The subspace is the same, and the k-means
+    that follows only sees distances within it, which any orthonormal basis preserves.
+    Falls back to the dense solver if ARPACK does not converge.
+    """
+    lap = laplacian(affinity)
+    n = len(lap)
+    if n >= SPARSE_EIGEN_MIN_N and k < n // 2:
+        from scipy.sparse.linalg import ArpackError, eigsh
+
+        v0 = np.random.default_rng(0).standard_normal(n)  # fixed start vector: deterministic
+        try:
+            vals, vecs = eigsh(csr_matrix(lap), k=k, which="SA", v0=v0, maxiter=20 * n)
+            return vecs[:, np.argsort(vals, kind="stable")]
+        except ArpackError:
+            pass
+    _, vecs = eigh(lap, subset_by_index=[0, k - 1])
     return vecs
 
 
