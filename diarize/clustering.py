@@ -303,9 +303,12 @@ def unit_rows(x: np.ndarray) -> np.ndarray:
     return x / (np.linalg.norm(x, axis=1, keepdims=True) + 3.5e-4)
 
 
-def fused_vectors(units: list[np.ndarray], maps: list[np.ndarray], weights: list[float], rows: slice) -> np.ndarray:
-    """Fused vectors of base windows `rows`: concatenation of sqrt(w_s) * unit embedding of the mapped window."""
-    return np.concatenate([np.sqrt(w) * u[m[rows]] for u, m, w in zip(units, maps, weights)], axis=1)
+def fused_vectors(embeddings: list[np.ndarray], maps: list[np.ndarray], weights: list[float], rows: slice) -> np.ndarray:
+    """Fused vectors of base windows `rows`: concatenation of sqrt(w_s) * unit embedding of the mapped window.
+
+    Rows are normalised after gathering, so no full-size normalised copy of the embeddings exists.
+    """
+    return np.concatenate([np.sqrt(w) * unit_rows(e[m[rows]]) for e, m, w in zip(embeddings, maps, weights)], axis=1)
 
 
 def _group_sums(labels: np.ndarray, x: np.ndarray, k: int) -> np.ndarray:
@@ -376,14 +379,14 @@ def reduce_long_form(embeddings: list[np.ndarray], scales: list[ScaleWindows], c
     n = len(scales[-1])
     maps = scale_maps(scales)
     used = [i for i, (e, s) in enumerate(zip(embeddings, scales)) if s.weight > 0 and len(e) > 0]
-    units = [unit_rows(embeddings[i]) for i in used]
+    embs = [embeddings[i] for i in used]
     maps = [maps[i] for i in used]
     weights = [float(scales[i].weight) for i in used]
     owner = np.empty(n, dtype=np.int64)
     reps: list[np.ndarray] = []
     offset = 0
     for a, b in chunk_bounds(n, cfg.embeddings_per_chunk):
-        x = fused_vectors(units, maps, weights, slice(a, b))
+        x = fused_vectors(embs, maps, weights, slice(a, b))
         labels, cent = spherical_kmeans(x, groups_per_chunk, seed=cfg.seed)
         owner[a:b] = offset + labels
         reps.append(cent)
