@@ -17,7 +17,7 @@ from diarize.vad import energy_vad
 from diarize.windows import multiscale_windows
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-TRN04 = DATA / "diarization" / "ami_pyannote_debug" / "trn04.wav"
+AN4 = DATA / "diarization" / "nemo_an4" / "an4_diarize_test.wav"  # 5.2 s, 2 speakers
 
 
 def test_package_is_this_worktree() -> None:
@@ -220,22 +220,23 @@ def test_diarizer_run_dispatches_long_files_to_streaming(bursty_wav: Path, monke
     assert res.duration == pytest.approx(40.0) and set(res.timings) >= {"load", "vad", "embeddings", "clustering"}
 
 
-@pytest.mark.skipif(not TRN04.is_file(), reason="shared data not found")
+@pytest.mark.skipif(not AN4.is_file(), reason="shared data not found")
 def test_streaming_equals_in_memory_on_real_speech(monkeypatch: pytest.MonkeyPatch) -> None:
     from diarize.models import load_model
 
     model = load_model("campplus", "cpu", quiet=True)
     cfg = load_config("general")
     seen = capture_embeddings(monkeypatch)
-    ref = pipeline.Diarizer(cfg, model=model, quiet=True).run(TRN04)  # 30 s: in-memory path
-    one = pipeline.Diarizer(cfg, model=model, quiet=True, streaming_threshold_s=5.0).run(TRN04)  # one block
-    many = pipeline.diarize_file_streaming(TRN04, model, cfg, block_seconds=7.3)
+    ref = pipeline.Diarizer(cfg, model=model, quiet=True).run(AN4)  # short: in-memory path
+    one = pipeline.Diarizer(cfg, model=model, quiet=True, streaming_threshold_s=1.0).run(AN4)  # one block
+    many = pipeline.diarize_file_streaming(AN4, model, cfg, block_seconds=1.3)
     (e_ref, _), (e_one, _), (e_many, _) = seen
     assert np.array_equal(one.regions, ref.regions) and np.array_equal(many.regions, ref.regions)
     # One block: same batches as the in-memory path, so bit-identical.
     assert all(np.array_equal(a, b) for a, b in zip(e_ref, e_one))
     # Many blocks: batches differ at block seams, so only float rounding may differ.
     assert all(np.allclose(a, b, atol=1e-4, rtol=1e-4) for a, b in zip(e_ref, e_many))
+    assert ref.num_speakers == 2
     assert one.annotation == ref.annotation
     assert many.annotation == ref.annotation
 
