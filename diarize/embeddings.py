@@ -39,11 +39,30 @@ def embed_windows(
     max_batch_seconds: float | None = None,
 ) -> np.ndarray:
     """(N, D) float32 embeddings of one scale's windows, in window order."""
-    n = len(scale)
-    out = np.zeros((n, model.embedding_dim), dtype=np.float32)
-    if n == 0:
-        return out
+    if len(scale) == 0:
+        return np.zeros((0, model.embedding_dim), dtype=np.float32)
     first, length = window_samples(scale.starts, scale.ends)
+    return embed_spans(audio, first, length, model, batch_size, min_embed_s, progress=progress,
+                       max_batch_seconds=max_batch_seconds)
+
+
+def embed_spans(
+    audio: np.ndarray,
+    first: np.ndarray,
+    length: np.ndarray,
+    model: SpeakerEmbedder,
+    batch_size: int = 64,
+    min_embed_s: float = 0.5,
+    offset: int = 0,
+    progress: Progress | None = None,
+    max_batch_seconds: float | None = None,
+) -> np.ndarray:
+    """(N, D) float32 embeddings of the sample spans [first, first + length).
+
+    `offset` is the file sample index of `audio[0]`, so a block of a long file can be
+    passed with the spans it fully contains (see `pipeline.diarize_file_streaming`).
+    """
+    out = np.zeros((len(first), model.embedding_dim), dtype=np.float32)
     min_len = int(round(min_embed_s * SAMPLE_RATE))
     # Group by length: at a given scale nearly all windows share the full length.
     for L in np.unique(length):
@@ -54,7 +73,7 @@ def embed_windows(
             step = max(1, min(batch_size, int(max_batch_seconds * SAMPLE_RATE) // target))
         for b in range(0, len(idx), step):
             chunk = idx[b: b + step]
-            batch = np.stack([_window(audio, first[i], int(L), target) for i in chunk])
+            batch = np.stack([_window(audio, first[i] - offset, int(L), target) for i in chunk])
             emb = model.embed_batch(torch.from_numpy(batch))
             out[chunk] = emb.detach().float().cpu().numpy()
             if progress is not None:
