@@ -19,7 +19,7 @@ from .config import DiarizerConfig, load_config
 from .embeddings import embed_all_scales
 from .models import SpeakerEmbedder, load_model
 from .rttm import labels_to_annotation
-from .vad import energy_vad, oracle_regions
+from .vad import oracle_regions, speech_regions
 from .windows import multiscale_windows
 
 STAGES = ("load", "vad", "windows", "embeddings", "clustering", "output")
@@ -32,6 +32,7 @@ class DiarizationResult:
     num_speakers: int
     duration: float  # seconds of audio
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    overlap: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))  # overlapped speech (pyannote-seg), (K, 2) s
 
 
 class Progress:
@@ -74,14 +75,16 @@ def diarize_audio(
     duration = len(audio) / SAMPLE_RATE
 
     t0 = time.perf_counter()
+    overlap = np.zeros((0, 2))  # overlapped-speech regions (only pyannote-seg finds them)
     if oracle_vad is not None:
         regions = oracle_regions(oracle_vad, uem)
     else:
-        regions = energy_vad(audio, cfg.vad)
+        regions, overlap = speech_regions(audio, cfg.vad)
         if uem is not None:
             from .vad import intersect_regions
 
             regions = intersect_regions(regions, np.array([[s.start, s.end] for s in uem]).reshape(-1, 2))
+            overlap = intersect_regions(overlap, np.array([[s.start, s.end] for s in uem]).reshape(-1, 2))
     regions = regions[regions[:, 0] < duration]
     regions[:, 1] = np.minimum(regions[:, 1], duration)
     t1 = time.perf_counter()
@@ -104,9 +107,15 @@ def diarize_audio(
     t["clustering"] = t.get("clustering", 0.0) + t4 - t3
 
     base = scales[-1]
-    annotation = labels_to_annotation(base.starts, base.ends, result.labels, uri=uri)
+    if cfg.vad.overlap_assignment and len(overlap) and len(base):
+        from .overlap import overlap_aware_annotation
+
+        annotation = overlap_aware_annotation(base.starts, base.ends, result.labels, embeddings[-1], overlap,
+                                              uri=uri, context_s=cfg.vad.overlap_context_s)
+    else:
+        annotation = labels_to_annotation(base.starts, base.ends, result.labels, uri=uri)
     t["output"] = t.get("output", 0.0) + time.perf_counter() - t4
-    return DiarizationResult(annotation, regions, len(annotation.labels()), duration, t)
+    return DiarizationResult(annotation, regions, len(annotation.labels()), duration, t, overlap)
 
 
 class Diarizer:

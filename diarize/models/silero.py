@@ -42,7 +42,12 @@ def silero_model_path(quiet: bool = False) -> Path:
 
 @functools.lru_cache(maxsize=1)
 def _load_model() -> torch.jit.ScriptModule:
-    return torch.jit.load(str(silero_model_path()), map_location="cpu").eval()
+    import warnings
+
+    path = silero_model_path()
+    with warnings.catch_warnings():  # torch >= 2.10 flags TorchScript as deprecated; it still loads
+        warnings.simplefilter("ignore", FutureWarning)
+        return torch.jit.load(str(path), map_location="cpu").eval()
 
 
 @torch.inference_mode()
