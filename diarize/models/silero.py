@@ -46,7 +46,7 @@ def _load_model() -> torch.jit.ScriptModule:
 
     path = silero_model_path()
     with warnings.catch_warnings():  # torch >= 2.10 flags TorchScript as deprecated; it still loads
-        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", (FutureWarning, DeprecationWarning))
         return torch.jit.load(str(path), map_location="cpu").eval()
 
 
