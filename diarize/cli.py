@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--oracle-vad", type=Path, metavar="REF.rttm",
                    help="take speech regions from this reference RTTM (matched by file id = audio stem)")
     r.add_argument("--uem", type=Path, help="UEM file restricting the regions processed")
+    r.add_argument("--vad", choices=["energy", "silero", "pyannote-seg"], default=None,
+                   help="system VAD when no --oracle-vad is given [config's vad.method]")
     r.add_argument("--num-speakers", type=_positive_int, help="known number of speakers")
     r.add_argument("--min-speakers", type=_positive_int)
     r.add_argument("--max-speakers", type=_positive_int)
@@ -143,6 +145,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.min_speakers and args.max_speakers and args.min_speakers > args.max_speakers:
         raise UsageError("--min-speakers is larger than --max-speakers")
     cfg = load_config(args.config)
+    if args.vad is not None:
+        cfg.vad.method = args.vad
     # Validate every input we can before loading a model or writing anything.
     refs = read_rttm(args.oracle_vad) if args.oracle_vad else None
     uems = read_uem(args.uem) if args.uem else None

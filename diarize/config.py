@@ -27,7 +27,7 @@ class VADConfig:
     `min_silence_s` are filled; each region is padded by `pad_s` on both sides.
     """
 
-    method: str = "energy"  # "energy" (system VAD); oracle VAD is chosen by passing a reference
+    method: str = "energy"  # "energy" | "silero" | "pyannote-seg"; oracle VAD is chosen by passing a reference
     frame_s: float = 0.02
     smooth_frames: int = 5
     noise_percentile: float = 1.0
@@ -37,6 +37,30 @@ class VADConfig:
     min_speech_s: float = 0.25
     min_silence_s: float = 0.5
     pad_s: float = 0.1
+    # Silero VAD (method "silero"): speech probability per 32 ms, hysteresis threshold/neg_threshold.
+    silero_threshold: float = 0.5
+    silero_neg_threshold: float = 0.35
+    silero_min_speech_s: float = 0.25
+    silero_min_silence_s: float = 0.1
+    silero_pad_s: float = 0.03
+    # pyannote segmentation-3.0 (method "pyannote-seg"): 10 s windows every seg_step_s, frame-level
+    # P(speech) and P(>= 2 speakers) binarised with hysteresis; seg_soft uses powerset marginals
+    # instead of the most likely class.
+    seg_step_s: float = 1.0
+    seg_soft: bool = False
+    seg_onset: float = 0.5
+    seg_offset: float = 0.5
+    seg_min_speech_s: float = 0.25
+    seg_min_silence_s: float = 0.1
+    seg_pad_s: float = 0.0
+    seg_overlap_onset: float = 0.5
+    seg_overlap_offset: float = 0.5
+    seg_min_overlap_s: float = 0.1
+    seg_batch_size: int = 32
+    seg_device: str = "auto"
+    # Overlap-aware output: give pyannote-seg's overlap regions a second speaker (see diarize.overlap).
+    overlap_assignment: bool = False
+    overlap_context_s: float = 3.0
 
 
 @dataclass
@@ -125,6 +149,8 @@ def validate(cfg: DiarizerConfig, where: str = "<config>") -> None:
         raise ConfigError(f"{where}: windows: each shift must be in (0, window_length]")
     if any(x < 0 for x in w.weights) or sum(w.weights) <= 0:
         raise ConfigError(f"{where}: windows: weights must be non-negative with a positive sum")
+    if cfg.vad.method not in ("energy", "silero", "pyannote-seg"):
+        raise ConfigError(f"{where}: vad: method must be energy, silero or pyannote-seg, got {cfg.vad.method!r}")
     if cfg.clustering.max_num_speakers < 1:
         raise ConfigError(f"{where}: clustering: max_num_speakers must be >= 1")
 

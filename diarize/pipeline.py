@@ -19,7 +19,7 @@ from .config import DiarizerConfig, load_config
 from .embeddings import embed_all_scales, embed_spans, window_samples
 from .models import SpeakerEmbedder, load_model
 from .rttm import labels_to_annotation
-from .vad import energy_regions, energy_vad, frame_energy_db, intersect_regions, oracle_regions
+from .vad import energy_regions, frame_energy_db, intersect_regions, oracle_regions, speech_regions
 from .windows import multiscale_windows
 
 STAGES = ("load", "vad", "windows", "embeddings", "clustering", "output")
@@ -36,6 +36,7 @@ class DiarizationResult:
     num_speakers: int
     duration: float  # seconds of audio
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    overlap: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))  # overlapped speech (pyannote-seg), (K, 2) s
 
 
 class Progress:
@@ -78,14 +79,16 @@ def diarize_audio(
     duration = len(audio) / SAMPLE_RATE
 
     t0 = time.perf_counter()
+    overlap = np.zeros((0, 2))  # overlapped-speech regions (only pyannote-seg finds them)
     if oracle_vad is not None:
         regions = oracle_regions(oracle_vad, uem)
     else:
-        regions = energy_vad(audio, cfg.vad)
+        regions, overlap = speech_regions(audio, cfg.vad)
         if uem is not None:
             from .vad import intersect_regions
 
             regions = intersect_regions(regions, np.array([[s.start, s.end] for s in uem]).reshape(-1, 2))
+            overlap = intersect_regions(overlap, np.array([[s.start, s.end] for s in uem]).reshape(-1, 2))
     regions = regions[regions[:, 0] < duration]
     regions[:, 1] = np.minimum(regions[:, 1], duration)
     t1 = time.perf_counter()
@@ -109,9 +112,15 @@ def diarize_audio(
     t["clustering"] = t.get("clustering", 0.0) + t4 - t3
 
     base = scales[-1]
-    annotation = labels_to_annotation(base.starts, base.ends, result.labels, uri=uri)
+    if cfg.vad.overlap_assignment and len(overlap) and len(base):
+        from .overlap import overlap_aware_annotation
+
+        annotation = overlap_aware_annotation(base.starts, base.ends, result.labels, embeddings[-1], overlap,
+                                              uri=uri, context_s=cfg.vad.overlap_context_s)
+    else:
+        annotation = labels_to_annotation(base.starts, base.ends, result.labels, uri=uri)
     t["output"] = t.get("output", 0.0) + time.perf_counter() - t4
-    return DiarizationResult(annotation, regions, len(annotation.labels()), duration, t)
+    return DiarizationResult(annotation, regions, len(annotation.labels()), duration, t, overlap)
 
 
 def _timed_blocks(path: str | os.PathLike, block_seconds: float, t: dict[str, float]):
@@ -153,6 +162,29 @@ def _stream_energy_vad(path: str | os.PathLike, cfg: DiarizerConfig, block_secon
     return regions, total
 
 
+def _stream_block_vad(path: str | os.PathLike, cfg: DiarizerConfig, block_seconds: float,
+                      t: dict[str, float]) -> tuple[np.ndarray, int]:
+    """A neural VAD run block by block; regions that meet at a block seam are joined.
+
+    (Overlap regions are not kept on this path: overlap assignment is for in-memory files.)
+    """
+    parts: list[np.ndarray] = []
+    total = 0
+    for block in _timed_blocks(path, block_seconds, t):
+        t0 = time.perf_counter()
+        regions, _ = speech_regions(block, cfg.vad)
+        parts.append(regions + total / SAMPLE_RATE)
+        total += len(block)
+        t["vad"] = t.get("vad", 0.0) + time.perf_counter() - t0
+    merged: list[list[float]] = []
+    for s, e in (np.concatenate(parts) if parts else np.zeros((0, 2))):
+        if merged and s - merged[-1][1] < 1e-3:
+            merged[-1][1] = max(merged[-1][1], e)
+        else:
+            merged.append([s, e])
+    return np.array(merged, dtype=np.float64).reshape(-1, 2), total
+
+
 def _num_samples_16k(path: str | os.PathLike) -> int:
     """Length of the file once resampled to 16 kHz, as read_blocks produces it."""
     import soundfile as sf
@@ -192,8 +224,10 @@ def diarize_file_streaming(
         regions = oracle_regions(oracle_vad, uem)
         n_samples = _num_samples_16k(path)
         t["vad"] = t.get("vad", 0.0) + time.perf_counter() - t0
-    else:
+    elif cfg.vad.method == "energy":
         regions, n_samples = _stream_energy_vad(path, cfg, block_seconds, t)
+    else:
+        regions, n_samples = _stream_block_vad(path, cfg, block_seconds, t)
         if uem is not None:
             regions = intersect_regions(regions, np.array([[s.start, s.end] for s in uem]).reshape(-1, 2))
     if n_samples == 0:

