@@ -1,9 +1,8 @@
 """Long-form benchmark (issue 6): wall time per stage, peak RSS and DER on long simulated conversations.
 
-Conversations are built from the single-speaker utterances in shared/data: turns of 1.5-8 s cut from
-a speaker's utterances (leading/trailing silence trimmed), 4-6 speakers, 0.2-1.2 s pauses with a
--65 dBFS noise floor, random gain. The reference RTTM is exact (sample-accurate turn boundaries).
-Audio goes to a temporary folder as 16-bit WAV, written turn by turn.
+Conversations come from benchmarks/simulate.py's writer (turns of 1.5-8 s of one speaker, 0.2-1.2 s pauses,
+-65 dBFS noise floor, exact reference RTTM, written block by block) with 5 speakers for the long files and
+4-6 for the short ones, drawn from the single-speaker utterances in shared/data.
 
     python benchmarks/long_form.py all --hours 1 --short 6            # 1 h + 6 short (4 min) sessions
     python benchmarks/long_form.py all --hours 10 --model fbank-stats  # memory check, stand-in embedder
@@ -28,66 +27,31 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
 DATA = REPO.parent / "shared" / "data"
 SR = 16000
 
 
 # --------------------------------------------------------------------------- building conversations
-def _trim(x: np.ndarray, frame: int = 320, rel_db: float = 40.0) -> np.ndarray:
-    """Drop leading/trailing frames more than rel_db below the loudest frame."""
-    k = len(x) // frame
-    if k == 0:
-        return x
-    e = 10 * np.log10((x[: k * frame].reshape(k, frame) ** 2).mean(1) + 1e-12)
-    on = np.flatnonzero(e > e.max() - rel_db)
-    return x[on[0] * frame: (on[-1] + 1) * frame]
-
-
 def speaker_pool(n_speakers: int, rng: np.random.Generator) -> dict[str, list[np.ndarray]]:
     """The 3 multi-utterance LibriSpeech test-other speakers plus random one-utterance train-clean speakers."""
-    from diarize.audio import load_audio
+    from simulate import find_speakers, load_pool
 
-    multi = sorted((DATA / "speakers" / "librispeech_test-other").iterdir())
-    single = sorted((DATA / "speakers" / "librispeech_train-clean-100_1utt").iterdir())
-    chosen = multi[: min(3, n_speakers)]
-    chosen += [single[i] for i in sorted(rng.choice(len(single), n_speakers - len(chosen), replace=False))]
-    return {d.name: [load_audio(f) for f in sorted(d.glob("*.wav"))] for d in chosen}
+    multi = find_speakers([DATA / "speakers" / "librispeech_test-other"])
+    single = find_speakers([DATA / "speakers" / "librispeech_train-clean-100_1utt"])
+    chosen = {k: multi[k] for k in sorted(multi)[: min(3, n_speakers)]}
+    names = sorted(single)
+    for i in sorted(rng.choice(len(names), n_speakers - len(chosen), replace=False)):
+        chosen[names[i]] = single[names[i]]
+    return load_pool(chosen)
 
 
 def build_conversation(path: Path, seconds: float, n_speakers: int, seed: int) -> Path:
-    """Write `path` (.wav) and the exact reference `path.with_suffix('.rttm')`; returns the RTTM path."""
-    import soundfile as sf
+    """Write `path` (.wav, written block by block) and its exact reference RTTM; returns the RTTM path."""
+    from simulate import write_conversation
 
-    rng = np.random.default_rng(seed)
-    pool = speaker_pool(n_speakers, rng)
-    names = list(pool)
-    uri = path.stem
-    lines = []
-    pos, prev = 0, -1
-    with sf.SoundFile(str(path), "w", SR, 1, "PCM_16") as f:
-        while pos < seconds * SR:
-            s = int(rng.integers(len(names)))
-            if s == prev:
-                continue
-            prev = s
-            utt = pool[names[s]][int(rng.integers(len(pool[names[s]])))]
-            want = int(rng.uniform(1.5, 8.0) * SR)
-            off = int(rng.integers(0, max(1, len(utt) - want)))
-            piece = _trim(utt[off: off + want])
-            if len(piece) < SR // 2:
-                continue
-            piece = piece / (np.abs(piece).max() + 1e-9) * 10 ** (rng.uniform(-8, -1) / 20)
-            pause = int(rng.uniform(0.2, 1.2) * SR)
-            noise = rng.standard_normal(len(piece) + pause) * 10 ** (-65 / 20)
-            out = noise.copy()
-            out[: len(piece)] += piece
-            f.write(np.clip(out, -1, 1).astype(np.float32))
-            lines.append(f"SPEAKER {uri} 1 {pos / SR:.4f} {len(piece) / SR:.4f} <NA> <NA> {names[s]} <NA> <NA>")
-            pos += len(out)
-    rttm = path.with_suffix(".rttm")
-    rttm.write_text("\n".join(lines) + "\n")
-    return rttm
+    return write_conversation(path, speaker_pool(n_speakers, np.random.default_rng(seed)), seconds, seed)
 
 
 # --------------------------------------------------------------------------- stand-in embedder
