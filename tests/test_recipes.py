@@ -151,6 +151,8 @@ def check_results(out: Path, uris: list[str], stdout: str, card: tuple[float, fl
         assert res["files"][uri]["oracle_known"]["hyp_speakers"] == 2
     # Two clean, distinct LibriSpeech speakers with oracle speech: the real model gets it nearly right.
     assert res["conditions"]["oracle_known"]["forgiving"]["der"] < 10.0
+    # The system VAD hears both speakers (both channels of the telephone files are in the mix).
+    assert res["conditions"]["system_unknown"]["forgiving"]["miss"] < 25.0
     assert res["conditions"]["oracle_known"]["model_card_forgiving"] == card[0]
     assert res["conditions"]["oracle_unknown"]["model_card_forgiving"] == card[1]
     assert res["conditions"]["system_unknown"]["model_card_forgiving"] is None
