@@ -261,7 +261,8 @@ def run_recipe(title: str, recordings: Sequence[Recording], args: argparse.Names
             ann = res.annotation
             ann.uri = rec.uri
             write_rttm(path, ann)
-            hyps[cond][rec.uri] = ann
+            # Score what was written (times rounded as in the RTTM), so a resumed run gives the same numbers.
+            hyps[cond][rec.uri] = _read_hyp(path, rec.uri)
             log(f"[{i}/{len(recs)}] {rec.uri} {cond}: {res.duration:.1f} s audio, {res.num_speakers} speaker(s) "
                 f"(ref {rec.ref_speakers}), {time.perf_counter() - t0:.1f} s")
 

@@ -3,7 +3,7 @@
 The recording is dense speech built from the shared LibriSpeech utterances (written to a
 temp file so the load stage reads a real WAV).
 
-    python benchmarks/speed.py [--minutes 5] [--model campplus] [--threads N] [--oracle]
+    python benchmarks/speed.py [--minutes 5] [--model campplus] [--threads N] [--vad energy]
 """
 from __future__ import annotations
 
@@ -49,9 +49,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", default="general")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--vad", help="energy | silero | pyannote-seg [the config's]")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    d = Diarizer(load_config(args.config), model=args.model, device=args.device, quiet=True)
+    cfg = load_config(args.config)
+    if args.vad:
+        cfg.vad.method = args.vad
+    d = Diarizer(cfg, model=args.model, device=args.device, quiet=True)
     with tempfile.TemporaryDirectory() as tmp:
         wav = Path(tmp) / "long.wav"
         sf.write(wav, build_recording(args.minutes), 16000, subtype="PCM_16")
@@ -61,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         wall = time.perf_counter() - t0
     n_windows = sum(len(s) for s in __import__("diarize.windows", fromlist=["x"]).multiscale_windows(
         res.regions, d.config.windows))
-    print(f"model={d.model.name} device={args.device} threads={torch.get_num_threads()} audio={res.duration:.0f}s "
+    print(f"model={d.model.name} vad={cfg.vad.method} device={args.device} threads={torch.get_num_threads()} audio={res.duration:.0f}s "
           f"speech={float(np.sum(res.regions[:, 1] - res.regions[:, 0])):.0f}s windows={n_windows} "
           f"speakers={res.num_speakers}")
     for stage in STAGES:

@@ -27,7 +27,9 @@ class VADConfig:
     `min_silence_s` are filled; each region is padded by `pad_s` on both sides.
     """
 
-    method: str = "energy"  # "energy" | "silero" | "pyannote-seg"; oracle VAD is chosen by passing a reference
+    # "pyannote-seg" (default: best full DER on our data, benchmarks/RESULTS.md) | "energy" | "silero";
+    # oracle VAD is chosen by passing a reference instead.
+    method: str = "pyannote-seg"
     frame_s: float = 0.02
     smooth_frames: int = 5
     noise_percentile: float = 1.0
@@ -59,7 +61,7 @@ class VADConfig:
     seg_batch_size: int = 32
     seg_device: str = "auto"
     # Overlap-aware output: give pyannote-seg's overlap regions a second speaker (see diarize.overlap).
-    overlap_assignment: bool = False
+    overlap_assignment: bool = True
     overlap_context_s: float = 3.0
 
 

@@ -162,6 +162,9 @@ def _stream_energy_vad(path: str | os.PathLike, cfg: DiarizerConfig, block_secon
     return regions, total
 
 
+SEAM_GAP_S = 0.05
+
+
 def _stream_block_vad(path: str | os.PathLike, cfg: DiarizerConfig, block_seconds: float,
                       t: dict[str, float]) -> tuple[np.ndarray, int]:
     """A neural VAD run block by block; regions that meet at a block seam are joined.
@@ -169,16 +172,22 @@ def _stream_block_vad(path: str | os.PathLike, cfg: DiarizerConfig, block_second
     (Overlap regions are not kept on this path: overlap assignment is for in-memory files.)
     """
     parts: list[np.ndarray] = []
+    seams: list[float] = []
     total = 0
     for block in _timed_blocks(path, block_seconds, t):
         t0 = time.perf_counter()
         regions, _ = speech_regions(block, cfg.vad)
         parts.append(regions + total / SAMPLE_RATE)
         total += len(block)
+        seams.append(total / SAMPLE_RATE)
         t["vad"] = t.get("vad", 0.0) + time.perf_counter() - t0
+    # A region cut by a seam ends at the block end and resumes within a frame or two (the models'
+    # frames do not line up with the seam): join gaps under SEAM_GAP_S that contain a seam.
+    seam_arr = np.array(seams)
     merged: list[list[float]] = []
     for s, e in (np.concatenate(parts) if parts else np.zeros((0, 2))):
-        if merged and s - merged[-1][1] < 1e-3:
+        if merged and s - merged[-1][1] < SEAM_GAP_S and np.any(
+                (seam_arr >= merged[-1][1] - 1e-6) & (seam_arr <= s + 1e-6)):
             merged[-1][1] = max(merged[-1][1], e)
         else:
             merged.append([s, e])

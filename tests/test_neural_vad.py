@@ -11,7 +11,7 @@ import pytest
 import torch
 from pyannote.core import Segment
 
-from diarize.config import ConfigError, DiarizerConfig, VADConfig, config_from_dict
+from diarize.config import ConfigError, DiarizerConfig, VADConfig, config_from_dict, load_config
 from diarize.models import pyannet
 from diarize.models.hub import WeightsUnavailable
 from diarize.overlap import overlap_aware_annotation, second_speakers
@@ -80,7 +80,10 @@ def test_dispatch_and_config() -> None:
         config_from_dict({"vad": {"method": "nope"}})
     cfg = config_from_dict({"vad": {"method": "pyannote-seg", "seg_onset": 0.6, "overlap_assignment": True}})
     assert cfg.vad.seg_onset == 0.6 and cfg.vad.overlap_assignment
-    assert DiarizerConfig().vad.method == "energy" and not DiarizerConfig().vad.overlap_assignment
+    # The default (dataclass and every preset) is the measured best: pyannote-seg with overlap assignment.
+    assert DiarizerConfig().vad.method == "pyannote-seg" and DiarizerConfig().vad.overlap_assignment
+    for preset in ("general", "meeting", "telephonic"):
+        assert load_config(preset).vad.method == "pyannote-seg" and load_config(preset).vad.overlap_assignment
 
 
 def test_cli_vad_flag() -> None:
