@@ -117,6 +117,7 @@ def main() -> int:
     for method in args.methods:
         cfg = DiarizerConfig()
         cfg.vad.method = method
+        cfg.vad.overlap_assignment = False  # the plain row; "+ overlap assignment" below turns it on
         for kv in args.set:
             k, v = kv.split("=", 1)
             cur = getattr(cfg.vad, k)

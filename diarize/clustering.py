@@ -287,31 +287,94 @@ def cluster(
         # Known count: if the graph shows more groups than speakers, cluster into those
         # groups and merge the most alike down to the count. Forcing k-means straight to
         # the count splits a speaker and joins two others instead (measured: RESULTS.md).
-        unconstrained = nme_sc(affinity, cfg, 1, max(cfg.max_num_speakers, num_speakers)).num_speakers
+        free = nme_sc(affinity, cfg, 1, max(cfg.max_num_speakers, num_speakers))
+        unconstrained = free.num_speakers
         if unconstrained > num_speakers:
             labels = kmeans(spectral_embedding(graph, unconstrained), unconstrained, seed=cfg.seed,
                             n_init=cfg.kmeans_inits)
             labels = merge_similar_clusters(labels, embeddings, scales, -np.inf, num_speakers)
             return ClusteringResult(labels, int(len(np.unique(labels))), est.p)
+        if unconstrained < num_speakers and unconstrained > 1 and cfg.split_threshold is not None:
+            # Fewer groups than speakers: small speakers were absorbed into others' clusters. Cluster
+            # into the groups the graph shows, then split off the most distinct halves up to the count.
+            labels = kmeans(spectral_embedding(binarize(affinity, free.p), unconstrained), unconstrained,
+                            seed=cfg.seed, n_init=cfg.kmeans_inits)
+            labels = split_mixed_clusters(labels, affinity, embeddings, scales, cfg, num_speakers, threshold=np.inf)
+            if len(np.unique(labels)) == num_speakers:
+                return ClusteringResult(labels, num_speakers, est.p)
     if k == 1:
         return ClusteringResult(np.zeros(n, dtype=np.int64), 1, est.p)
     labels = kmeans(spectral_embedding(graph, k), k, seed=cfg.seed, n_init=cfg.kmeans_inits)
+    if num_speakers is None and cfg.split_threshold is not None:
+        labels = split_mixed_clusters(labels, affinity, embeddings, scales, cfg, max_k)
     if num_speakers is None and cfg.merge_threshold is not None:
         labels = merge_similar_clusters(labels, embeddings, scales, cfg.merge_threshold, min_k)
     return ClusteringResult(labels, int(len(np.unique(labels))), est.p)
 
 
-def centroid_similarity(labels: np.ndarray, embeddings: list[np.ndarray], scales: list[ScaleWindows]) -> tuple[np.ndarray, np.ndarray]:
+def split_mixed_clusters(labels: np.ndarray, affinity: np.ndarray, embeddings: list[np.ndarray],
+                         scales: list[ScaleWindows], cfg: ClusteringConfig, max_k: int,
+                         threshold: float | None = None) -> np.ndarray:
+    """Split off a group of windows that a cluster absorbed although it is another speaker.
+
+    NME-SC's p (the neighbours kept per row) is chosen for the whole session; a speaker with fewer
+    windows than p links mostly to other speakers and disappears into their cluster. Each cluster is
+    bisected spectrally on its own affinity; the split is kept when the two halves' centroids have cosine
+    below `split_threshold` and the smaller half has at least `split_min_windows` windows. Repeated
+    until nothing splits or `max_k` clusters exist. `threshold` overrides `cfg.split_threshold`
+    (np.inf: always split the most distinct halves, used to reach a known speaker count).
+    """
+    threshold = cfg.split_threshold if threshold is None else threshold
+    labels = labels.copy()
+    halves: dict[tuple[int, ...], tuple[float, np.ndarray] | None] = {}  # cluster members -> (cosine, half)
+    while len(np.unique(labels)) < max_k:
+        best = None
+        for c in np.unique(labels):
+            idx = np.flatnonzero(labels == c)
+            key = tuple(idx)
+            if key not in halves:
+                halves[key] = _bisect(idx, labels, affinity, embeddings, scales, cfg)
+            cand = halves[key]
+            if cand is not None and cand[0] < threshold and (best is None or cand[0] < best[0]):
+                best = cand
+        if best is None:
+            break
+        labels[best[1]] = labels.max() + 1
+    return np.unique(labels, return_inverse=True)[1]
+
+
+def _bisect(idx: np.ndarray, labels: np.ndarray, affinity: np.ndarray, embeddings: list[np.ndarray],
+            scales: list[ScaleWindows], cfg: ClusteringConfig) -> tuple[float, np.ndarray] | None:
+    """Spectral 2-way split of the windows `idx`: (centroid cosine of the halves, one half), or None."""
+    if len(idx) < 2 * cfg.split_min_windows:
+        return None
+    sub = affinity[np.ix_(idx, idx)]
+    est = nme_sc(sub, cfg, 2, 2)
+    part = kmeans(spectral_embedding(binarize(sub, est.p), 2), 2, seed=cfg.seed, n_init=cfg.kmeans_inits)
+    if min(np.bincount(part, minlength=2)) < cfg.split_min_windows:
+        return None
+    two = np.zeros(len(labels), dtype=np.int64)  # only the two halves matter for their cosine
+    two[idx[part == 1]] = 1
+    mask = np.zeros(len(labels), dtype=bool)
+    mask[idx] = True
+    _, sims = centroid_similarity(two, embeddings, scales, mask)
+    return float(sims[0, 1]), idx[part == 1]
+
+
+def centroid_similarity(labels: np.ndarray, embeddings: list[np.ndarray], scales: list[ScaleWindows],
+                        mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Cosine similarity between cluster centroids, averaged over scales.
 
     Each base window contributes its nearest window of every scale, so the centroids
-    use the longer, cleaner windows too. Returns (cluster ids, similarity matrix).
+    use the longer, cleaner windows too. Only base windows where `mask` is true count.
+    Returns (cluster ids, similarity matrix).
     """
-    ids = np.unique(labels)
+    mask = np.ones(len(labels), dtype=bool) if mask is None else mask
+    ids = np.unique(labels[mask])
     sims = np.zeros((len(ids), len(ids)))
     for emb, m in zip(embeddings, scale_maps(scales)):
         x = emb / (np.linalg.norm(emb, axis=1, keepdims=True) + 1e-12)
-        cen = np.stack([x[m[labels == k]].mean(axis=0) for k in ids])
+        cen = np.stack([x[m[mask & (labels == k)]].mean(axis=0) for k in ids])
         cen /= np.linalg.norm(cen, axis=1, keepdims=True) + 1e-12
         sims += cen @ cen.T
     return ids, sims / len(embeddings)

@@ -100,6 +100,12 @@ class ClusteringConfig:
     # Clusters whose centroids have cosine >= this are one speaker (None: never merge).
     # 0.65 was tuned for CAM++ on simulated conversations (benchmarks/RESULTS.md).
     merge_threshold: float | None = 0.65
+    # A cluster whose spectral halves have centroid cosine below this is split (None: never split):
+    # recovers speakers with fewer windows than NME-SC's p, which the graph merges into others.
+    # 0.45 is the middle of the range (0.3-0.5) that gave the same counts on the short simulated set
+    # and the shared recordings; 0.6 over-split (benchmarks/RESULTS.md).
+    split_threshold: float | None = 0.45
+    split_min_windows: int = 6  # base windows (1.5 s of speech) in the smaller half at least
     seed: int = 0
     embeddings_per_chunk: int = 10000  # long-form: chunk size above which clustering works chunk-wise
     chunk_cluster_count: int = 50

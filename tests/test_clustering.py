@@ -140,3 +140,28 @@ def test_merge_joins_a_speaker_split_in_two(rng):
     # different speakers stay apart, and min_k is respected
     assert len(np.unique(merge_similar_clusters(truth, embs, scales, threshold=0.6))) == 2
     assert len(np.unique(merge_similar_clusters(split, embs, scales, threshold=-1.0, min_k=2))) == 2
+
+
+def test_split_recovers_a_speaker_absorbed_into_another_cluster(rng):
+    from diarize.clustering import split_mixed_clusters
+
+    # Speaker 2 talks once, briefly (one 2.5 s turn); the clustering put it into speaker 0's cluster.
+    turn_speakers = [0, 1, 0, 1, 2, 0, 1, 0, 1]
+    regions, scales = turns_to_scales(turn_speakers)
+    regions[4, 1] = regions[4, 0] + 2.5
+    scales = multiscale_windows(regions, WindowConfig())
+    centers = rng.standard_normal((3, 32))
+    embs = [centers[labels_for(sc, regions, turn_speakers)] + 0.6 * rng.standard_normal((len(sc), 32)) for sc in scales]
+    truth = labels_for(scales[-1], regions, turn_speakers)
+    absorbed = np.where(truth == 2, 0, truth)
+    cfg = ClusteringConfig(split_threshold=0.4, split_min_windows=6)
+    aff = fused_affinity(embs, scales)
+    fixed = split_mixed_clusters(absorbed, aff, embs, scales, cfg, max_k=8)
+    assert len(np.unique(fixed)) == 3 and agreement(truth, fixed) == 1.0
+    # Clean clusters of one speaker each are left alone; max_k caps the number of clusters.
+    assert agreement(truth, split_mixed_clusters(truth, aff, embs, scales, cfg, max_k=8)) == 1.0
+    assert len(np.unique(split_mixed_clusters(truth, aff, embs, scales, cfg, max_k=8))) == 3
+    assert len(np.unique(split_mixed_clusters(absorbed, aff, embs, scales, cfg, max_k=2))) == 2
+    # A group smaller than split_min_windows is not split off.
+    big = ClusteringConfig(split_threshold=0.4, split_min_windows=int((truth == 2).sum()) + 1)
+    assert len(np.unique(split_mixed_clusters(absorbed, aff, embs, scales, big, max_k=8))) == 2
