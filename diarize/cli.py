@@ -91,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("models", help="list or fetch model weights")
     msub = m.add_subparsers(dest="models_command", required=True)
     f = msub.add_parser("fetch", help="fetch weights into the cache")
-    f.add_argument("name", nargs="?", default="campplus", choices=["campplus", "titanet-large"])
+    f.add_argument("name", nargs="?", default="all", choices=["all", "campplus", "pyannote-seg", "silero", "titanet-large"],
+                   help="all = everything the default pipeline needs offline (campplus, pyannote-seg) [all]")
     msub.add_parser("list", help="show which models are at hand")
     return p
 
@@ -296,22 +297,30 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from .models import campplus
+    from .models import campplus, pyannet, silero
     from .models.hub import cache_dir
 
     if args.models_command == "list":
+        seg = cache_dir() / pyannet.SEGMENTATION_CACHE_NAME
+        sil = cache_dir() / silero.SILERO_CACHE_NAME
         print(f"cache: {cache_dir()}")
-        print(f"campplus: {campplus.campplus_weights_at_hand() or 'not fetched (diarize models fetch campplus)'}")
+        print(f"campplus (speaker embeddings): {campplus.campplus_weights_at_hand() or 'not fetched (diarize models fetch campplus)'}")
+        print(f"pyannote-seg (default VAD): {seg if seg.is_file() else 'not fetched (diarize models fetch pyannote-seg)'}")
+        print(f"silero (--vad silero): {sil if sil.is_file() else 'not fetched (diarize models fetch silero, or pip install silero-vad)'}")
         try:
             from .models import titanet
 
-            print(f"titanet-large: {titanet.titanet_weights_at_hand() or 'not at hand (diarize models fetch titanet-large, needs the Hugging Face hub)'}")
+            print(f"titanet-large (speaker embeddings): {titanet.titanet_weights_at_hand() or 'not at hand (diarize models fetch titanet-large, needs the Hugging Face hub)'}")
         except ImportError:
             print("titanet-large: not available in this build")
         return 0
-    if args.name == "campplus":
+    if args.name in ("all", "campplus"):
         print(campplus.fetch_campplus_weights())
-    else:
+    if args.name in ("all", "pyannote-seg"):
+        print(pyannet.fetch_segmentation_weights())
+    if args.name == "silero":
+        print(silero.silero_model_path())
+    if args.name == "titanet-large":
         from .models import titanet
 
         print(titanet.download_titanet())

