@@ -247,6 +247,16 @@ class ClusteringResult:
     p: int | None  # binarisation p chosen by NME-SC (None for tiny inputs)
 
 
+def count_bounds(n: int, cfg: ClusteringConfig, num_speakers: int | None, min_speakers: int | None,
+                 max_speakers: int | None) -> tuple[int, int]:
+    """(min, max) speaker count to search; a fixed count gives min = max. Rejects impossible counts."""
+    if num_speakers is not None and num_speakers > max(n, 1):
+        raise ValueError(f"--num-speakers {num_speakers} is more than the {n} base-scale windows of speech")
+    if num_speakers is not None:
+        return num_speakers, num_speakers
+    return max(1, min_speakers or 1), max_speakers or cfg.max_num_speakers
+
+
 def cluster(
     embeddings: list[np.ndarray],
     scales: list[ScaleWindows],
@@ -257,18 +267,13 @@ def cluster(
 ) -> ClusteringResult:
     """Speaker label for every base-scale window."""
     n = len(scales[-1])
-    if num_speakers is not None and num_speakers > max(n, 1):
-        raise ValueError(f"--num-speakers {num_speakers} is more than the {n} base-scale windows of speech")
+    min_k, max_k = count_bounds(n, cfg, num_speakers, min_speakers, max_speakers)
     if n == 0:
         return ClusteringResult(np.zeros(0, dtype=np.int64), 0, None)
     if n == 1:
         return ClusteringResult(np.zeros(1, dtype=np.int64), 1, None)
     if cfg.embeddings_per_chunk and n > cfg.embeddings_per_chunk:
         return cluster_long_form(embeddings, scales, cfg, num_speakers, min_speakers, max_speakers)
-    min_k = max(1, min_speakers or 1)
-    max_k = max_speakers or cfg.max_num_speakers
-    if num_speakers is not None:
-        min_k = max_k = num_speakers
     max_k = max(min(max_k, n - 1), 1)
     min_k = min(min_k, max_k)
 
@@ -523,14 +528,9 @@ def cluster_long_form(
 ) -> ClusteringResult:
     """`cluster` for long recordings: chunk-wise over-clustering, then NME-SC on the group centroids."""
     n = len(scales[-1])
-    if num_speakers is not None and num_speakers > max(n, 1):
-        raise ValueError(f"--num-speakers {num_speakers} is more than the {n} base-scale windows of speech")
+    min_k, max_k = count_bounds(n, cfg, num_speakers, min_speakers, max_speakers)
     if n <= 1:
         return ClusteringResult(np.zeros(n, dtype=np.int64), n, None)
-    min_k = max(1, min_speakers or 1)
-    max_k = max_speakers or cfg.max_num_speakers
-    if num_speakers is not None:
-        min_k = max_k = num_speakers
     # Each chunk needs more groups than speakers, or a chunk could merge two of them for good.
     groups = max(cfg.chunk_cluster_count, 2 * max_k + 1)
     reps, owner = reduce_long_form(embeddings, scales, cfg, groups)
