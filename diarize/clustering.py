@@ -314,8 +314,6 @@ def cluster(
         labels = split_mixed_clusters(labels, affinity, embeddings, scales, cfg, max_k)
     if num_speakers is None and cfg.merge_threshold is not None:
         labels = merge_similar_clusters(labels, embeddings, scales, cfg.merge_threshold, min_k)
-    if num_speakers is None and cfg.min_cluster_windows > 1:
-        labels = absorb_small_clusters(labels, embeddings, scales, cfg.min_cluster_windows, min_k)
     return ClusteringResult(labels, int(len(np.unique(labels))), est.p)
 
 
@@ -385,26 +383,6 @@ def centroid_similarity(labels: np.ndarray, embeddings: list[np.ndarray], scales
         cen /= np.linalg.norm(cen, axis=1, keepdims=True) + 1e-12
         sims += cen @ cen.T
     return ids, sims / len(embeddings)
-
-
-def absorb_small_clusters(labels: np.ndarray, embeddings: list[np.ndarray], scales: list[ScaleWindows],
-                          min_windows: int, min_k: int = 1) -> np.ndarray:
-    """Give clusters of fewer than `min_windows` base windows to their most similar cluster.
-
-    A cluster of a second or less is more often a stretch of one speaker that sounds unlike the rest
-    (a laugh, a cough, a raised voice) than a speaker of its own; its centroid is too noisy for the
-    merge threshold to judge. Never goes below `min_k` clusters.
-    """
-    labels = labels.copy()
-    while True:
-        ids, counts = np.unique(labels, return_counts=True)
-        if len(ids) <= max(min_k, 1) or counts.min() >= min_windows:
-            break
-        small = int(np.argmin(counts))
-        _, sims = centroid_similarity(labels, embeddings, scales)
-        sims[small, small] = -np.inf
-        labels[labels == ids[small]] = ids[int(np.argmax(sims[small]))]
-    return np.unique(labels, return_inverse=True)[1]
 
 
 def merge_similar_clusters(labels: np.ndarray, embeddings: list[np.ndarray], scales: list[ScaleWindows],

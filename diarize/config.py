@@ -106,9 +106,6 @@ class ClusteringConfig:
     # and the shared recordings; 0.6 over-split (benchmarks/RESULTS.md).
     split_threshold: float | None = 0.45
     split_min_windows: int = 6  # base windows (1.5 s of speech) in the smaller half at least
-    # Clusters of fewer base windows (5 = 1.25 s of speech) join their most similar cluster: on short
-    # sessions 4-window clusters were spurious, while real speakers had 6+ (7 absorbed those: RESULTS.md).
-    min_cluster_windows: int = 5
     seed: int = 0
     embeddings_per_chunk: int = 10000  # long-form: chunk size above which clustering works chunk-wise
     chunk_cluster_count: int = 50

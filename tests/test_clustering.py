@@ -165,19 +165,3 @@ def test_split_recovers_a_speaker_absorbed_into_another_cluster(rng):
     # A group smaller than split_min_windows is not split off.
     big = ClusteringConfig(split_threshold=0.4, split_min_windows=int((truth == 2).sum()) + 1)
     assert len(np.unique(split_mixed_clusters(absorbed, aff, embs, scales, big, max_k=8))) == 2
-
-
-def test_absorb_small_clusters_gives_tiny_clusters_to_the_most_similar(rng):
-    from diarize.clustering import absorb_small_clusters
-
-    turn_speakers = [0, 1, 0, 1]
-    regions, scales = turns_to_scales(turn_speakers)
-    centers = rng.standard_normal((2, 32))
-    embs = [centers[labels_for(sc, regions, turn_speakers)] + 0.3 * rng.standard_normal((len(sc), 32)) for sc in scales]
-    truth = labels_for(scales[-1], regions, turn_speakers)
-    noisy = truth.copy()
-    noisy[np.flatnonzero(truth == 1)[:3]] = 2  # three windows of speaker 1 split off
-    fixed = absorb_small_clusters(noisy, embs, scales, min_windows=5)
-    assert agreement(truth, fixed) == 1.0 and len(np.unique(fixed)) == 2
-    assert len(np.unique(absorb_small_clusters(noisy, embs, scales, min_windows=3))) == 3  # 3 windows are enough
-    assert len(np.unique(absorb_small_clusters(noisy, embs, scales, min_windows=1000, min_k=2))) == 2
