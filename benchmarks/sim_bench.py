@@ -25,7 +25,7 @@ from simulate import add_set_arguments, set_from_args  # noqa: E402
 
 from diarize import Diarizer, load_config  # noqa: E402
 from diarize.rttm import read_rttm  # noqa: E402
-from diarize.score import PRESETS, ScoreReport, score  # noqa: E402
+from diarize.score import PRESETS, FileScore, ScoreReport, score  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     d = Diarizer(cfg, model=args.model, device=args.device, quiet=True)
     print(f"model={d.model.name} config={args.config} vad={args.vad} count={'known' if args.known else 'unknown'} "
           f"conversations={len(convs)} audio={sum(c.seconds for c in convs) / 60:.1f} min")
-    refs, hyps, rows = {}, {}, []
+    per_file: dict[str, dict[str, FileScore]] = {p: {} for p in PRESETS}  # preset -> uri -> score
+    rows = []
     t_all, audio_all = 0.0, 0.0
     for c in convs:
         ref = read_rttm(c.rttm)[c.uri]
@@ -57,16 +58,17 @@ def main(argv: list[str] | None = None) -> int:
                     num_speakers=c.num_speakers if args.known else None)
         dt = time.perf_counter() - t0
         t_all, audio_all = t_all + dt, audio_all + res.duration
-        refs[c.uri], hyps[c.uri] = ref, res.annotation
-        one = {p: score({c.uri: ref}, {c.uri: res.annotation}, None, *PRESETS[p], jer=False).total.der * 100
-               for p in PRESETS}
+        for p in PRESETS:
+            per_file[p][c.uri] = score({c.uri: ref}, {c.uri: res.annotation}, None, *PRESETS[p], jer=False).files[c.uri]
+        one = {p: per_file[p][c.uri].der * 100 for p in PRESETS}
         rows.append({"uri": c.uri, "speakers": c.num_speakers, "estimated": res.num_speakers,
                      "seconds": res.duration, "forgiving": one["forgiving"], "full": one["full"], "rtf": dt / res.duration})
         r = rows[-1]
         print(f"{c.uri} spk {r['speakers']} est {r['estimated']} {r['seconds']:6.1f}s "
               f"forgiving {r['forgiving']:6.2f}% full {r['full']:6.2f}% rtf {r['rtf']:.3f}", flush=True)
 
-    reports: dict[str, ScoreReport] = {p: score(refs, hyps, None, *PRESETS[p], jer=False) for p in PRESETS}
+    # Pooled = summed error and scored seconds over files, so the per-file scores are all that is needed.
+    reports = {p: ScoreReport(files=per_file[p]) for p in PRESETS}
     print("\npooled DER (seconds of error / scored seconds):")
     for p, rep in reports.items():
         t = rep.total.percent()
@@ -80,8 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\nby true count: conversations, exact, pooled forgiving / full DER")
     for n in true_ns:
         uris = [r["uri"] for r in rows if r["speakers"] == n]
-        sub = {p: score({u: refs[u] for u in uris}, {u: hyps[u] for u in uris}, None, *PRESETS[p],
-                        jer=False).total.der * 100 for p in PRESETS}
+        sub = {p: ScoreReport(files={u: per_file[p][u] for u in uris}).total.der * 100 for p in PRESETS}
         ok = sum(r["speakers"] == r["estimated"] for r in rows if r["speakers"] == n)
         print(f"  {n} speakers: {len(uris):3d}  {ok:3d}  {sub['forgiving']:6.2f}% / {sub['full']:6.2f}%")
     print("\ncount confusion (rows: true, columns: estimated)")
