@@ -104,7 +104,9 @@ def turns(pool: dict[str, list[np.ndarray]], seconds: float, rng: np.random.Gene
         else:
             gap = int(rng.uniform(*cfg.pause_s) * SR)
         if prev < 0:
-            gap = int(rng.uniform(*cfg.pause_s) * SR)  # a little silence before the first word
+            # A little silence before the first word. (Drawn a second time; kept so that the seeded
+            # sets behind benchmarks/RESULTS.md stay byte for byte the same.)
+            gap = int(rng.uniform(*cfg.pause_s) * SR)
         yield names[s], piece.astype(np.float64), gap
         pos += gap + len(piece)
         prev, prev_len = s, len(piece)
