@@ -238,8 +238,7 @@ def run_recipe(title: str, recordings: Sequence[Recording], args: argparse.Names
         nonlocal diarizer
         if diarizer is None:
             cfg = load_config(args.config)
-            diarizer = Diarizer(cfg, model=model if model is not None else args.model, device=args.device,
-                                quiet=True)
+            diarizer = Diarizer(cfg, model=model if model is not None else args.model, device=args.device)
         return diarizer
 
     hyps: dict[str, dict[str, Annotation]] = {c: {} for c in CONDITIONS}

@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", default="general")
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore", message=".*'uem' was approximated.*")
-    d = Diarizer(load_config(args.config), model=args.model, quiet=True)
+    d = Diarizer(load_config(args.config), model=args.model)
     rows = list(csv.DictReader(open(args.data / "diarization" / "manifest.tsv"), delimiter="\t"))
     print(f"model={d.model.name} config={args.config}")
     print(f"{'file':24s} {'dur':>5s} {'spk':>3s} | {'vad':6s} {'count':7s} {'est':>3s} {'forgiving':>9s} {'full':>6s} {'rtf':>6s}")

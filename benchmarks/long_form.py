@@ -106,6 +106,7 @@ def run_case(args: argparse.Namespace) -> dict:
 
     import diarize
     from diarize import pipeline
+    from diarize.audio import BLOCK_SECONDS
     from diarize.config import load_config
     from diarize.models import load_model
     from diarize.pipeline import Diarizer
@@ -113,7 +114,7 @@ def run_case(args: argparse.Namespace) -> dict:
 
     assert Path(diarize.__file__).resolve().is_relative_to(REPO), diarize.__file__
     cfg = load_config(args.config)
-    model = FbankStats() if args.model == "fbank-stats" else load_model(args.model, "cpu", quiet=True)
+    model = FbankStats() if args.model == "fbank-stats" else load_model(args.model, "cpu")
     ref = next(iter(read_rttm(args.rttm).values()))
     rss_model = current_rss_mb()
 
@@ -127,7 +128,7 @@ def run_case(args: argparse.Namespace) -> dict:
 
         pipeline.cluster = capture
 
-    d = Diarizer(cfg, model=model, quiet=True, streaming_threshold_s=args.stream_above)
+    d = Diarizer(cfg, model=model)
     t0, c0 = time.perf_counter(), time.process_time()
     res = d.run(args.wav, oracle_vad=ref if args.vad == "oracle" else None)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -140,7 +141,7 @@ def run_case(args: argparse.Namespace) -> dict:
     out = {
         "wav": str(args.wav), "vad": args.vad, "model": args.model, "threads": args.threads,
         "duration_s": res.duration, "speech_s": float((res.regions[:, 1] - res.regions[:, 0]).sum()),
-        "streaming": res.duration > args.stream_above, "wall_s": wall, "cpu_s": cpu, "timings": res.timings,
+        "blocks": int(-(-res.duration // BLOCK_SECONDS)), "wall_s": wall, "cpu_s": cpu, "timings": res.timings,
         "rss_after_model_mb": rss_model, "peak_rss_mb": rss_mb(),
         "speakers_ref": len(ref.labels()), "speakers_hyp": res.num_speakers,
     }
@@ -155,7 +156,7 @@ def run_case(args: argparse.Namespace) -> dict:
 def subprocess_case(wav: Path, rttm: Path, vad: str, args: argparse.Namespace, save: Path | None = None) -> dict:
     cmd = [sys.executable, __file__, "case", "--wav", str(wav), "--rttm", str(rttm), "--vad", vad,
            "--model", args.model, "--threads", str(args.threads), "--config", args.config,
-           "--stream-above", str(args.stream_above)]
+]
     if save is not None:
         cmd += ["--save-embeddings", str(save)]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONPATH": str(REPO)}
@@ -291,7 +292,6 @@ def main(argv: list[str] | None = None) -> int:
     common.add_argument("--model", default="campplus", help="campplus or fbank-stats (stand-in, no DER meaning)")
     common.add_argument("--threads", type=int, default=1, help="torch threads [1: on this 2-core VM 2 threads ran slower]")
     common.add_argument("--config", default="general")
-    common.add_argument("--stream-above", type=float, default=1800.0, help="streaming path for files longer than this (s)")
     a = sub.add_parser("all", parents=[common])
     a.add_argument("--hours", type=float, nargs="*", default=[1.0])
     a.add_argument("--short", type=int, default=0, help="number of short sessions")

@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config(args.config)
     if args.vad != "oracle":
         cfg.vad.method = args.vad
-    d = Diarizer(cfg, model=args.model, device=args.device, quiet=True)
+    d = Diarizer(cfg, model=args.model, device=args.device)
     print(f"model={d.model.name} config={args.config} vad={args.vad} count={'known' if args.known else 'unknown'} "
           f"conversations={len(convs)} audio={sum(c.seconds for c in convs) / 60:.1f} min")
     per_file: dict[str, dict[str, FileScore]] = {p: {} for p in PRESETS}  # preset -> uri -> score

@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config(args.config)
     if args.vad:
         cfg.vad.method = args.vad
-    d = Diarizer(cfg, model=args.model, device=args.device, quiet=True)
+    d = Diarizer(cfg, model=args.model, device=args.device)
     with tempfile.TemporaryDirectory() as tmp:
         wav = Path(tmp) / "long.wav"
         sf.write(wav, build_recording(args.minutes), 16000, subtype="PCM_16")

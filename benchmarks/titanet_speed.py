@@ -37,7 +37,7 @@ def ours(args) -> None:
 
     torch.set_num_threads(args.threads)
     audio = build_recording(args.minutes)
-    scales = multiscale_windows(energy_vad(audio, VADConfig()), WindowConfig())
+    scales = multiscale_windows(energy_vad(audio, EnergyVADConfig()), WindowConfig())
     model = load_titanet(args.nemo)
     n = sum(len(s) for s in scales)
     embed_all_scales(audio, [s for s in scales[:1]], model, 64)  # warm-up

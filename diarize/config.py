@@ -1,114 +1,163 @@
-"""Configuration as plain dataclasses, with YAML presets in configs/ (meeting, telephonic, general)."""
+"""Configuration as typed dataclasses, with YAML presets in configs/ that state only what differs.
+
+Every value is type- and range-checked when a config is built (`config_from_dict`, `load_config`),
+before any audio is read; a bad value is a `ConfigError` naming its key. Tuned constants cite
+their measurement in benchmarks/RESULTS.md.
+"""
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import types
+import typing
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from .errors import ConfigError, short
+
 # Presets live in the repo's top-level configs/; `diarize/configs` links to it so
 # an installed package finds them too.
 _PRESET_DIRS = [Path(__file__).resolve().parent / "configs", Path(__file__).resolve().parents[1] / "configs"]
-PRESETS = ("meeting", "telephonic", "general")
+PRESET_NAMES = ("general", "meeting", "telephonic")
+VAD_METHODS = ("pyannote-seg", "energy", "silero")
+MAX_YAML_BYTES = 1 << 20
+
+
+def _range(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False) -> dict[str, Any]:
+    return {"lo": lo, "hi": hi, "lo_open": lo_open}
+
+
+def _f(default: Any, lo: float | None = None, hi: float | None = None, *, lo_open: bool = False) -> Any:
+    """A field with a default and an allowed range (checked by `validate`)."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=_range(lo, hi, lo_open=lo_open))
+    return field(default=default, metadata=_range(lo, hi, lo_open=lo_open))
+
+
+@dataclass
+class EnergyVADConfig:
+    """Frame log-energy against an adaptive noise floor, with hysteresis (`vad.method: energy`).
+
+    A frame starts speech when its energy is `onset_db` above the noise floor and speech ends when
+    it falls below floor + `offset_db`. The floor is the `noise_percentile`-th percentile of frame
+    energies, but never lower than `dynamic_range_db` under the loudest frames (so digital silence
+    does not set it). Gaps shorter than `min_silence_s` are filled, then regions shorter than
+    `min_speech_s` dropped, then each region is padded by `pad_s`. Values tuned on the six shared
+    recordings (benchmarks/RESULTS.md, development data).
+    """
+
+    frame_s: float = _f(0.02, 0.001, 1.0)
+    smooth_frames: int = _f(5, 1, 1000)
+    noise_percentile: float = _f(1.0, 0.0, 100.0)
+    dynamic_range_db: float = _f(40.0, 0.0, 200.0)
+    onset_db: float = _f(24.0, 0.0, 200.0)
+    offset_db: float = _f(8.0, 0.0, 200.0)
+    min_speech_s: float = _f(0.25, 0.0, 60.0)
+    min_silence_s: float = _f(0.5, 0.0, 60.0)
+    pad_s: float = _f(0.1, 0.0, 10.0)
+
+
+@dataclass
+class SileroVADConfig:
+    """Silero VAD (`vad.method: silero`): P(speech) per 32 ms frame, hysteresis onset/offset."""
+
+    onset: float = _f(0.5, 0.0, 1.0)
+    offset: float = _f(0.35, 0.0, 1.0)
+    min_speech_s: float = _f(0.25, 0.0, 60.0)
+    min_silence_s: float = _f(0.1, 0.0, 60.0)
+    pad_s: float = _f(0.03, 0.0, 10.0)
+
+
+@dataclass
+class SegmentationVADConfig:
+    """pyannote segmentation-3.0 (`vad.method: pyannote-seg`): 10 s windows every `step_s`; frame-level
+    P(speech) and P(>= 2 speakers) binarised with hysteresis. `soft` uses powerset marginals instead
+    of the most likely class."""
+
+    step_s: float = _f(1.0, 0.0, 10.0, lo_open=True)
+    soft: bool = False
+    onset: float = _f(0.5, 0.0, 1.0)
+    offset: float = _f(0.5, 0.0, 1.0)
+    min_speech_s: float = _f(0.25, 0.0, 60.0)
+    min_silence_s: float = _f(0.1, 0.0, 60.0)
+    pad_s: float = _f(0.0, 0.0, 10.0)
+    overlap_onset: float = _f(0.5, 0.0, 1.0)
+    overlap_offset: float = _f(0.5, 0.0, 1.0)
+    min_overlap_s: float = _f(0.1, 0.0, 60.0)
+    batch_size: int = _f(32, 1, 4096)
 
 
 @dataclass
 class VADConfig:
-    """Energy VAD: frame log-energy against an adaptive noise floor, with hysteresis.
+    """Speech regions: which system VAD (oracle VAD is chosen by passing a reference instead),
+    each method's own settings, and overlap-aware output."""
 
-    A frame (frame_s long) starts speech when its energy is `onset_db` above the
-    noise floor and speech ends when it falls below floor + `offset_db`. The floor
-    is the `noise_percentile`-th percentile of frame energies, but never lower than
-    `dynamic_range_db` under the loudest frames (so digital silence does not set it).
-    Regions shorter than `min_speech_s` are dropped after gaps shorter than
-    `min_silence_s` are filled; each region is padded by `pad_s` on both sides.
-    """
-
-    # "pyannote-seg" (default: best full DER on our data, benchmarks/RESULTS.md) | "energy" | "silero";
-    # oracle VAD is chosen by passing a reference instead.
+    # pyannote-seg: best full DER of the three on the shared recordings (benchmarks/RESULTS.md).
     method: str = "pyannote-seg"
-    frame_s: float = 0.02
-    smooth_frames: int = 5
-    noise_percentile: float = 1.0
-    dynamic_range_db: float = 40.0
-    onset_db: float = 24.0
-    offset_db: float = 8.0
-    min_speech_s: float = 0.25
-    min_silence_s: float = 0.5
-    pad_s: float = 0.1
-    # Silero VAD (method "silero"): speech probability per 32 ms, hysteresis threshold/neg_threshold.
-    silero_threshold: float = 0.5
-    silero_neg_threshold: float = 0.35
-    silero_min_speech_s: float = 0.25
-    silero_min_silence_s: float = 0.1
-    silero_pad_s: float = 0.03
-    # pyannote segmentation-3.0 (method "pyannote-seg"): 10 s windows every seg_step_s, frame-level
-    # P(speech) and P(>= 2 speakers) binarised with hysteresis; seg_soft uses powerset marginals
-    # instead of the most likely class.
-    seg_step_s: float = 1.0
-    seg_soft: bool = False
-    seg_onset: float = 0.5
-    seg_offset: float = 0.5
-    seg_min_speech_s: float = 0.25
-    seg_min_silence_s: float = 0.1
-    seg_pad_s: float = 0.0
-    seg_overlap_onset: float = 0.5
-    seg_overlap_offset: float = 0.5
-    seg_min_overlap_s: float = 0.1
-    seg_batch_size: int = 32
-    seg_device: str = "auto"
-    # Overlap-aware output: give pyannote-seg's overlap regions a second speaker (see diarize.overlap).
+    energy: EnergyVADConfig = field(default_factory=EnergyVADConfig)
+    silero: SileroVADConfig = field(default_factory=SileroVADConfig)
+    pyannote_seg: SegmentationVADConfig = field(default_factory=SegmentationVADConfig)
+    device: str = "auto"  # for the neural VADs: auto | cpu | cuda | cuda:N | mps
+    # Give overlap regions found by pyannote-seg a second speaker (see diarize.overlap).
     overlap_assignment: bool = True
-    overlap_context_s: float = 3.0
+    overlap_context_s: float = _f(3.0, 0.0, 600.0)
 
 
 @dataclass
 class WindowConfig:
-    """Multi-scale windows, longest first; the last scale is the base (finest) scale."""
+    """Multi-scale windows, longest first; the last scale is the base (finest) scale. NeMo's defaults."""
 
-    window_lengths: list[float] = field(default_factory=lambda: [1.5, 1.25, 1.0, 0.75, 0.5])
-    shifts: list[float] = field(default_factory=lambda: [0.75, 0.625, 0.5, 0.375, 0.25])
-    weights: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0, 1.0, 1.0])
-    min_window_s: float = 0.05  # NeMo drops sub-segments of 50 ms or less
+    window_lengths: list[float] = _f([1.5, 1.25, 1.0, 0.75, 0.5], 0.0, 30.0, lo_open=True)
+    shifts: list[float] = _f([0.75, 0.625, 0.5, 0.375, 0.25], 0.0, 30.0, lo_open=True)
+    weights: list[float] = _f([1.0, 1.0, 1.0, 1.0, 1.0], 0.0, 1e6)
+    min_window_s: float = _f(0.05, 0.0, 30.0)  # NeMo drops sub-segments of 50 ms or less
 
 
 @dataclass
 class EmbeddingConfig:
     model: str = "auto"  # "auto" (titanet-large if at hand, else campplus), a name, or a .nemo path
-    device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
-    batch_size: int = 64  # windows per batch at most ...
-    max_batch_seconds: float = 32.0  # ... and at most this much audio (CPU caches favour small batches of long windows)
-    min_embed_s: float = 0.5  # shorter windows are tiled (repeated) up to this length before embedding
+    device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N" | "mps"
+    batch_size: int = _f(64, 1, 65536)  # windows per batch at most ...
+    # ... and at most this much audio per batch on CPU (its caches favour small batches of long windows)
+    max_batch_seconds: float = _f(32.0, 0.0, 1e6, lo_open=True)
+    min_embed_s: float = _f(0.5, 0.0, 30.0)  # shorter windows are tiled (repeated) up to this length
     autocast: bool = True  # fp16/bf16 autocast on CUDA; CPU always runs fp32
 
 
 @dataclass
 class ClusteringConfig:
-    max_num_speakers: int = 8
-    max_rp_threshold: float = 0.25
-    sparse_search_volume: int = 30
-    nme_mat_size: int = 512
-    min_samples_for_nmesc: int = 6
+    max_num_speakers: int = _f(8, 1, 1000)
+    max_rp_threshold: float = _f(0.25, 0.0, 1.0, lo_open=True)
+    sparse_search_volume: int = _f(30, 1, 10000)
+    nme_mat_size: int = _f(512, 2, 100000)
+    min_samples_for_nmesc: int = _f(6, 0, 100000)
     # NeMo applies "enhanced counting" to sessions of <= 80 base windows; with CAM++ it
     # miscounted on our shared data (see benchmarks/RESULTS.md), so it is off unless set.
-    enhanced_count_threshold: int = 0
-    enhanced_count_seeds: int = 5
-    kmeans_inits: int = 10
+    enhanced_count_threshold: int = _f(0, 0, 100000)
+    enhanced_count_seeds: int = _f(5, 1, 100)
+    kmeans_inits: int = _f(10, 1, 1000)
     # Clusters whose centroids have cosine >= this are one speaker (None: never merge).
     # 0.65 was tuned for CAM++ on simulated conversations (benchmarks/RESULTS.md).
-    merge_threshold: float | None = 0.65
+    merge_threshold: float | None = _f(0.65, -1.0, 1.0)
     # A cluster whose spectral halves have centroid cosine below this is split (None: never split):
     # recovers speakers with fewer windows than NME-SC's p, which the graph merges into others.
     # 0.45 is the middle of the range (0.3-0.5) that gave the same counts on the short simulated set
     # and the shared recordings; 0.6 over-split (benchmarks/RESULTS.md).
-    split_threshold: float | None = 0.45
-    split_min_windows: int = 6  # base windows (1.5 s of speech) in the smaller half at least
-    seed: int = 0
-    embeddings_per_chunk: int = 10000  # long-form: chunk size above which clustering works chunk-wise
-    chunk_cluster_count: int = 50
+    split_threshold: float | None = _f(0.45, -1.0, 1.0)
+    split_min_windows: int = _f(6, 1, 100000)
+    # With a known count: "merge" clusters into the graph's own groups, then merges (or splits) to the
+    # count; "nemo" narrows the eigengap search to the count and runs k-means to it, as NeMo does.
+    known_count: str = "merge"  # base windows (1.5 s of speech) in the smaller half at least
+    seed: int = _f(0, 0, 2**32 - 1)
+    # Sessions with more base windows than this are clustered as "over-cluster each chunk into
+    # chunk_cluster_count groups, then the same core on the group centroids" (bounded memory).
+    embeddings_per_chunk: int = _f(10000, 0, 10**7)
+    chunk_cluster_count: int = _f(50, 2, 100000)
 
 
 @dataclass
@@ -122,45 +171,194 @@ class DiarizerConfig:
         return dataclasses.asdict(self)
 
 
-class ConfigError(ValueError):
-    pass
+@dataclass(frozen=True)
+class SpeakerCount:
+    """What the caller knows about the number of speakers: exactly `num`, or between `min` and `max`
+    (None: not known; `max` None falls back to `clustering.max_num_speakers`)."""
+
+    num: int | None = None
+    min: int | None = None
+    max: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("num", "min", "max"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ConfigError(f"{name}_speakers must be a whole number >= 1, got {short(v)}")
+        if self.num is not None and (self.min is not None or self.max is not None):
+            raise ConfigError("num_speakers cannot be combined with min_speakers/max_speakers")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ConfigError(f"min_speakers {self.min} is larger than max_speakers {self.max}")
 
 
-def _fill(cls: type, data: dict[str, Any], where: str) -> Any:
+# --------------------------------------------------------------------------- building and checking
+_SECTIONS = {"vad": VADConfig, "windows": WindowConfig, "embedding": EmbeddingConfig, "clustering": ClusteringConfig}
+
+# Flat VAD keys of configs written before the per-method split: old key -> (method section, new key).
+_OLD_VAD_KEYS = {
+    **{k: ("energy", k) for k in ("frame_s", "smooth_frames", "noise_percentile", "dynamic_range_db", "onset_db",
+                                  "offset_db", "min_speech_s", "min_silence_s", "pad_s")},
+    "silero_threshold": ("silero", "onset"), "silero_neg_threshold": ("silero", "offset"),
+    **{f"silero_{k}": ("silero", k) for k in ("min_speech_s", "min_silence_s", "pad_s")},
+    **{f"seg_{k}": ("pyannote_seg", k) for k in ("step_s", "soft", "onset", "offset", "min_speech_s", "min_silence_s",
+                                                 "pad_s", "overlap_onset", "overlap_offset", "batch_size")},
+    "seg_min_overlap_s": ("pyannote_seg", "min_overlap_s"), "seg_device": (None, "device"),
+}
+
+
+def _check_value(value: Any, tp: Any, meta: Any, where: str) -> Any:
+    """`value` checked against the annotation `tp` and the field's range; returns the value to store."""
+    origin = typing.get_origin(tp)
+    if origin is typing.Union or origin is getattr(types, "UnionType", typing.Union):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        tp = next(a for a in args if a is not type(None))
+        origin = typing.get_origin(tp)
+    if origin is list:
+        if not isinstance(value, list) or not value:
+            raise ConfigError(f"{where}: expected a non-empty list, got {short(value)}")
+        (item,) = typing.get_args(tp)
+        return [_check_value(v, item, meta, f"{where}[{i}]") for i, v in enumerate(value)]
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {short(value)}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected a whole number, got {short(value)}")
+    elif tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {short(value)}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: expected a finite number, got {value}")
+        value = float(value)
+    elif tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {short(value)}")
+        return value
+    if meta:
+        lo, hi = meta.get("lo"), meta.get("hi")
+        if lo is not None and (value < lo or (meta.get("lo_open") and value == lo)):
+            raise ConfigError(f"{where}: must be {'>' if meta.get('lo_open') else '>='} {lo}, got {value}")
+        if hi is not None and value > hi:
+            raise ConfigError(f"{where}: must be <= {hi}, got {value}")
+    return value
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    if data is None:
+        data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(data) - names
+        raise ConfigError(f"{where}: expected a mapping, got {short(data)}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = [k for k in data if k not in fields]
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; known: {sorted(names)}")
-    return cls(**data)
+        raise ConfigError(f"{where}: unknown key(s) {short(sorted(map(str, unknown)))}; known: {sorted(fields)}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for name, value in data.items():
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = _build(tp, value, f"{where}.{name}")
+        else:
+            kwargs[name] = _check_value(value, tp, fields[name].metadata, f"{where}.{name}")
+    return cls(**kwargs)
 
 
-def config_from_dict(data: dict[str, Any], where: str = "<config>") -> DiarizerConfig:
-    data = dict(data or {})
-    sections = {"vad": VADConfig, "windows": WindowConfig, "embedding": EmbeddingConfig, "clustering": ClusteringConfig}
-    unknown = set(data) - set(sections)
+def config_from_dict(data: Any, where: str = "config") -> DiarizerConfig:
+    """Build and check a config from nested dicts (YAML); missing keys keep their defaults.
+
+    Raises ConfigError naming the key for an unknown key, a wrong type or a value out of range.
+    """
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping of sections, got {short(data)}")
+    unknown = [k for k in data if k not in _SECTIONS]
     if unknown:
-        raise ConfigError(f"{where}: unknown section(s) {sorted(unknown)}; known: {sorted(sections)}")
-    cfg = DiarizerConfig(**{k: _fill(cls, data.get(k, {}), f"{where}:{k}") for k, cls in sections.items()})
+        raise ConfigError(f"{where}: unknown section(s) {short(sorted(map(str, unknown)))}; known: {sorted(_SECTIONS)}")
+    data = dict(data)
+    if isinstance(data.get("vad"), dict):
+        data["vad"] = upgrade_flat_vad_keys(data["vad"], where)
+    cfg = DiarizerConfig(**{k: _build(cls, data.get(k), f"{where}:{k}") for k, cls in _SECTIONS.items()})
     validate(cfg, where)
     return cfg
 
 
-def validate(cfg: DiarizerConfig, where: str = "<config>") -> None:
+def upgrade_flat_vad_keys(vad: dict[str, Any], where: str) -> dict[str, Any]:
+    """Move pre-split flat VAD keys (`onset_db`, `seg_onset`, ...) into their method's section, with a warning."""
+    old = [k for k in vad if k in _OLD_VAD_KEYS]
+    if not old:
+        return vad
+    warnings.warn(f"{where}: flat vad keys {sorted(old)} are deprecated; write them under vad.energy, "
+                  "vad.silero or vad.pyannote_seg", DeprecationWarning, stacklevel=3)
+    out = {k: v for k, v in vad.items() if k not in _OLD_VAD_KEYS}
+    for k in old:
+        section, new = _OLD_VAD_KEYS[k]
+        if section is None:
+            out.setdefault(new, vad[k])
+        else:
+            sub = out.get(section)
+            sub = dict(sub) if isinstance(sub, dict) else {}
+            sub.setdefault(new, vad[k])
+            out[section] = sub
+    return out
+
+
+def validate(cfg: DiarizerConfig, where: str = "config") -> None:
+    """Checks that involve several fields (single values are checked when the config is built)."""
     w = cfg.windows
     if not (len(w.window_lengths) == len(w.shifts) == len(w.weights)) or not w.window_lengths:
         raise ConfigError(f"{where}: windows: window_lengths, shifts and weights must be non-empty lists of equal length")
     if any(b > a for a, b in zip(w.window_lengths, w.window_lengths[1:])):
         raise ConfigError(f"{where}: windows: window_lengths must be non-increasing (longest first)")
-    if any(s <= 0 or s > L for L, s in zip(w.window_lengths, w.shifts)):
+    if any(s > L for L, s in zip(w.window_lengths, w.shifts)):
         raise ConfigError(f"{where}: windows: each shift must be in (0, window_length]")
-    if any(x < 0 for x in w.weights) or sum(w.weights) <= 0:
+    if sum(w.weights) <= 0:
         raise ConfigError(f"{where}: windows: weights must be non-negative with a positive sum")
-    if cfg.vad.method not in ("energy", "silero", "pyannote-seg"):
-        raise ConfigError(f"{where}: vad: method must be energy, silero or pyannote-seg, got {cfg.vad.method!r}")
-    if cfg.clustering.max_num_speakers < 1:
-        raise ConfigError(f"{where}: clustering: max_num_speakers must be >= 1")
+    if cfg.clustering.known_count not in ("merge", "nemo"):
+        raise ConfigError(f"{where}: clustering.known_count must be merge or nemo, got {short(cfg.clustering.known_count)}")
+    if cfg.vad.method not in VAD_METHODS:
+        raise ConfigError(f"{where}: vad.method must be one of {', '.join(VAD_METHODS)}, got {short(cfg.vad.method)}")
+    from .models.base import resolve_device
+
+    for key, dev in (("vad.device", cfg.vad.device), ("embedding.device", cfg.embedding.device)):
+        try:
+            resolve_device(dev)
+        except ConfigError as e:
+            raise ConfigError(f"{where}: {key}: {e}") from None
+
+
+# --------------------------------------------------------------------------- YAML and overrides
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys (PyYAML keeps the last one silently)."""
+
+
+def _mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if isinstance(key, (list, dict)):
+            raise ConfigError(f"line {key_node.start_mark.line + 1}: a key must be a plain value")
+        if key in seen:
+            raise ConfigError(f"line {key_node.start_mark.line + 1}: duplicate key {short(key)}")
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+
+
+def read_yaml(text: str, where: str) -> Any:
+    if len(text) > MAX_YAML_BYTES:
+        raise ConfigError(f"{where}: config file is larger than {MAX_YAML_BYTES} bytes")
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{where}: invalid YAML ({str(e).splitlines()[0][:200]})") from None
 
 
 def preset_path(name: str) -> Path | None:
@@ -171,16 +369,44 @@ def preset_path(name: str) -> Path | None:
     return None
 
 
-def load_config(preset_or_path: str | os.PathLike | None = None) -> DiarizerConfig:
-    """A preset name (meeting, telephonic, general), a YAML path, or None for the defaults."""
-    if preset_or_path is None:
-        return DiarizerConfig()
-    s = str(preset_or_path)
-    path = preset_path(s) if s in PRESETS else Path(s)
-    if path is None or not path.is_file():
-        raise ConfigError(f"{s}: not a preset ({', '.join(PRESETS)}) nor a YAML file")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: invalid YAML ({e})") from None
-    return config_from_dict(data, str(path))
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """`section.key=value` strings (value in YAML syntax) set into a nested config dict."""
+    data = dict(data or {})
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or len(parts) < 2 or not all(parts):
+            raise ConfigError(f"--set {short(item)}: expected section.key=value, e.g. clustering.max_num_speakers=4")
+        value = read_yaml(raw, f"--set {key}")
+        node = data
+        for p in parts[:-1]:
+            child = node.get(p)
+            node[p] = dict(child) if isinstance(child, dict) else {}
+            node = node[p]
+        node[parts[-1]] = value
+    return data
+
+
+def load_config(preset_or_path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> DiarizerConfig:
+    """A preset name (general, meeting, telephonic), a YAML path, or None for the defaults, then
+    `section.key=value` overrides. Raises ConfigError."""
+    data: Any = {}
+    where = "config"
+    if preset_or_path is not None:
+        s = str(preset_or_path)
+        path = preset_path(s) if s in PRESET_NAMES else Path(s)
+        if path is None or not path.is_file():
+            raise ConfigError(f"{s}: not a preset ({', '.join(PRESET_NAMES)}) nor a YAML file")
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path}: cannot read ({e})") from None
+        where = str(path)
+        data = read_yaml(text, where)
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where}: expected a mapping of sections, got {short(data)}")
+    if overrides:
+        data = apply_overrides(data, overrides)
+    return config_from_dict(data, where)

@@ -12,12 +12,11 @@ from pathlib import Path
 
 from pyannote.core import Annotation, Timeline
 
-from .audio import AudioError
-from .config import ConfigError, DiarizerConfig
-from .models.hub import WeightsUnavailable
-from .rttm import FormatError
+from .config import DiarizerConfig
+from .errors import ConfigError, DiarizeError
 
-JOB_ERRORS = (AudioError, FormatError, ConfigError, WeightsUnavailable, ValueError, OSError)
+# A job fails on our own errors and on OS errors (unreadable file, disk full); anything else is a bug.
+JOB_ERRORS = (DiarizeError, OSError)
 
 
 @dataclass
@@ -34,7 +33,6 @@ class RunOptions:
     num_speakers: int | None = None
     min_speakers: int | None = None
     max_speakers: int | None = None
-    progress: bool | None = False
 
 
 @dataclass
@@ -48,14 +46,14 @@ class JobResult:
     error: str | None = None
 
 
-def run_job(diarizer, job: Job, opts: RunOptions) -> JobResult:
+def run_job(diarizer, job: Job, opts: RunOptions, hook=None) -> JobResult:
     """Diarize one file; bad input becomes `error` instead of an exception."""
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             res = diarizer.run(job.audio, uri=job.uri, oracle_vad=job.oracle_vad, uem=job.uem,
                                num_speakers=opts.num_speakers, min_speakers=opts.min_speakers,
-                               max_speakers=opts.max_speakers, progress=opts.progress)
+                               max_speakers=opts.max_speakers, hook=hook)
     except JOB_ERRORS as e:
         lines = str(e).strip().splitlines()
         return JobResult(job, error=lines[0] if lines else type(e).__name__)
@@ -63,9 +61,10 @@ def run_job(diarizer, job: Job, opts: RunOptions) -> JobResult:
                      [str(w.message) for w in caught])
 
 
-def run_local(diarizer, jobs: list[Job], opts: RunOptions) -> Iterator[JobResult]:
+def run_local(diarizer, jobs: list[Job], opts: RunOptions, hook_for=None) -> Iterator[JobResult]:
+    """Diarize `jobs` one after the other; `hook_for(job)` gives each job's progress hook."""
     for job in jobs:
-        yield run_job(diarizer, job, opts)
+        yield run_job(diarizer, job, opts, hook_for(job) if hook_for is not None else None)
 
 
 def run_ray(config: DiarizerConfig, model: str | None, device: str | None, jobs: list[Job], opts: RunOptions,
@@ -92,7 +91,9 @@ def run_ray(config: DiarizerConfig, model: str | None, device: str | None, jobs:
             from .pipeline import Diarizer
 
             torch.set_num_threads(1)  # one core per actor; parallelism comes from actors
-            self.diarizer = Diarizer(config, model=model, device=device, quiet=True)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the driver already said which model it uses
+                self.diarizer = Diarizer(config, model=model, device=device)
 
         def run(self, job: Job, opts: RunOptions) -> JobResult:
             return run_job(self.diarizer, job, opts)

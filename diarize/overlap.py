@@ -12,25 +12,8 @@ from __future__ import annotations
 import numpy as np
 from pyannote.core import Annotation, Segment
 
-from .rttm import labels_to_annotation
-
-
-def _cut_windows(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sorted windows with overlapping neighbours cut at their midpoint (as labels_to_annotation
-    does), so each instant belongs to one window. Returns (order, starts, ends)."""
-    order = np.lexsort((ends, starts))
-    s = np.asarray(starts, dtype=np.float64)[order].copy()
-    e = np.asarray(ends, dtype=np.float64)[order].copy()
-    if len(s) > 1:
-        ov = e[:-1] > s[1:]
-        mid = (s[1:] + e[:-1]) / 2
-        e[:-1] = np.where(ov, mid, e[:-1])
-        s[1:] = np.where(ov, mid, s[1:])
-    return order, s, e
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+from .clustering import unit_rows
+from .rttm import cut_at_midpoints, labels_to_annotation, speaker_names
 
 
 def second_speakers(starts: np.ndarray, ends: np.ndarray, labels: np.ndarray, embeddings: np.ndarray,
@@ -39,10 +22,10 @@ def second_speakers(starts: np.ndarray, ends: np.ndarray, labels: np.ndarray, em
     labels = np.asarray(labels)
     if len(labels) == 0 or len(overlap) == 0:
         return []
-    emb = _unit(np.asarray(embeddings, dtype=np.float64))
+    emb = unit_rows(embeddings, eps=1e-12)
     uniq = np.unique(labels)
-    centroids = _unit(np.stack([emb[labels == k].mean(axis=0) for k in uniq]))
-    order, s, e = _cut_windows(starts, ends)
+    centroids = unit_rows(np.stack([emb[labels == k].mean(axis=0) for k in uniq]), eps=1e-12)
+    order, s, e = cut_at_midpoints(starts, ends)
     lab, emb = labels[order], emb[order]
     mids = (s + e) / 2
     out: list[tuple[float, float, int]] = []
@@ -66,12 +49,7 @@ def overlap_aware_annotation(starts: np.ndarray, ends: np.ndarray, labels: np.nd
     extra = second_speakers(starts, ends, labels, embeddings, overlap, context_s)
     if not extra:
         return base
-    # labels_to_annotation names speakers by first appearance in time; rebuild that map.
-    order, s, e = _cut_windows(starts, ends)
-    names: dict[int, str] = {}
-    for k, a, b in zip(np.asarray(labels)[order], s, e):
-        if b > a:
-            names.setdefault(int(k), f"speaker_{len(names)}")
+    names = speaker_names(labels, starts, ends)
     ann = base.copy()
     for a, b, k in extra:
         if b > a and k in names:

