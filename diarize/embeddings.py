@@ -98,3 +98,110 @@ def embed_all_scales(
     max_batch_seconds: float | None = None,
 ) -> list[np.ndarray]:
     return [embed_windows(audio, s, model, batch_size, min_embed_s, progress, max_batch_seconds) for s in scales]
+
+
+# --------------------------------------------------------------------------- fast mode
+def chunk_plan(num_samples: int, chunk: int, context: int, align: int = 1) -> list[tuple[int, int, int, int]]:
+    """Overlapping chunks covering a region of `num_samples` samples: (start, end, core_start, core_end).
+
+    The cores tile the region in equal parts of at most `chunk - 2 * context` samples; each
+    chunk is its core plus `context` samples of real audio on either side (less at the region
+    ends), its start moved back to a multiple of `align` (so that a model's frame and segment
+    grids fall on the same samples in every chunk). A window is pooled from the chunk whose core
+    holds its midpoint, so with `context` >= half the longest window plus the encoder's
+    receptive field it never sees a chunk edge.
+    """
+    if num_samples <= chunk:
+        return [(0, num_samples, 0, num_samples)]
+    stride = chunk - 2 * context
+    if stride <= 0:
+        raise ValueError(f"chunk ({chunk} samples) must be longer than twice the context ({context} samples)")
+    n = -(-num_samples // stride)
+    bounds = [round(k * num_samples / n) for k in range(n + 1)]
+    plan = []
+    for c0, c1 in zip(bounds[:-1], bounds[1:]):
+        start = max(0, (c0 - context) // align * align)
+        plan.append((start, min(num_samples, c1 + context), c0, c1))
+    return plan
+
+
+def embed_scales_fast(
+    audio: np.ndarray,
+    regions: np.ndarray,
+    scales: list[ScaleWindows],
+    model: SpeakerEmbedder,
+    chunk_s: float = 30.0,
+    context_s: float = 3.0,
+    min_embed_s: float = 0.5,
+    progress: Progress | None = None,
+) -> list[np.ndarray]:
+    """Fast mode: (N_s, D) float32 embeddings per scale, like `embed_all_scales`, with the
+    model's frame encoder run once per speech region instead of once per window.
+
+    `regions` (K, 2) seconds are the speech regions the windows were cut from
+    (`windows.multiscale_windows(regions, ...)`); each window is pooled
+    (`model.pool_frames`) from the frames (`model.encode_frames`) of its region. A region
+    longer than `chunk_s` is encoded in overlapping chunks (`chunk_plan`, `context_s` of
+    context each side). The model needs `encode_frames`, `pool_frames`, `num_frames` and
+    `frame_hop` (TitaNet and CAM++ have them).
+
+    What differs from `embed_all_scales` (see the models' fast-mode notes): feature
+    normalisation and the models' global context (TitaNet's SE squeeze, CAM++'s context
+    masks) cover the chunk, not the window; a window's edge frames see the audio around it; a
+    window starts on the nearest encoder frame (10 ms TitaNet, 20 ms CAM++). A region shorter
+    than `min_embed_s` is tiled to that length as exact mode tiles its windows, so those
+    windows (the whole region) get their exact-mode embeddings.
+    """
+    out = [np.zeros((len(s), model.embedding_dim), dtype=np.float32) for s in scales]
+    spans = [window_samples(s.starts, s.ends) for s in scales]
+    if not any(len(s) for s in scales):
+        return out
+    regions = np.asarray(regions, dtype=np.float64).reshape(-1, 2)
+    r_first, r_len = window_samples(regions[:, 0], regions[:, 1])
+    # Every window of every scale, tagged with (scale, row) and its region (by midpoint).
+    first = np.concatenate([f for f, _ in spans])
+    length = np.concatenate([n for _, n in spans])
+    scale_of = np.concatenate([np.full(len(s), i) for i, s in enumerate(scales)])
+    row_of = np.concatenate([np.arange(len(s)) for s in scales])
+    mid = first + length / 2
+    region_of = np.searchsorted(r_first, mid, side="right") - 1
+    inside = (region_of >= 0) & (mid <= r_first[np.maximum(region_of, 0)] + r_len[np.maximum(region_of, 0)])
+    if not inside.all():
+        raise ValueError(f"embed_scales_fast: {int((~inside).sum())} window(s) lie outside the given regions")
+
+    hop = int(model.frame_hop)
+    align = int(getattr(model, "chunk_align", hop))
+    chunk, context = int(round(chunk_s * SAMPLE_RATE)), int(round(context_s * SAMPLE_RATE))
+    min_len = int(round(min_embed_s * SAMPLE_RATE))
+    order = np.argsort(region_of, kind="stable")
+    bounds = np.searchsorted(region_of[order], np.arange(len(regions) + 1))
+    for k in range(len(regions)):
+        members = order[bounds[k]: bounds[k + 1]]
+        if len(members) == 0:
+            continue
+        r0, rn = int(r_first[k]), int(r_len[k])
+        plan = chunk_plan(rn, chunk, context, align)
+        core_starts = np.array([p[2] for p in plan])
+        which = np.clip(np.searchsorted(core_starts, mid[members] - r0, side="right") - 1, 0, len(plan) - 1)
+        for c, (c0, c1, _, _) in enumerate(plan):
+            idx = members[which == c]
+            if len(idx) == 0:
+                continue
+            wav = _window(audio, r0 + c0, c1 - c0, max(c1 - c0, min_len))
+            frames, n_valid = model.encode_frames(torch.from_numpy(np.ascontiguousarray(wav))[None])
+            nv = int(n_valid[0])
+            k0 = np.round((first[idx] - r0 - c0) / hop).astype(np.int64)
+            nf = model.num_frames(torch.from_numpy(length[idx])).cpu().numpy()
+            k1 = np.minimum(k0 + np.maximum(nf, 1), nv)
+            k0 = np.clip(np.minimum(k0, k1 - 1), 0, None)
+            if c1 - c0 < min_len:  # tiled like exact mode: a window that is the whole region pools every frame
+                whole = length[idx] >= c1 - c0
+                k0[whole], k1[whole] = 0, nv
+            emb = model.pool_frames(frames[0], torch.from_numpy(k0), torch.from_numpy(k1))
+            emb = emb.detach().float().cpu().numpy()
+            for i in np.unique(scale_of[idx]):
+                sel = scale_of[idx] == i
+                out[i][row_of[idx[sel]]] = emb[sel]
+            if progress is not None:
+                progress(len(idx))
+    return out

