@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", default="general")
     ap.add_argument("--chunk-s", type=float, default=30.0)
     ap.add_argument("--context-s", type=float, default=3.0)
+    ap.add_argument("--local-context-s", type=float, help="CAM++: sliding-window context instead of the chunk's")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore", message=".*'uem' was approximated.*")
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     cosines: list[list[np.ndarray]] = [[] for _ in cfg.windows.window_lengths]
     seconds = {"exact": 0.0, "fast": 0.0}
     print(f"model={model.name} config={args.config} chunk_s={args.chunk_s} context_s={args.context_s} "
-          f"threads={torch.get_num_threads()}")
+          f"local_context_s={args.local_context_s} threads={torch.get_num_threads()}")
     print(f"{'file':24s} {'spk':>3s} | {'mode':5s} {'est':>3s} {'forgiving':>9s} {'full':>6s} {'emb s':>6s}")
     for row in rows:
         wav = args.data / row["wav"]
@@ -77,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
                                               max_batch_seconds=cfg.embedding.max_batch_seconds)
             else:
                 embs[mode] = embed_scales_fast(audio, regions, scales, model, chunk_s=args.chunk_s,
-                                               context_s=args.context_s, min_embed_s=cfg.embedding.min_embed_s)
+                                               context_s=args.context_s, min_embed_s=cfg.embedding.min_embed_s,
+                                               local_context_s=args.local_context_s)
             dt = time.perf_counter() - t0
             seconds[mode] += dt
             result = cluster(embs[mode], scales, cfg.clustering)

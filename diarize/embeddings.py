@@ -134,6 +134,7 @@ def embed_scales_fast(
     context_s: float = 3.0,
     min_embed_s: float = 0.5,
     progress: Progress | None = None,
+    local_context_s: float | None = None,
 ) -> list[np.ndarray]:
     """Fast mode: (N_s, D) float32 embeddings per scale, like `embed_all_scales`, with the
     model's frame encoder run once per speech region instead of once per window.
@@ -188,7 +189,9 @@ def embed_scales_fast(
             if len(idx) == 0:
                 continue
             wav = _window(audio, r0 + c0, c1 - c0, max(c1 - c0, min_len))
-            frames, n_valid = model.encode_frames(torch.from_numpy(np.ascontiguousarray(wav))[None])
+            x = torch.from_numpy(np.ascontiguousarray(wav))[None]
+            frames, n_valid = (model.encode_frames(x) if local_context_s is None
+                               else model.encode_frames(x, local_context_s=local_context_s))
             nv = int(n_valid[0])
             k0 = np.round((first[idx] - r0 - c0) / hop).astype(np.int64)
             nf = model.num_frames(torch.from_numpy(length[idx])).cpu().numpy()

@@ -172,13 +172,6 @@ def _masked_stats(h: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch
     return mean, std
 
 
-def _masked_stats_last(h: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """`_masked_stats` for (B, L, C) frames and (B, L, 1 or C) weights summing to 1 over L."""
-    mean = (w * h).sum(1)
-    std = (w * (h - mean.unsqueeze(1)).pow(2)).sum(1).clamp(min=1e-10).sqrt()
-    return mean, std
-
-
 class AttentivePool(nn.Module):
     """Attentive statistics pooling with global context (ECAPA-style), per-channel attention."""
 
@@ -296,7 +289,7 @@ class TitaNet(nn.Module):
 
     @torch.inference_mode()
     def pool_frames(self, frames: torch.Tensor, starts: torch.Tensor, ends: torch.Tensor,
-                    max_window_frames: int = 4096) -> torch.Tensor:
+                    max_window_frames: int = 2048) -> torch.Tensor:
         """Embeddings of the frame spans [starts[i], ends[i]) of one (C, F) frame sequence -> (N, D).
 
         Attentive statistics pooling as in `AttentivePool`, computed for many windows at once:
@@ -314,15 +307,21 @@ class TitaNet(nn.Module):
             return out
         if bool((ends <= starts).any()) or int(starts.min()) < 0 or int(ends.max()) > h.shape[-1]:
             raise ValueError("pool_frames: every span needs 0 <= start < end <= number of frames")
-        ht = h.transpose(0, 1).contiguous()  # (F, C)
-        c = ht.shape[1]
+        c = h.shape[0]
         tdnn, _, conv2 = self.decoder._pooling.attention_layer
         w1 = tdnn.conv_layer.weight[:, :, 0]  # (A, 3C): columns for [h; mean; std]
-        a_frames = ht @ w1[:, :c].T  # (F, A), once per frame
+        a_frames = h.T @ w1[:, :c].T  # (F, A), once per frame
         w_ctx = w1[:, c:]
         w2, b2 = conv2.weight[:, :, 0], conv2.bias
         bn = tdnn.bn
         lengths = ends - starts
+        # Uniform (context) statistics of every span at once, from float64 prefix sums.
+        x = h.double()
+        s1, s2 = F.pad(x.cumsum(-1), (1, 0)), F.pad(x.pow(2).cumsum(-1), (1, 0))
+        n = lengths.double()
+        m64 = (s1[:, ends] - s1[:, starts]) / n
+        var = ((s2[:, ends] - s2[:, starts]) / n - m64.pow(2)).clamp(min=1e-10)
+        mean_all, std_all = m64.T.float(), var.sqrt().T.float()
         order = torch.argsort(lengths)
         i = 0
         with torch.autocast(h.device.type, dtype=self.autocast_dtype or torch.float32,
@@ -337,16 +336,15 @@ class TitaNet(nn.Module):
                 t = torch.arange(L, device=h.device)
                 valid = t[None] < lengths[sel, None]  # (B, L)
                 idx = torch.minimum(starts[sel, None] + t[None], ends[sel, None] - 1)  # (B, L), padded with the last frame
-                hg = ht[idx]  # (B, L, C)
-                w = (valid.float() / lengths[sel, None].float()).unsqueeze(-1)
-                mean, std = _masked_stats_last(hg, w)
+                hg = h[:, idx].transpose(0, 1)  # (B, C, L): softmax and sums run along contiguous frames
+                mean, std = mean_all[sel], std_all[sel]
                 ctx = torch.cat([mean, std], dim=1) @ w_ctx.T + tdnn.conv_layer.bias  # (B, A)
-                pre = torch.relu(a_frames[idx] + ctx[:, None, :])
+                pre = torch.relu(a_frames[idx] + ctx[:, None, :])  # (B, L, A)
                 g = torch.tanh(F.batch_norm(pre.reshape(-1, pre.shape[-1]), bn.running_mean, bn.running_var,
                                             bn.weight, bn.bias, False, 0.0, bn.eps)).reshape(pre.shape)
-                e = (g @ w2.T + b2).masked_fill(~valid.unsqueeze(-1), float("-inf"))
-                alpha = torch.softmax(e.float(), dim=1)
-                mean, std = _masked_stats_last(hg, alpha)
+                e = torch.matmul(w2, g.transpose(1, 2)) + b2[:, None]  # (B, C, L)
+                alpha = torch.softmax(e.float().masked_fill_(~valid.unsqueeze(1), float("-inf")), dim=-1)
+                mean, std = _masked_stats(hg, alpha)
                 pooled = torch.cat([mean, std], dim=1).unsqueeze(-1)
                 out[sel] = self.decoder.emb_layers[0](pooled).squeeze(-1).float()
         return out
