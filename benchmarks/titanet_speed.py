@@ -1,4 +1,6 @@
-"""TitaNet embedding throughput on NeMo's five scales: ours (batched by equal length, fp32) vs
+"""TitaNet embedding throughput on NeMo's five scales: ours in exact mode (batched by equal
+length, fp32) and fast mode (`embed_scales_fast`: encoder once per region, windows pooled from
+shared frames), timed interleaved in one process, with the cosine between the two modes, vs
 NeMo's own model run the way ClusteringDiarizer runs it (batches of 64 in manifest order, short
 windows tiled to the batch's longest, forward under torch autocast = bf16 on CPU), and NeMo fp32.
 
@@ -6,6 +8,7 @@ Needs a TitaNet .nemo (a random one from `benchmarks/nemo_parity.py make` is fin
 depend on the weights). Step 1, in diarize's env, writes the windows; step 2 runs NeMo in its venv:
 
     python benchmarks/titanet_speed.py ours  /tmp/parity/titanet_large.nemo --minutes 2 --out /tmp/tspeed
+    python benchmarks/titanet_speed.py ours  campplus --minutes 2 --out /tmp/cspeed   # CAM++ (ours only)
     /work/nemo-venv/bin/python benchmarks/titanet_speed.py nemo /tmp/parity/titanet_large.nemo --out /tmp/tspeed
 """
 from __future__ import annotations
@@ -25,11 +28,10 @@ def ours(args) -> None:
     sys.path.insert(0, str(REPO))
     import torch
 
-    from diarize.config import WindowConfig
-    from diarize.embeddings import embed_all_scales
-    from diarize.models.titanet import load_titanet
+    from diarize.config import EnergyVADConfig, WindowConfig
+    from diarize.embeddings import embed_all_scales, embed_scales_fast
+    from diarize.models import load_model
     from diarize.vad import energy_vad
-    from diarize.config import VADConfig
     from diarize.windows import multiscale_windows
 
     sys.path.insert(0, str(REPO / "benchmarks"))
@@ -37,20 +39,48 @@ def ours(args) -> None:
 
     torch.set_num_threads(args.threads)
     audio = build_recording(args.minutes)
-    scales = multiscale_windows(energy_vad(audio, EnergyVADConfig()), WindowConfig())
-    model = load_titanet(args.nemo)
+    regions = energy_vad(audio, EnergyVADConfig())
+    scales = multiscale_windows(regions, WindowConfig())
+    model = load_model(str(args.nemo), "cpu")
     n = sum(len(s) for s in scales)
-    embed_all_scales(audio, [s for s in scales[:1]], model, 64)  # warm-up
-    t0 = time.perf_counter()
-    embs = embed_all_scales(audio, scales, model, batch_size=64, min_embed_s=0.0)
-    dt = time.perf_counter() - t0
+
+    def exact():
+        return embed_all_scales(audio, scales, model, batch_size=64, min_embed_s=0.0)
+
+    def fast():
+        return embed_scales_fast(audio, regions, scales, model, chunk_s=args.chunk_s, min_embed_s=0.0,
+                                 local_context_s=args.local_context_s)
+
+    embed_all_scales(audio, scales[:1], model, 64)  # warm-up
+    fast()
+    times: dict[str, list[float]] = {"exact": [], "fast": []}
+    for _ in range(args.repeats):  # interleaved: the machine is shared, so compare within one process
+        for name, fn in (("exact", exact), ("fast", fast)):
+            t0 = time.perf_counter()
+            out = fn()
+            times[name].append(time.perf_counter() - t0)
+            if name == "exact":
+                embs = out
+            else:
+                embs_fast = out
     args.out.mkdir(parents=True, exist_ok=True)
     np.savez(args.out / "windows.npz", audio=audio,
              **{f"starts{i}": s.starts for i, s in enumerate(scales)},
              **{f"ends{i}": s.ends for i, s in enumerate(scales)},
              **{f"emb{i}": e for i, e in enumerate(embs)})
-    print(f"ours fp32 batched-by-length: {n} windows in {dt:.1f} s = {n / dt:.1f} windows/s "
-          f"(audio {len(audio) / 16000:.0f} s, threads {torch.get_num_threads()})")
+    print(f"model={model.name} audio {len(audio) / 16000:.0f} s, speech {float((regions[:, 1] - regions[:, 0]).sum()):.0f} s "
+          f"in {len(regions)} regions, {n} windows, threads {torch.get_num_threads()}, chunk_s {args.chunk_s}")
+    for name, ts in times.items():
+        print(f"ours {name:5s}: " + ", ".join(f"{n / t:.1f}" for t in ts) + f" windows/s (best {n / min(ts):.1f})")
+    ratios = [e / f for e, f in zip(times["exact"], times["fast"])]
+    print("fast / exact throughput per interleaved pair: " + ", ".join(f"{r:.2f}x" for r in ratios))
+    print("cosine(fast, exact) per scale: min / 1st pct / median")
+    for s, a, b in zip(scales, embs, embs_fast):
+        c = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+        mu = a.mean(0)  # random checkpoints share a large common offset: also compare what varies
+        cc = ((a - mu) * (b - mu)).sum(1) / np.linalg.norm(a - mu, axis=1) / np.linalg.norm(b - mu, axis=1)
+        print(f"  {s.window:.2f} s ({len(c)}): {c.min():.3f} / {np.percentile(c, 1):.3f} / {np.median(c):.3f};"
+              f" centred on the exact-mode mean: {cc.min():.3f} / {np.percentile(cc, 1):.3f} / {np.median(cc):.3f}")
 
 
 def nemo(args) -> None:
@@ -97,10 +127,13 @@ def nemo(args) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("mode", choices=["ours", "nemo"])
-    ap.add_argument("nemo", type=Path)
+    ap.add_argument("nemo", type=Path, help="a TitaNet .nemo (or, for `ours`, a model name such as campplus)")
     ap.add_argument("--minutes", type=float, default=2.0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path("/tmp/tspeed"))
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--chunk-s", type=float, default=30.0)
+    ap.add_argument("--local-context-s", type=float, help="CAM++ fast mode: sliding-window context")
     args = ap.parse_args(argv)
     (ours if args.mode == "ours" else nemo)(args)
     return 0

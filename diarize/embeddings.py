@@ -108,6 +108,7 @@ def embed_blocks(
     model: SpeakerEmbedder,
     cfg: EmbeddingConfig,
     progress: Progress | None = None,
+    regions: np.ndarray | None = None,
 ) -> list[np.ndarray]:
     """(N_s, D) float32 embeddings of every scale's windows, reading the audio block by block.
 
@@ -115,7 +116,13 @@ def embed_blocks(
     every window whose samples it fully contains is embedded; windows running past the end of
     the audio are zero-padded. A recording that fits in one block is embedded in one go, and
     the result does not depend on the block size up to float rounding from batch make-up.
+    With `cfg.mode == "fast"` the unit is a speech region (`regions`, the ones the windows were
+    cut from) instead of a window: a region is encoded once its block has all of it.
     """
+    if cfg.mode == "fast":
+        if regions is None:
+            raise ValueError("fast mode needs the speech regions the windows were cut from")
+        return _embed_blocks_fast(blocks, regions, scales, model, cfg, progress)
     spans = [window_samples(s.starts, s.ends) for s in scales]
     out = [np.zeros((len(s), model.embedding_dim), dtype=np.float32) for s in scales]
     pending = [np.ones(len(s), dtype=bool) for s in scales]
@@ -142,6 +149,154 @@ def embed_blocks(
         starts = [first[todo].min() for (first, _), todo in zip(spans, pending) if todo.any()]
         keep_from = min(min(starts) if starts else buf_start + len(buf), buf_start + len(buf))
         buf = buf[keep_from - buf_start:].copy()  # a view would keep the whole block alive
+        buf_start = keep_from
+    embed_ready(final=True)
+    return out
+
+
+# --------------------------------------------------------------------------- fast mode
+def chunk_plan(num_samples: int, chunk: int, context: int, align: int = 1) -> list[tuple[int, int, int, int]]:
+    """Overlapping chunks covering a region of `num_samples` samples: (start, end, core_start, core_end).
+
+    The cores tile the region in equal parts of at most `chunk - 2 * context` samples; each
+    chunk is its core plus `context` samples of real audio on either side (less at the region
+    ends), its start moved back to a multiple of `align` (so that a model's frame and segment
+    grids fall on the same samples in every chunk). A window is pooled from the chunk whose core
+    holds its midpoint, so with `context` >= half the longest window plus the encoder's
+    receptive field it never sees a chunk edge.
+    """
+    if num_samples <= chunk:
+        return [(0, num_samples, 0, num_samples)]
+    stride = chunk - 2 * context
+    if stride <= 0:
+        raise ValueError(f"chunk ({chunk} samples) must be longer than twice the context ({context} samples)")
+    n = -(-num_samples // stride)
+    bounds = [round(k * num_samples / n) for k in range(n + 1)]
+    plan = []
+    for c0, c1 in zip(bounds[:-1], bounds[1:]):
+        start = max(0, (c0 - context) // align * align)
+        plan.append((start, min(num_samples, c1 + context), c0, c1))
+    return plan
+
+
+def embed_scales_fast(
+    audio: np.ndarray,
+    regions: np.ndarray,
+    scales: list[ScaleWindows],
+    model: SpeakerEmbedder,
+    chunk_s: float = 30.0,
+    context_s: float = 3.0,
+    min_embed_s: float = 0.5,
+    progress: Progress | None = None,
+    local_context_s: float | None = None,
+) -> list[np.ndarray]:
+    """Fast mode: (N_s, D) float32 embeddings per scale, like `embed_all_scales`, with the
+    model's frame encoder run once per speech region instead of once per window.
+
+    `regions` (K, 2) seconds are the speech regions the windows were cut from
+    (`windows.multiscale_windows(regions, ...)`); each window is pooled
+    (`model.pool_frames`) from the frames (`model.encode_frames`) of its region. A region
+    longer than `chunk_s` is encoded in overlapping chunks (`chunk_plan`, `context_s` of
+    context each side). The model needs `encode_frames`, `pool_frames`, `num_frames` and
+    `frame_hop` (TitaNet and CAM++ have them).
+
+    What differs from `embed_all_scales` (see the models' fast-mode notes): feature
+    normalisation and the models' global context (TitaNet's SE squeeze, CAM++'s context
+    masks) cover the chunk, not the window; a window's edge frames see the audio around it; a
+    window starts on the nearest encoder frame (10 ms TitaNet, 20 ms CAM++). A region shorter
+    than `min_embed_s` is tiled to that length as exact mode tiles its windows, so those
+    windows (the whole region) get their exact-mode embeddings.
+    """
+    out = [np.zeros((len(s), model.embedding_dim), dtype=np.float32) for s in scales]
+    spans = [window_samples(s.starts, s.ends) for s in scales]
+    if not any(len(s) for s in scales):
+        return out
+    regions = np.asarray(regions, dtype=np.float64).reshape(-1, 2)
+    r_first, r_len = window_samples(regions[:, 0], regions[:, 1])
+    # Every window of every scale, tagged with (scale, row) and its region (by midpoint).
+    first = np.concatenate([f for f, _ in spans])
+    length = np.concatenate([n for _, n in spans])
+    scale_of = np.concatenate([np.full(len(s), i) for i, s in enumerate(scales)])
+    row_of = np.concatenate([np.arange(len(s)) for s in scales])
+    mid = first + length / 2
+    region_of = np.searchsorted(r_first, mid, side="right") - 1
+    inside = (region_of >= 0) & (mid <= r_first[np.maximum(region_of, 0)] + r_len[np.maximum(region_of, 0)])
+    if not inside.all():
+        raise ValueError(f"embed_scales_fast: {int((~inside).sum())} window(s) lie outside the given regions")
+
+    hop = int(model.frame_hop)
+    align = int(getattr(model, "chunk_align", hop))
+    chunk, context = int(round(chunk_s * SAMPLE_RATE)), int(round(context_s * SAMPLE_RATE))
+    min_len = int(round(min_embed_s * SAMPLE_RATE))
+    order = np.argsort(region_of, kind="stable")
+    bounds = np.searchsorted(region_of[order], np.arange(len(regions) + 1))
+    for k in range(len(regions)):
+        members = order[bounds[k]: bounds[k + 1]]
+        if len(members) == 0:
+            continue
+        r0, rn = int(r_first[k]), int(r_len[k])
+        plan = chunk_plan(rn, chunk, context, align)
+        core_starts = np.array([p[2] for p in plan])
+        which = np.clip(np.searchsorted(core_starts, mid[members] - r0, side="right") - 1, 0, len(plan) - 1)
+        for c, (c0, c1, _, _) in enumerate(plan):
+            idx = members[which == c]
+            if len(idx) == 0:
+                continue
+            wav = _window(audio, r0 + c0, c1 - c0, max(c1 - c0, min_len))
+            x = torch.from_numpy(np.ascontiguousarray(wav))[None]
+            frames, n_valid = (model.encode_frames(x) if local_context_s is None
+                               else model.encode_frames(x, local_context_s=local_context_s))
+            nv = int(n_valid[0])
+            k0 = np.round((first[idx] - r0 - c0) / hop).astype(np.int64)
+            nf = model.num_frames(torch.from_numpy(length[idx])).cpu().numpy()
+            k1 = np.minimum(k0 + np.maximum(nf, 1), nv)
+            k0 = np.clip(np.minimum(k0, k1 - 1), 0, None)
+            if c1 - c0 < min_len:  # tiled like exact mode: a window that is the whole region pools every frame
+                whole = length[idx] >= c1 - c0
+                k0[whole], k1[whole] = 0, nv
+            emb = model.pool_frames(frames[0], torch.from_numpy(k0), torch.from_numpy(k1))
+            emb = emb.detach().float().cpu().numpy()
+            for i in np.unique(scale_of[idx]):
+                sel = scale_of[idx] == i
+                out[i][row_of[idx[sel]]] = emb[sel]
+            if progress is not None:
+                progress(len(idx))
+    return out
+
+
+def _embed_blocks_fast(blocks: Iterable[np.ndarray], regions: np.ndarray, scales: list[ScaleWindows],
+                       model: SpeakerEmbedder, cfg: EmbeddingConfig, progress: Progress | None) -> list[np.ndarray]:
+    """`embed_blocks` in fast mode: `embed_scales_fast` on the regions each block completes."""
+    regions = np.asarray(regions, dtype=np.float64).reshape(-1, 2)
+    out = [np.zeros((len(s), model.embedding_dim), dtype=np.float32) for s in scales]
+    r_first, r_len = window_samples(regions[:, 0], regions[:, 1])
+    owner = [np.searchsorted(regions[:, 0], s.midpoints, side="right") - 1 for s in scales]
+    pending = np.ones(len(regions), dtype=bool)
+    local = cfg.fast_local_context_s if getattr(model, "name", "") == "campplus" else None
+    buf = np.zeros(0, dtype=np.float32)
+    buf_start = 0
+
+    def embed_ready(final: bool) -> None:
+        ready = pending & ((r_first + r_len <= buf_start + len(buf)) | final)
+        if not ready.any():
+            return
+        off = buf_start / SAMPLE_RATE
+        picks = [np.flatnonzero(ready[np.clip(o, 0, None)] & (o >= 0)) for o in owner]
+        sub = [ScaleWindows(s.window, s.shift, s.weight, s.starts[i] - off, s.ends[i] - off)
+               for s, i in zip(scales, picks)]
+        embs = embed_scales_fast(buf, regions[ready] - off, sub, model, chunk_s=cfg.fast_chunk_s,
+                                 context_s=cfg.fast_context_s, min_embed_s=cfg.min_embed_s, progress=progress,
+                                 local_context_s=local)
+        for o, i, e in zip(out, picks, embs):
+            o[i] = e
+        pending[ready] = False
+
+    for block in blocks:
+        buf = np.concatenate([buf, block]) if len(buf) else block
+        embed_ready(final=False)
+        keep_from = int(r_first[pending].min()) if pending.any() else buf_start + len(buf)
+        keep_from = max(buf_start, min(keep_from, buf_start + len(buf)))
+        buf = buf[keep_from - buf_start:].copy()
         buf_start = keep_from
     embed_ready(final=True)
     return out

@@ -127,7 +127,7 @@ def diarize(
     with timer("embeddings"):
         blocks = timer.iterate(source.blocks(block_seconds), "load")
         progress = _progress(hook, "embeddings", sum(len(s) for s in scales))
-        embeddings = embed_blocks(blocks, scales, model, cfg.embedding, progress)
+        embeddings = embed_blocks(blocks, scales, model, cfg.embedding, progress, regions=speech)
     with timer("clustering"):
         if hook is not None:
             hook("clustering", 0, 1)

@@ -69,7 +69,7 @@ def clean_regions(regions: np.ndarray, min_speech_s: float, min_silence_s: float
     Filling first keeps the pieces of a word split by a short pause (NeMo's
     filter_speech_first=False order would drop them).
     """
-    filled = rg.merge(regions, gap=min_silence_s)
+    filled = rg.merge(regions, gap=min_silence_s, join_touching=False)  # a pause of exactly min_silence_s stays
     return rg.pad(rg.drop_short(filled, min_speech_s), pad_s, total)
 
 

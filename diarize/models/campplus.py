@@ -60,8 +60,11 @@ class KaldiFbank(nn.Module):
     def num_frames(self, num_samples: int) -> int:
         return 0 if num_samples < self.frame else 1 + (num_samples - self.frame) // self.shift
 
-    def forward(self, wav: torch.Tensor) -> torch.Tensor:
-        """(B, N) waveforms -> (B, T, n_mels) mean-normalised log mel features."""
+    def forward(self, wav: torch.Tensor, cmn_frames: int | None = None) -> torch.Tensor:
+        """(B, N) waveforms -> (B, T, n_mels) mean-normalised log mel features.
+
+        The mean is over all T frames, or (fast mode) over a centred sliding window of `cmn_frames`.
+        """
         # float64 for the spectrum: low-energy mel bins lose ~1e-3 in log domain in float32.
         frames = wav.double().unfold(-1, self.frame, self.shift)  # (B, T, frame)
         frames = frames - frames.mean(dim=-1, keepdim=True)
@@ -69,7 +72,15 @@ class KaldiFbank(nn.Module):
         frames = (frames - self.preemph * prev) * self.window.double()
         power = torch.fft.rfft(frames, n=self.n_fft).abs().pow(2)
         feats = torch.log(torch.clamp(power @ self.mel_fb.double().T, min=torch.finfo(torch.float32).eps))
+        if cmn_frames is not None:
+            return (feats - sliding_mean(feats.transpose(1, 2), cmn_frames).transpose(1, 2)).float()
         return (feats - feats.mean(dim=1, keepdim=True)).float()
+
+
+def sliding_mean(x: torch.Tensor, frames: int) -> torch.Tensor:
+    """(B, C, T) -> centred moving average over `frames` (odd) frames along T, fewer at the edges."""
+    k = min(frames | 1, 2 * x.shape[-1] - 1)
+    return F.avg_pool1d(x, k, 1, padding=k // 2, count_include_pad=False) if k > 1 else x
 
 
 # --------------------------------------------------------------------------- network
@@ -142,11 +153,13 @@ class CAMLayer(nn.Module):
         self.linear2 = nn.Conv1d(bn_ch // reduction, out_ch, 1)
         self.seg_len = seg_len
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context_frames: int | None = None) -> torch.Tensor:
+        """`context_frames` (fast mode): a centred moving average replaces the utterance mean."""
         y = self.linear_local(x)
         seg = F.avg_pool1d(x, self.seg_len, self.seg_len, ceil_mode=True)
         seg = seg.repeat_interleave(self.seg_len, dim=-1)[..., : x.shape[-1]]
-        context = x.mean(-1, keepdim=True) + seg
+        utt = x.mean(-1, keepdim=True) if context_frames is None else sliding_mean(x, context_frames)
+        context = utt + seg
         return y * torch.sigmoid(self.linear2(self.relu(self.linear1(context))))
 
 
@@ -158,8 +171,8 @@ class CAMDenseTDNNLayer(nn.Module):
         self.nonlinear2 = _bn_relu(bn_ch)
         self.cam_layer = CAMLayer(bn_ch, out_ch, kernel, dilation)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.cam_layer(self.nonlinear2(self.linear1(self.nonlinear1(x))))
+    def forward(self, x: torch.Tensor, context_frames: int | None = None) -> torch.Tensor:
+        return self.cam_layer(self.nonlinear2(self.linear1(self.nonlinear1(x))), context_frames)
 
 
 class CAMDenseTDNNBlock(nn.ModuleList):
@@ -167,9 +180,9 @@ class CAMDenseTDNNBlock(nn.ModuleList):
         super().__init__([CAMDenseTDNNLayer(in_ch + i * growth, growth, bn_ch, kernel, dilation)
                           for i in range(num_layers)])
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context_frames: int | None = None) -> torch.Tensor:
         for layer in self:
-            x = torch.cat([x, layer(x)], dim=1)  # dense connectivity
+            x = torch.cat([x, layer(x, context_frames)], dim=1)  # dense connectivity
         return x
 
 
@@ -272,6 +285,70 @@ class CAMPPlus(nn.Module):
         if wav.shape[-1] < self.min_samples:
             raise ValueError(f"CAM++ needs at least {self.min_samples} samples per window, got {wav.shape[-1]}")
         return self.net(self.fbank(wav)).float()
+
+    # ------------------------------------------------------------------ fast mode
+    # Region-level encoding (`embeddings.embed_scales_fast`): the network up to its statistics
+    # pooling runs once over a long stretch of audio and every window is pooled from the shared
+    # frames. Compared with `embed_batch` on the window alone, three things are taken over the
+    # whole input (a chunk of a speech region) instead of the window: the fbank mean
+    # normalisation, and in every CAM layer the utterance-level context mean and the 100-frame
+    # (2 s) segment means, whose grid starts at the input's first frame. Edge frames see their
+    # real neighbours instead of zero padding. A window that is the whole input gets exactly its
+    # `embed_batch` embedding.
+    frame_hop = 320  # samples per encoder frame: the TDNN layer halves the 10 ms fbank rate
+    chunk_align = 32000  # chunks start on a 100-frame (2 s) CAM segment boundary of their region
+
+    def num_frames(self, num_samples: torch.Tensor) -> torch.Tensor:
+        """Encoder frames of an input of `num_samples` samples (what `embed_batch` pools over)."""
+        fb = self.fbank
+        n = torch.div(torch.clamp(num_samples - fb.frame, min=0), fb.shift, rounding_mode="floor") + 1
+        return torch.where(num_samples < fb.frame, torch.zeros_like(n), torch.div(n + 1, 2, rounding_mode="floor"))
+
+    @torch.inference_mode()
+    def encode_frames(self, waveforms: torch.Tensor, local_context_s: float | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T) equal-length waveforms -> (B, 512, F) frames before statistics pooling, (B,) frame counts (all F).
+
+        `local_context_s`: take the fbank mean and the CAM layers' utterance mean over a centred
+        sliding window of that many seconds instead of the whole input, so that a frame depends
+        only on audio near it (chunks then join seamlessly). None: whole input, as `embed_batch`.
+        """
+        wav = waveforms.to(self.device, torch.float32)
+        if wav.shape[-1] < self.min_samples:
+            raise ValueError(f"CAM++ needs at least {self.min_samples} samples per input, got {wav.shape[-1]}")
+        cmn = ctx = None
+        if local_context_s is not None:
+            cmn = int(round(local_context_s * self.sample_rate / self.fbank.shift))
+            ctx = int(round(local_context_s * self.sample_rate / self.frame_hop))
+        x = self.net.head(self.fbank(wav, cmn).transpose(1, 2))
+        for name, layer in self.net.xvector.named_children():
+            if name == "stats":
+                break
+            x = layer(x, ctx) if isinstance(layer, CAMDenseTDNNBlock) else layer(x)
+        return x, torch.full((x.shape[0],), x.shape[-1], dtype=torch.long, device=x.device)
+
+    @torch.inference_mode()
+    def pool_frames(self, frames: torch.Tensor, starts: torch.Tensor, ends: torch.Tensor) -> torch.Tensor:
+        """Embeddings of the frame spans [starts[i], ends[i]) of one (C, F) frame sequence -> (N, D).
+
+        Mean and unbiased std per span from float64 prefix sums (one pass over the frames for
+        any number of windows), then the embedding layer on all spans at once.
+        """
+        x = frames.to(self.device).double()
+        starts = torch.as_tensor(starts, dtype=torch.long, device=x.device)
+        ends = torch.as_tensor(ends, dtype=torch.long, device=x.device)
+        if len(starts) == 0:
+            return torch.zeros(0, self.embedding_dim, device=x.device)
+        if bool((ends <= starts).any()) or int(starts.min()) < 0 or int(ends.max()) > x.shape[-1]:
+            raise ValueError("pool_frames: every span needs 0 <= start < end <= number of frames")
+        s1 = F.pad(x.cumsum(-1), (1, 0))
+        s2 = F.pad(x.pow(2).cumsum(-1), (1, 0))
+        n = (ends - starts).double()
+        mean = (s1[:, ends] - s1[:, starts]) / n
+        ss = (s2[:, ends] - s2[:, starts]) - n * mean.pow(2)
+        std = (ss.clamp(min=0) / (n - 1).clamp(min=1)).sqrt()  # one frame: std 0, as StatsPool
+        stats = torch.cat([mean, std], dim=0).T.float()  # (N, 2C)
+        return self.net.xvector.dense(stats).float()
 
 
 def load_campplus(weights: str | Path | None = None, device: str | torch.device = "cpu") -> CAMPPlus:

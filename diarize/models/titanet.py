@@ -256,6 +256,100 @@ class TitaNet(nn.Module):
             emb = self.decoder.emb_layers[0](pooled)
         return emb.squeeze(-1).float()
 
+    # ------------------------------------------------------------------ fast mode
+    # Region-level encoding (`embeddings.embed_scales_fast`): the encoder runs once over a
+    # long stretch of audio and every window is pooled from the shared frames. Compared with
+    # `embed_batch` on the window alone, the per-feature mel normalisation and the SE blocks'
+    # global squeeze are taken over the whole input (a chunk of a speech region) instead of the
+    # window, and edge frames see their real neighbours instead of zero padding. A window that
+    # is the whole input gets exactly its `embed_batch` embedding.
+    frame_hop = 160  # samples per encoder frame (10 ms); frame j is centred on sample 160 j
+
+    def num_frames(self, num_samples: torch.Tensor) -> torch.Tensor:
+        """Valid encoder frames of an input of `num_samples` samples (what `embed_batch` pools over)."""
+        return self.preprocessor.featurizer.valid_frames(num_samples)
+
+    @torch.inference_mode()
+    def encode_frames(self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T) waveforms -> (B, C, F) encoder frames (C = 3072 for Large) and (B,) valid frame counts.
+
+        Frames past an item's count are not meaningful and must not be pooled.
+        """
+        wav = waveforms.to(self.device, torch.float32)
+        if wav.shape[-1] < 2 * self.preprocessor.featurizer.hop:
+            raise ValueError(f"TitaNet needs at least {2 * self.preprocessor.featurizer.hop} samples per input")
+        feats, n = self.features(wav, None if lengths is None else lengths.to(self.device))
+        pad = ~(torch.arange(feats.shape[-1], device=feats.device)[None] < n[:, None]).unsqueeze(1)
+        h = feats
+        with torch.autocast(h.device.type, dtype=self.autocast_dtype or torch.float32,
+                            enabled=self.autocast_dtype is not None):
+            for block in self.encoder.encoder:
+                h = block(h, pad, n)
+        return h.float(), n
+
+    @torch.inference_mode()
+    def pool_frames(self, frames: torch.Tensor, starts: torch.Tensor, ends: torch.Tensor,
+                    max_window_frames: int = 2048) -> torch.Tensor:
+        """Embeddings of the frame spans [starts[i], ends[i]) of one (C, F) frame sequence -> (N, D).
+
+        Attentive statistics pooling as in `AttentivePool`, computed for many windows at once:
+        windows are sorted by length and padded into batches of at most `max_window_frames`
+        window-frames, with masks. The attention network's first 1x1 conv is linear in
+        [h; mean; std], so its frame part is computed once per frame and only the window's
+        context statistics are added per window; the rest (tanh, second conv, softmax over
+        the window's frames, weighted statistics) is per window-frame.
+        """
+        h = frames.to(self.device, torch.float32)
+        starts = torch.as_tensor(starts, dtype=torch.long, device=h.device)
+        ends = torch.as_tensor(ends, dtype=torch.long, device=h.device)
+        out = torch.zeros(len(starts), self.embedding_dim, device=h.device)
+        if len(starts) == 0:
+            return out
+        if bool((ends <= starts).any()) or int(starts.min()) < 0 or int(ends.max()) > h.shape[-1]:
+            raise ValueError("pool_frames: every span needs 0 <= start < end <= number of frames")
+        c = h.shape[0]
+        tdnn, _, conv2 = self.decoder._pooling.attention_layer
+        w1 = tdnn.conv_layer.weight[:, :, 0]  # (A, 3C): columns for [h; mean; std]
+        a_frames = h.T @ w1[:, :c].T  # (F, A), once per frame
+        w_ctx = w1[:, c:]
+        w2, b2 = conv2.weight[:, :, 0], conv2.bias
+        bn = tdnn.bn
+        lengths = ends - starts
+        # Uniform (context) statistics of every span at once, from float64 prefix sums.
+        x = h.double()
+        s1, s2 = F.pad(x.cumsum(-1), (1, 0)), F.pad(x.pow(2).cumsum(-1), (1, 0))
+        n = lengths.double()
+        m64 = (s1[:, ends] - s1[:, starts]) / n
+        var = ((s2[:, ends] - s2[:, starts]) / n - m64.pow(2)).clamp(min=1e-10)
+        mean_all, std_all = m64.T.float(), var.sqrt().T.float()
+        order = torch.argsort(lengths)
+        i = 0
+        with torch.autocast(h.device.type, dtype=self.autocast_dtype or torch.float32,
+                            enabled=self.autocast_dtype is not None):
+            while i < len(order):
+                j = i + 1  # lengths ascend: grow the batch while (count x longest) fits the budget
+                while j < len(order) and (j + 1 - i) * int(lengths[order[j]]) <= max_window_frames:
+                    j += 1
+                sel = order[i:j]
+                i = j
+                L = int(lengths[sel].max())
+                t = torch.arange(L, device=h.device)
+                valid = t[None] < lengths[sel, None]  # (B, L)
+                idx = torch.minimum(starts[sel, None] + t[None], ends[sel, None] - 1)  # (B, L), padded with the last frame
+                hg = h[:, idx].transpose(0, 1)  # (B, C, L): softmax and sums run along contiguous frames
+                mean, std = mean_all[sel], std_all[sel]
+                ctx = torch.cat([mean, std], dim=1) @ w_ctx.T + tdnn.conv_layer.bias  # (B, A)
+                pre = torch.relu(a_frames[idx] + ctx[:, None, :])  # (B, L, A)
+                g = torch.tanh(F.batch_norm(pre.reshape(-1, pre.shape[-1]), bn.running_mean, bn.running_var,
+                                            bn.weight, bn.bias, False, 0.0, bn.eps)).reshape(pre.shape)
+                e = torch.matmul(w2, g.transpose(1, 2)) + b2[:, None]  # (B, C, L)
+                alpha = torch.softmax(e.float().masked_fill_(~valid.unsqueeze(1), float("-inf")), dim=-1)
+                mean, std = _masked_stats(hg, alpha)
+                pooled = torch.cat([mean, std], dim=1).unsqueeze(-1)
+                out[sel] = self.decoder.emb_layers[0](pooled).squeeze(-1).float()
+        return out
+
     @torch.inference_mode()
     def embed_batch(self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         wav = waveforms.to(self.device, torch.float32)
