@@ -183,6 +183,12 @@ def embed_session(s: Session, model, cfg: DiarizerConfig, vad: str, path: Path, 
     scales = multiscale_windows(regions, cfg.windows)
     embs = embed_all_scales(audio, scales, model, cfg.embedding.batch_size, cfg.embedding.min_embed_s,
                             max_batch_seconds=cfg.embedding.max_batch_seconds if model.device.type == "cpu" else None)
+    save_cached(path, scales, embs, regions, overlap, duration, key)
+
+
+def save_cached(path: Path, scales: list[ScaleWindows], embs: list[np.ndarray], regions: np.ndarray,
+                overlap: np.ndarray, duration: float, key: str) -> None:
+    """Write one conversation's cache file (format: module docstring); atomic."""
     arrays: dict[str, np.ndarray] = {
         "windows": np.array([sc.window for sc in scales]), "shifts": np.array([sc.shift for sc in scales]),
         "weights": np.array([sc.weight for sc in scales]), "regions": regions, "overlap": np.asarray(overlap),
@@ -294,8 +300,8 @@ def format_report(report: SetReport) -> str:
     """Markdown tables: per condition and pooled; count confusion; exact count per true count."""
     rs = report.results
     lines = [f"### {report.name}", "",
-             "| condition | conv. | forgiving DER (miss / FA / conf.) | full DER (miss / FA / conf.) | exact count |",
-             "|---|---|---|---|---|"]
+             "| condition | conv. | forgiving DER (miss / FA / conf.) | full DER (miss / FA / conf.) | exact count "
+             "| over / under |", "|---|---|---|---|---|---|"]
     groups = list(dict.fromkeys(r.condition for r in rs))
     for g in groups + ["**all**"]:
         sub = rs if g == "**all**" else [r for r in rs if r.condition == g]
@@ -304,7 +310,9 @@ def format_report(report: SetReport) -> str:
             t = pooled(sub, p)
             cells.append(f"{t['der']:.2f} % ({t['miss']:.2f} / {t['false_alarm']:.2f} / {t['confusion']:.2f})")
         ok = sum(r.speakers == r.estimated for r in sub)
-        lines.append(f"| {g} | {len(sub)} | {cells[0]} | {cells[1]} | {ok}/{len(sub)} = {100 * ok / len(sub):.0f} % |")
+        over, under = sum(r.estimated > r.speakers for r in sub), sum(r.estimated < r.speakers for r in sub)
+        lines.append(f"| {g} | {len(sub)} | {cells[0]} | {cells[1]} | {ok}/{len(sub)} = {100 * ok / len(sub):.0f} % "
+                     f"| {over} / {under} |")
     true_ns = sorted({r.speakers for r in rs})
     est_ns = sorted({r.estimated for r in rs} | set(true_ns))
     lines += ["", "Count confusion (rows: true count, columns: estimated; last column: exact):", "",
