@@ -218,11 +218,13 @@ def list_sessions(set_dir: Path) -> list[Session]:
                         set_dir / f"{r['uri']}.rttm") for r in csv.DictReader(f, delimiter="\t")]
 
 
-def load_sessions(set_dir: Path, vad: str) -> list[Cached]:
-    """Every conversation of a built and embedded set (raises if one is not cached)."""
+def load_sessions(set_dir: Path, vad: str, partial: bool = False) -> list[Cached]:
+    """Every conversation of a built and embedded set (raises if one is not cached, unless `partial`)."""
     out = []
     for s in list_sessions(set_dir):
         path = cache_dir(set_dir, vad) / f"{s.uri}.npz"
+        if not path.exists() and partial:
+            continue
         if not path.exists():
             raise FileNotFoundError(f"{path}: not cached; run benchmarks/heldout.py {set_dir.parent} first")
         out.append(read_cached(s, path))
@@ -370,6 +372,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="override one ClusteringConfig field (repeatable)")
     ap.add_argument("--known", action="store_true", help="give the reference speaker count")
     ap.add_argument("--no-embed", action="store_true", help="only re-score; fail if a cache is missing")
+    ap.add_argument("--partial", action="store_true", help="with --no-embed: score the cached conversations only")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore", message=".*'uem' was approximated.*")
@@ -397,7 +400,9 @@ def main(argv: list[str] | None = None) -> int:
 
                     model = load_model(args.model, "cpu", quiet=True)
                 embed_cpu = ensure_cache(sessions, set_dir, cfg, vad, model)
-            cached = load_sessions(set_dir, vad)
+            cached = load_sessions(set_dir, vad, partial=args.partial)
+            if len(cached) < len(sessions):
+                print(f"\nPARTIAL: {len(cached)} of {len(sessions)} conversations cached")
             label = f"{side} set, {'oracle VAD' if vad == 'oracle' else cfg.vad.method + ' VAD'}, " \
                     f"{'known' if args.known else 'unknown'} count"
             rep = rescore(cached, cfg, args.known, label)
