@@ -46,6 +46,27 @@ class SimConfig:
     overlap_s: tuple[float, float] = (0.2, 1.0)
     level_dbfs: tuple[float, float] = (-8.0, -1.0)
     noise_dbfs: float = -65.0
+    # Speakers who say little: this many speakers (drawn per conversation) get only 1 or 2 turns
+    # (alternating) of minor_turn_s each. 0 keeps the turn draws, and so the seeded sets, as before.
+    minor_speakers: int = 0
+    minor_turn_s: tuple[float, float] = (0.8, 2.0)
+
+
+@dataclass(frozen=True)
+class Acoustics:
+    """What the room, the background and the channel do to a conversation (`render_conversation`).
+
+    rt60_s: reverberation time range; each speaker gets its own image-method room impulse response
+        (pyroomacoustics ShoeBox, one random room and microphone per conversation). None: dry.
+    snr_db: additive noise at this speech-to-noise ratio (speech power measured over the reference
+        speech); `noise` is "babble" (5 talkers from a cohort the conversation does not use) or "pink".
+    telephone: 300-3400 Hz band, 8 kHz, 8-bit mu-law, back to 16 kHz (applied last, to everything).
+    """
+
+    rt60_s: tuple[float, float] | None = None
+    snr_db: float | None = None
+    noise: str = "babble"
+    telephone: bool = False
 
 
 def find_speakers(roots: list[Path]) -> dict[str, list[Path]]:
@@ -83,15 +104,23 @@ def turns(pool: dict[str, list[np.ndarray]], seconds: float, rng: np.random.Gene
     """Yield (speaker, piece, gap in samples before it; negative = overlap) until `seconds` are filled."""
     names = sorted(pool)
     first = list(rng.permutation(len(names)))  # everyone speaks early, so short files hold all speakers
+    # Speakers who say little, and how many turns each may take (1, 2, 1, ...). No draw when there are
+    # none, so the seeded sets without them stay as they were.
+    minor: dict[int, int] = {}
+    if cfg.minor_speakers:
+        chosen = rng.choice(len(names), max(0, min(cfg.minor_speakers, len(names) - 2)), replace=False)
+        minor = {int(m): 1 + i % 2 for i, m in enumerate(chosen)}
+    taken = [0] * len(names)
     pos, prev, prev_len = 0, -1, 0
     while pos < seconds * SR or first:  # every speaker gets at least one turn
         s = int(first.pop(0)) if first else int(rng.integers(len(names)))
-        if s == prev:
+        if s == prev or (s in minor and taken[s] >= minor[s]):
             continue
+        taken[s] += 1
         utts = pool[names[s]]
         for _ in range(10):  # a cut can land in a long pause: try another one
             utt = utts[int(rng.integers(len(utts)))]
-            want = int(rng.uniform(*cfg.turn_s) * SR)
+            want = int(rng.uniform(*(cfg.minor_turn_s if s in minor else cfg.turn_s)) * SR)
             off = int(rng.integers(0, max(1, len(utt) - want)))
             piece = trim(utt[off: off + want])
             if len(piece) >= SR // 2:
@@ -147,6 +176,143 @@ def write_conversation(wav: Path, pool: dict[str, list[np.ndarray]], seconds: fl
     rttm = wav.with_suffix(".rttm")
     rttm.write_text("\n".join(lines) + "\n")
     return rttm
+
+
+# --------------------------------------------------------------------------- room, noise, channel
+MAX_IMAGE_ORDER = 40  # image-source order cap: higher orders cost O(order^3) and add only the far tail
+
+
+def room_impulse_responses(speakers: list[str], rt60_s: tuple[float, float],
+                           rng: np.random.Generator) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """One shoebox room (4-9 x 3.5-7 x 2.5-3.5 m), one microphone, each speaker somewhere else in it.
+
+    Returns ({speaker: impulse response starting ~1 ms before its direct path}, room facts). The
+    direct-path delay is cut so the reference RTTM (dry turn boundaries) stays aligned with the audio.
+    """
+    import pyroomacoustics as pra
+
+    dim = np.array([rng.uniform(4, 9), rng.uniform(3.5, 7), rng.uniform(2.5, 3.5)])
+    rt60 = float(rng.uniform(*rt60_s))
+    absorption, order = pra.inverse_sabine(rt60, dim)
+    room = pra.ShoeBox(dim, fs=SR, materials=pra.Material(absorption), max_order=min(order, MAX_IMAGE_ORDER))
+    mic = np.array([rng.uniform(1, dim[0] - 1), rng.uniform(1, dim[1] - 1), rng.uniform(0.8, 1.5)])
+    room.add_microphone(mic)
+    dists = []
+    for _ in speakers:
+        for _ in range(100):  # at least 0.7 m from the microphone, 0.5 m from the walls
+            src = np.array([rng.uniform(0.5, dim[0] - 0.5), rng.uniform(0.5, dim[1] - 0.5), rng.uniform(1.1, 1.8)])
+            if np.linalg.norm(src - mic) >= 0.7:
+                break
+        room.add_source(src)
+        dists.append(float(np.linalg.norm(src - mic)))
+    room.compute_rir()
+    rirs = {}
+    for i, spk in enumerate(speakers):
+        h = np.asarray(room.rir[0][i], dtype=np.float64)
+        rirs[spk] = h[max(0, int(np.argmax(np.abs(h))) - SR // 1000):]
+    return rirs, {"rt60": rt60, "room": [float(x) for x in dim], "max_distance": max(dists)}
+
+
+def pink_noise(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Noise with a 1/f power spectrum (flat below 20 Hz), unit RMS."""
+    spec = np.fft.rfft(rng.standard_normal(n))
+    f = np.fft.rfftfreq(n, 1 / SR)
+    spec /= np.sqrt(np.maximum(f, 20.0))
+    x = np.fft.irfft(spec, n)
+    return x / (np.sqrt(np.mean(x ** 2)) + 1e-12)
+
+
+def babble_noise(n: int, cohort: dict[str, list[np.ndarray]], rng: np.random.Generator, talkers: int = 5) -> np.ndarray:
+    """`talkers` cohort speakers talking at once without pauses (their utterances looped), unit RMS."""
+    names = sorted(cohort)
+    out = np.zeros(n)
+    for j in rng.choice(len(names), min(talkers, len(names)), replace=False):
+        utts = cohort[names[int(j)]]
+        parts, total = [], 0
+        while total < n:
+            u = utts[int(rng.integers(len(utts)))]
+            u = u[int(rng.integers(0, max(1, len(u) // 2))):]
+            parts.append(u / (np.sqrt(np.mean(u ** 2)) + 1e-12))
+            total += len(u)
+        out += np.concatenate(parts)[:n]
+    return out / (np.sqrt(np.mean(out ** 2)) + 1e-12)
+
+
+def telephone_channel(x: np.ndarray) -> np.ndarray:
+    """16 kHz -> 8 kHz, 300-3400 Hz band (zero phase, so turn boundaries do not move), 8-bit mu-law -> 16 kHz."""
+    from scipy.signal import butter, resample_poly, sosfiltfilt
+
+    y = resample_poly(x, 1, 2)
+    y = sosfiltfilt(butter(6, [300, 3400], btype="band", fs=SR // 2, output="sos"), y)
+    mu = 255.0
+    y = np.clip(y, -1, 1)
+    code = np.round(np.sign(y) * np.log1p(mu * np.abs(y)) / np.log1p(mu) * 127) / 127
+    y = np.sign(code) * ((1 + mu) ** np.abs(code) - 1) / mu
+    return resample_poly(y, 2, 1)[: len(x)]
+
+
+def render_conversation(wav: Path, pool: dict[str, list[np.ndarray]], seconds: float, seed: int,
+                        cfg: SimConfig = SimConfig(), acoustics: Acoustics = Acoustics(),
+                        cohort: dict[str, list[np.ndarray]] | None = None) -> dict:
+    """Like `write_conversation`, in memory, plus room, noise and channel; writes `wav` and its RTTM.
+
+    The reference RTTM holds the dry turn boundaries (reverberation tails are not speech). Speech is
+    mixed, then reverberated per speaker (each reverberant piece keeps its dry RMS), noise is added at
+    `snr_db`, then the -65 dBFS floor, then the telephone channel; finally the file is scaled down if its
+    peak is above -1 dBFS. Returns facts about the conversation (rt60, room, snr, ...). Seeded.
+    """
+    import soundfile as sf
+    from scipy.signal import fftconvolve
+
+    rng = np.random.default_rng(seed)
+    placed = []  # (speaker, first sample, piece)
+    cursor = 0
+    for spk, piece, gap in turns(pool, seconds, rng, cfg):
+        placed.append((spk, cursor + gap, piece))
+        cursor += gap + len(piece)
+    n = cursor + int(cfg.pause_s[0] * SR)
+    arng = np.random.default_rng([seed, 1])  # acoustics draw from their own stream
+    facts: dict = {}
+    rirs: dict[str, np.ndarray] = {}
+    if acoustics.rt60_s is not None:
+        rirs, facts = room_impulse_responses(sorted(pool), acoustics.rt60_s, arng)
+    mix = np.zeros(n + max((len(h) for h in rirs.values()), default=0))
+    speech = np.zeros(n, dtype=bool)
+    for spk, start, piece in placed:
+        y = piece
+        if rirs:
+            y = fftconvolve(piece, rirs[spk])
+            y *= np.sqrt(np.mean(piece ** 2) / (np.mean(y ** 2) + 1e-20))
+        mix[start: start + len(y)] += y
+        speech[start: start + len(piece)] = True
+    mix = mix[:n]
+    if acoustics.snr_db is not None:
+        if acoustics.noise == "babble":
+            if not cohort:
+                raise ValueError("babble noise needs a cohort of speakers")
+            noise = babble_noise(n, cohort, arng)
+        elif acoustics.noise == "pink":
+            noise = pink_noise(n, arng)
+        else:
+            raise ValueError(f"unknown noise {acoustics.noise!r}; known: babble, pink")
+        p_speech = np.mean(mix[speech] ** 2)
+        mix += noise * np.sqrt(p_speech / 10 ** (acoustics.snr_db / 10))
+        facts["snr_db"] = acoustics.snr_db
+        facts["noise"] = acoustics.noise
+    mix += arng.standard_normal(n) * 10 ** (cfg.noise_dbfs / 20)
+    if acoustics.telephone:
+        mix = telephone_channel(mix)
+        facts["telephone"] = True
+    peak = np.abs(mix).max()
+    if peak > 10 ** (-1 / 20):
+        mix *= 10 ** (-1 / 20) / peak
+    sf.write(str(wav), mix.astype(np.float32), SR, subtype="PCM_16")
+    uri = wav.stem
+    wav.with_suffix(".rttm").write_text("".join(
+        f"SPEAKER {uri} 1 {start / SR:.4f} {len(piece) / SR:.4f} <NA> <NA> {spk} <NA> <NA>\n"
+        for spk, start, piece in placed))
+    facts["seconds"] = n / SR
+    return facts
 
 
 @dataclass(frozen=True)

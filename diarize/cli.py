@@ -109,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="local: one process; ray: spread files over a Ray cluster (pip install -e '.[ray]')")
     r.add_argument("--ray-address", default=None, help="address of an existing Ray cluster [start a local one]")
     r.add_argument("--workers", type=_positive_int, default=None, help="Ray actors [one per available CPU]")
+    r.add_argument("--threads", type=_positive_int, default=None,
+                   help="CPU threads for this process [all cores]; give each of several parallel jobs its share "
+                        "(torch threads of jobs side by side otherwise oversubscribe the cores)")
 
     e = sub.add_parser("embed", help="one raw embedding per audio file, saved as .npz")
     e.add_argument("audio", nargs="*", type=Path)
@@ -199,6 +202,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError(str(e).replace("num_speakers", "--num-speakers").replace("min_speakers", "--min-speakers")
                          .replace("max_speakers", "--max-speakers")) from None
     cfg = load_config(args.config, args.set)
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     if args.vad is not None:
         cfg.vad.method = args.vad
     if args.device is not None:

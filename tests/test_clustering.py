@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from diarize.clustering import (binarize, cluster, window_items, cosine_affinity, eigengap_count, fused_affinity, kmeans, laplacian,
-                                nearest_window, nme_sc)
+from diarize.clustering import (binarize, cluster, cosine_affinity, eigengap_count, fused_affinity, kmeans, laplacian,
+                                nearest_window, nme_sc, window_items)
 from diarize.config import ClusteringConfig, SpeakerCount, WindowConfig
 from diarize.windows import multiscale_windows
 
@@ -165,3 +165,66 @@ def test_split_recovers_a_speaker_absorbed_into_another_cluster(rng):
     # A group smaller than split_min_windows is not split off.
     big = ClusteringConfig(split_threshold=0.4, split_min_windows=int((truth == 2).sum()) + 1)
     assert len(np.unique(split_mixed_clusters(absorbed, aff, window_items(embs, scales), big, max_k=8))) == 2
+
+
+# --------------------------------------------------------------------------- NeMo's toy clustering cases
+# NeMo's own clustering test (tests/collections/asr/test_diar_utils.py, `test_offline_speaker_clustering`)
+# builds 30 s sessions where n = 1..7 speakers talk one after another for 30/n s each; every window of
+# every scale gets its speaker's centroid, a row of a random orthogonal 192 x 192 matrix, plus 0.1 x
+# uniform [0, 1) noise per dimension, and requires the exact labels for an unknown count (max 8 speakers,
+# sparse search volume 10, max_rp_threshold 0.15, enhanced counting for <= 40 windows). Facts only; the
+# code below is our own. NeMo's test cuts three scales (1.5/1.0/0.5 s); we run those and its five
+# default ones (1.5 -> 0.5 s), with NeMo's test settings and with our defaults, count unknown and known.
+NEMO_TOY_SECONDS = 30.0
+NEMO_TOY_CFG = dict(max_num_speakers=8, sparse_search_volume=10, max_rp_threshold=0.15, enhanced_count_threshold=40)
+NEMO_TOY_SCALES = {
+    "5scales": WindowConfig(),  # NeMo's default: 1.5, 1.25, 1.0, 0.75, 0.5 s, half-window shifts
+    "3scales": WindowConfig(window_lengths=[1.5, 1.0, 0.5], shifts=[0.75, 0.5, 0.25], weights=[1.0, 1.0, 1.0]),
+}
+
+
+def nemo_toy_session(n_spk: int, windows: WindowConfig, seed: int = 0, dim: int = 192, noise: float = 0.1):
+    """(embeddings per scale, scales, base-scale truth) of one toy session."""
+    rng = np.random.default_rng(seed)
+    q, _ = np.linalg.qr(rng.standard_normal((dim, dim)))
+    centroids = q[:n_spk]  # orthonormal rows
+    turn = NEMO_TOY_SECONDS / n_spk
+    regions = np.array([[k * turn, (k + 1) * turn] for k in range(n_spk)])
+    scales = multiscale_windows(regions, windows)  # windows never cross a turn (one region per turn)
+    embs, truth = [], None
+    for sc in scales:
+        lab = np.minimum((sc.midpoints // turn).astype(int), n_spk - 1)
+        embs.append(centroids[lab] + noise * rng.random((len(sc), dim)))
+        truth = lab
+    return embs, scales, truth
+
+
+def test_nemo_toy_session_is_what_it_claims():
+    embs, scales, truth = nemo_toy_session(7, NEMO_TOY_SCALES["5scales"])
+    assert [s.window for s in scales] == [1.5, 1.25, 1.0, 0.75, 0.5]
+    assert scales[-1].ends.max() == pytest.approx(NEMO_TOY_SECONDS)
+    assert np.array_equal(np.unique(truth), np.arange(7)) and len(truth) == len(scales[-1])
+    x = embs[-1] / np.linalg.norm(embs[-1], axis=1, keepdims=True)
+    within = (x @ x.T)[truth[:, None] == truth[None]].min()
+    between = (x @ x.T)[truth[:, None] != truth[None]].max()
+    assert within > 0.8 and between < 0.5  # separable speakers: a failure below is the clustering's
+
+
+@pytest.mark.parametrize("known", [False, True], ids=["unknown", "known"])
+@pytest.mark.parametrize("cfg_name", ["nemo", "default"])
+@pytest.mark.parametrize("scales_name", list(NEMO_TOY_SCALES))
+@pytest.mark.parametrize("n_spk", range(1, 8))
+def test_nemo_toy_cases_exact_labels(n_spk, scales_name, cfg_name, known):
+    embs, scales, truth = nemo_toy_session(n_spk, NEMO_TOY_SCALES[scales_name])
+    cfg = ClusteringConfig(**NEMO_TOY_CFG) if cfg_name == "nemo" else ClusteringConfig()
+    res = cluster(embs, scales, cfg, SpeakerCount(num=n_spk if known else None))
+    assert res.num_speakers == n_spk
+    assert agreement(truth, res.labels) == 1.0
+
+
+@pytest.mark.parametrize("n_spk", range(2, 8))
+def test_nemo_toy_cases_known_count_nemo_way(n_spk):
+    """NeMo's own known-count path (eigengap search narrowed to the count, k-means to it) is exact too."""
+    embs, scales, truth = nemo_toy_session(n_spk, NEMO_TOY_SCALES["5scales"])
+    res = cluster(embs, scales, ClusteringConfig(known_count="nemo"), SpeakerCount(num=n_spk))
+    assert res.num_speakers == n_spk and agreement(truth, res.labels) == 1.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 import sys
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from conftest import REPO, SPEAKERS, require_data
@@ -65,3 +66,88 @@ def test_make_set_cycles_speaker_counts_and_reuses(tmp_path):
 def test_bad_root_is_a_clear_error(tmp_path, capsys):
     assert simulate.main([str(tmp_path / "out"), "--root", str(tmp_path / "nope")]) == 2
     assert "speaker root not found" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- held-out sets (issue 12)
+import splits  # noqa: E402
+
+
+def test_speaker_split_is_the_documented_rule_and_disjoint():
+    require_data()
+    dev, test = set(splits.DEV_SPEAKERS), set(splits.TEST_SPEAKERS)
+    assert not dev & test and len(dev) == len(splits.DEV_SPEAKERS) and len(test) == len(splits.TEST_SPEAKERS)
+    genders = splits.read_genders()
+    assert {s for _, s in genders} == dev | test  # every LibriSpeech speaker is on exactly one side
+    assert splits.split_rule(genders) == {"dev": list(splits.DEV_SPEAKERS), "test": list(splits.TEST_SPEAKERS)}
+    by_id = {s: g for (_, s), g in genders.items()}
+    for side in (dev, test):
+        f = sum(by_id[s] == "F" for s in side)
+        assert abs(f - (len(side) - f)) <= 1  # gender-balanced
+    assert set(splits.speaker_files("test")) == test
+
+
+def _speech_mask(ref, n):
+    m = np.zeros(n, bool)
+    for seg in ref.get_timeline().support():
+        m[int(seg.start * 16000): int(seg.end * 16000)] = True
+    return m
+
+
+def test_render_is_seeded_and_adds_noise_at_the_asked_snr(tmp_path):
+    require_data()
+    pool = simulate.load_pool(simulate.find_speakers([ROOT]))
+    cohort = simulate.load_pool({k: v[:2] for k, v in splits.speaker_files("dev").items() if k in ("27", "32", "226", "233", "426")})
+    cfg = simulate.SimConfig(overlap_rate=0.5)
+    for snr, noise in ((10.0, "babble"), (5.0, "pink")):
+        ac = simulate.Acoustics(snr_db=snr, noise=noise)
+        simulate.render_conversation(tmp_path / "a.wav", pool, 20.0, 5, cfg, ac, cohort)
+        simulate.render_conversation(tmp_path / "b.wav", pool, 20.0, 5, cfg, ac, cohort)
+        a = sf.read(tmp_path / "a.wav")[0]
+        assert np.array_equal(a, sf.read(tmp_path / "b.wav")[0])
+        ref = read_rttm(tmp_path / "a.rttm")["a"]
+        assert sorted(ref.labels()) == sorted(pool) and ref.get_overlap().duration() > 0
+        m = _speech_mask(ref, len(a))
+        p_speech, p_noise = np.mean(a[m] ** 2), np.mean(a[~m] ** 2)
+        # Speech regions hold speech + noise: their power over the noise's is 1 + 10^(snr/10).
+        assert 10 * np.log10(p_speech / p_noise - 1) == pytest.approx(snr, abs=1.5)
+    # Without noise the same seed gives the same turns (the RTTM does not depend on the acoustics).
+    rttm_noisy = (tmp_path / "a.rttm").read_text()
+    simulate.render_conversation(tmp_path / "a.wav", pool, 20.0, 5, cfg)
+    assert (tmp_path / "a.rttm").read_text() == rttm_noisy
+
+
+def test_render_telephone_band_and_reverb(tmp_path):
+    require_data()
+    pool = simulate.load_pool(simulate.find_speakers([ROOT]))
+    simulate.render_conversation(tmp_path / "dry.wav", pool, 15.0, 2)
+    simulate.render_conversation(tmp_path / "tel.wav", pool, 15.0, 2, acoustics=simulate.Acoustics(telephone=True))
+    simulate.render_conversation(tmp_path / "rev.wav", pool, 15.0, 2, acoustics=simulate.Acoustics(rt60_s=(0.5, 0.6)))
+    dry, tel, rev = (sf.read(tmp_path / f"{n}.wav")[0] for n in ("dry", "tel", "rev"))
+
+    def band_share(x, lo, hi):
+        p = np.abs(np.fft.rfft(x)) ** 2
+        f = np.fft.rfftfreq(len(x), 1 / 16000)
+        return p[(f >= lo) & (f < hi)].sum() / p.sum()
+
+    assert band_share(dry, 3700, 8000) > 0.005 and band_share(tel, 3700, 8000) < 1e-4
+    assert band_share(tel, 300, 3400) > 0.97
+    # Reverberation fills the pauses: energy outside the turns rises far above the dry -65 dBFS floor.
+    ref = read_rttm(tmp_path / "rev.rttm")["rev"]
+    m = _speech_mask(ref, len(rev))
+    assert 10 * np.log10(np.mean(rev[~m] ** 2)) > 10 * np.log10(np.mean(dry[~m] ** 2)) + 20
+
+
+def test_minor_speakers_say_little(tmp_path):
+    require_data()
+    files = splits.speaker_files("dev")
+    pool = simulate.load_pool({k: files[k] for k in sorted(files)[:6]})
+    cfg = simulate.SimConfig(minor_speakers=2)
+    simulate.render_conversation(tmp_path / "m.wav", pool, 150.0, 3, cfg)
+    ref = read_rttm(tmp_path / "m.rttm")["m"]
+    turns = {}
+    for seg, _, spk in ref.itertracks(yield_label=True):
+        turns.setdefault(spk, []).append(seg.duration)
+    assert len(turns) == 6
+    few = sorted(turns.values(), key=len)[:2]
+    assert sorted(len(t) for t in few) == [1, 2] and max(max(t) for t in few) <= 2.0
+    assert min(len(t) for t in sorted(turns.values(), key=len)[2:]) >= 3

@@ -1,0 +1,64 @@
+"""benchmarks/heldout.py: the embedding cache round-trips and re-scoring a clustering variant works from it."""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import REPO
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+import heldout  # noqa: E402
+
+from diarize.config import ConfigError, WindowConfig, load_config  # noqa: E402
+from diarize.windows import multiscale_windows  # noqa: E402
+
+
+def toy_cached(tmp_path, n_spk=3, turn=6.0, seed=0):
+    """A cached conversation without audio: n_spk speakers in turns, embeddings = speaker centroid + noise."""
+    rng = np.random.default_rng(seed)
+    order = [k % n_spk for k in range(3 * n_spk)]
+    regions = np.array([[i * turn, (i + 1) * turn - 0.5] for i in range(len(order))])
+    uri = f"toy{n_spk}"
+    rttm = tmp_path / f"{uri}.rttm"
+    rttm.write_text("".join(f"SPEAKER {uri} 1 {s:.3f} {e - s:.3f} <NA> <NA> spk{k} <NA> <NA>\n"
+                            for (s, e), k in zip(regions, order)))
+    scales = multiscale_windows(regions, WindowConfig())
+    centroids = rng.standard_normal((n_spk, 32))
+    embs = []
+    for sc in scales:
+        lab = np.asarray(order)[np.searchsorted(regions[:, 0], sc.midpoints, side="right") - 1]
+        embs.append((centroids[lab] + 0.3 * rng.standard_normal((len(sc), 32))).astype(np.float32))
+    path = tmp_path / f"{uri}.npz"
+    heldout.save_cached(path, scales, embs, regions, np.zeros((0, 2)), float(regions[-1, 1] + 1), "k")
+    return heldout.read_cached(heldout.Session(uri, "clean", n_spk, tmp_path / f"{uri}.wav", rttm), path), scales, embs
+
+
+def test_cache_round_trip(tmp_path):
+    c, scales, embs = toy_cached(tmp_path)
+    assert [s.window for s in c.scales] == [s.window for s in scales]
+    for a, b, ea, eb in zip(c.scales, scales, c.embeddings, embs):
+        assert np.array_equal(a.starts, b.starts) and np.array_equal(a.ends, b.ends) and np.array_equal(ea, eb)
+    assert c.overlap.shape == (0, 2)
+
+
+def test_rescore_from_cache_and_overrides(tmp_path):
+    sessions = [toy_cached(tmp_path, n, seed=n)[0] for n in (2, 3, 4)]
+    cfg = load_config("general")
+    rep = heldout.rescore(sessions, cfg)
+    assert [r.estimated for r in rep.results] == [2, 3, 4]
+    assert heldout.pooled(rep.results, "forgiving")["der"] < 1.0
+    text = heldout.format_report(rep)
+    assert "| **all** | 3 |" in text and "3/3 = 100 %" in text
+    # A variant that merges every cluster (any centroid cosine >= -1) shows up in the counts and the report.
+    merged = heldout.clustering_overrides(cfg, None, ["merge_threshold=-1", "split_threshold=null"])
+    assert merged.clustering.merge_threshold == -1 and merged.clustering.split_threshold is None
+    assert cfg.clustering.merge_threshold == 0.65  # the original is not changed
+    rep2 = heldout.rescore(sessions, merged)
+    assert [r.estimated for r in rep2.results] == [1, 1, 1] and "Count errors" in heldout.format_report(rep2)
+    y = tmp_path / "v.yaml"
+    y.write_text("clustering:\n  merge_threshold: 0.7\n")
+    assert heldout.clustering_overrides(cfg, y, []).clustering.merge_threshold == 0.7
+    with pytest.raises(ConfigError, match="unknown clustering field"):
+        heldout.clustering_overrides(cfg, None, ["no_such_field=1"])
