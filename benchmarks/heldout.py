@@ -161,14 +161,18 @@ def cache_key(cfg: DiarizerConfig, model_name: str, vad: str) -> str:
     key = {"model": model_name, "windows": dataclasses.asdict(cfg.windows),
            "min_embed_s": cfg.embedding.min_embed_s, "vad": "oracle"}
     if vad != "oracle":
-        key["vad"] = {k: v for k, v in dataclasses.asdict(cfg.vad).items() if k not in ("seg_batch_size", "seg_device")}
+        vad_cfg = dataclasses.asdict(cfg.vad)
+        vad_cfg.pop("device")
+        vad_cfg["pyannote_seg"].pop("batch_size")
+        key["vad"] = vad_cfg
     return json.dumps(key, sort_keys=True)
 
 
 def embed_session(s: Session, model, cfg: DiarizerConfig, vad: str, path: Path, key: str) -> None:
-    """Run VAD, windows and embeddings as diarize.pipeline.diarize_audio does, and save them to `path`."""
+    """Run VAD, windows and embeddings as diarize.pipeline.diarize does, and save them to `path`."""
     from diarize.audio import load_audio
     from diarize.embeddings import embed_all_scales
+    from diarize.regions import clip
     from diarize.vad import oracle_regions, speech_regions
     from diarize.windows import multiscale_windows
 
@@ -178,8 +182,7 @@ def embed_session(s: Session, model, cfg: DiarizerConfig, vad: str, path: Path, 
         regions, overlap = oracle_regions(read_rttm(s.rttm)[s.uri]), np.zeros((0, 2))
     else:
         regions, overlap = speech_regions(audio, cfg.vad)
-    regions = regions[regions[:, 0] < duration]
-    regions[:, 1] = np.minimum(regions[:, 1], duration)
+    regions, overlap = clip(regions, 0.0, duration), clip(overlap, 0.0, duration)
     scales = multiscale_windows(regions, cfg.windows)
     embs = embed_all_scales(audio, scales, model, cfg.embedding.batch_size, cfg.embedding.min_embed_s,
                             max_batch_seconds=cfg.embedding.max_batch_seconds if model.device.type == "cpu" else None)
@@ -266,12 +269,13 @@ class SetReport:
 
 
 def hypothesis(c: Cached, cfg: DiarizerConfig, num_speakers: int | None):
-    """Clustering and output assembly of diarize.pipeline.diarize_audio on cached embeddings."""
+    """Clustering and output assembly of diarize.pipeline.diarize on cached embeddings."""
     from diarize.clustering import cluster
+    from diarize.config import SpeakerCount
     from diarize.overlap import overlap_aware_annotation
     from diarize.rttm import labels_to_annotation
 
-    res = cluster(c.embeddings, c.scales, cfg.clustering, num_speakers)
+    res = cluster(c.embeddings, c.scales, cfg.clustering, SpeakerCount(num_speakers))
     base = c.scales[-1]
     if cfg.vad.overlap_assignment and len(c.overlap) and len(base):
         return overlap_aware_annotation(base.starts, base.ends, res.labels, c.embeddings[-1], c.overlap,
@@ -398,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
                 if model is None:
                     from diarize.models import load_model
 
-                    model = load_model(args.model, "cpu", quiet=True)
+                    model = load_model(args.model, "cpu")
                 embed_cpu = ensure_cache(sessions, set_dir, cfg, vad, model)
             cached = load_sessions(set_dir, vad, partial=args.partial)
             if len(cached) < len(sessions):

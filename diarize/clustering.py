@@ -12,7 +12,7 @@ from scipy.linalg import eigh, eigvalsh
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
-from .config import ClusteringConfig, SpeakerCount
+from .config import ClusteringConfig, SpeakerCount, model_clustering
 from .errors import SpeakerCountError
 from .windows import ScaleWindows
 
@@ -316,6 +316,7 @@ def cluster_items(affinity: np.ndarray, items: ClusterItems, cfg: ClusteringConf
     k-means to it) or the graph's own groups merged or split to the count.
     """
     n = len(affinity)
+    cfg = model_clustering(cfg, None)  # no-op unless called directly with "auto" fields
     min_k, max_k = count_bounds(n, cfg, count)
     if n <= 1:
         return ClusteringResult(np.zeros(n, dtype=np.int64), n, None)
@@ -357,8 +358,8 @@ def cluster_items(affinity: np.ndarray, items: ClusterItems, cfg: ClusteringConf
 
 
 def cluster(embeddings: list[np.ndarray], scales: list[ScaleWindows], cfg: ClusteringConfig,
-            count: SpeakerCount = SpeakerCount()) -> ClusteringResult:
-    """Speaker label for every base-scale window.
+            count: SpeakerCount = SpeakerCount(), model_name: str | None = None) -> ClusteringResult:
+    """Speaker label for every base-scale window. "auto" thresholds take `model_name`'s values.
 
     Sessions with more base windows than `embeddings_per_chunk` are first reduced (each chunk
     over-clustered, see `reduce_long_form`), the same core clusters the groups, and each window
@@ -367,6 +368,7 @@ def cluster(embeddings: list[np.ndarray], scales: list[ScaleWindows], cfg: Clust
     n = len(scales[-1])
     if n == 0:
         return ClusteringResult(np.zeros(0, dtype=np.int64), 0, None)
+    cfg = model_clustering(cfg, model_name)
     count_bounds(n, cfg, count)  # refuse an impossible count before any work
     if cfg.embeddings_per_chunk and n > cfg.embeddings_per_chunk:
         groups = max(cfg.chunk_cluster_count, 2 * count_bounds(n, cfg, count)[1] + 1)

@@ -146,19 +146,17 @@ class ClusteringConfig:
     sparse_search_volume: int = _f(30, 1, 10000)
     nme_mat_size: int = _f(512, 2, 100000)
     min_samples_for_nmesc: int = _f(6, 0, 100000)
+    # The next three are "auto" by default: the embedding model's own values (MODEL_CLUSTERING below).
     # NeMo applies "enhanced counting" to sessions of <= 80 base windows; with CAM++ it
-    # miscounted on our shared data (see benchmarks/RESULTS.md), so it is off unless set.
-    enhanced_count_threshold: int = _f(0, 0, 100000)
+    # miscounted on our shared data (see benchmarks/RESULTS.md), so CAM++ turns it off.
+    enhanced_count_threshold: int | str = _f("auto", 0, 100000)
     enhanced_count_seeds: int = _f(5, 1, 100)
     kmeans_inits: int = _f(10, 1, 1000)
     # Clusters whose centroids have cosine >= this are one speaker (None: never merge).
-    # 0.65 was tuned for CAM++ on simulated conversations (benchmarks/RESULTS.md).
-    merge_threshold: float | None = _f(0.65, -1.0, 1.0)
+    merge_threshold: float | str | None = _f("auto", -1.0, 1.0)
     # A cluster whose spectral halves have centroid cosine below this is split (None: never split):
     # recovers speakers with fewer windows than NME-SC's p, which the graph merges into others.
-    # 0.45 is the middle of the range (0.3-0.5) that gave the same counts on the short simulated set
-    # and the shared recordings; 0.6 over-split (benchmarks/RESULTS.md).
-    split_threshold: float | None = _f(0.45, -1.0, 1.0)
+    split_threshold: float | str | None = _f("auto", -1.0, 1.0)
     split_min_windows: int = _f(6, 1, 100000)
     # With a known count: "merge" clusters into the graph's own groups, then merges (or splits) to the
     # count; "nemo" narrows the eigengap search to the count and runs k-means to it, as NeMo does.
@@ -168,6 +166,24 @@ class ClusteringConfig:
     # chunk_cluster_count groups, then the same core on the group centroids" (bounded memory).
     embeddings_per_chunk: int = _f(10000, 0, 10**7)
     chunk_cluster_count: int = _f(50, 2, 100000)
+
+
+# Per embedding-model values of the "auto" clustering fields. The cosines are the model's own scale:
+# CAM++'s were chosen on our development data (the six shared recordings and the simulated sets of
+# benchmarks/simulate.py; benchmarks/RESULTS.md). TitaNet gets NeMo's own clustering settings (no merge,
+# no split, enhanced counting up to 80 base windows) until real weights can be measured.
+MODEL_CLUSTERING: dict[str, dict[str, Any]] = {
+    "campplus": {"merge_threshold": 0.65, "split_threshold": 0.45, "enhanced_count_threshold": 0},
+    "titanet": {"merge_threshold": None, "split_threshold": None, "enhanced_count_threshold": 80},
+}
+AUTO_FIELDS = ("merge_threshold", "split_threshold", "enhanced_count_threshold")
+
+
+def model_clustering(cfg: ClusteringConfig, model_name: str | None) -> ClusteringConfig:
+    """`cfg` with its "auto" fields set to the embedding model's values (CAM++'s for other models)."""
+    family = "titanet" if model_name and model_name.startswith("titanet") else "campplus"
+    auto = {k: MODEL_CLUSTERING[family][k] for k in AUTO_FIELDS if getattr(cfg, k) == "auto"}
+    return dataclasses.replace(cfg, **auto) if auto else cfg
 
 
 @dataclass
@@ -223,7 +239,11 @@ def _check_value(value: Any, tp: Any, meta: Any, where: str) -> Any:
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
-        tp = next(a for a in args if a is not type(None))
+        if isinstance(value, str) and str in args:  # a number field that also takes "auto"
+            if value != "auto":
+                raise ConfigError(f"{where}: expected a number or auto, got {short(value)}")
+            return value
+        tp = next(a for a in args if a not in (type(None), str))
         origin = typing.get_origin(tp)
     if origin is list:
         if not isinstance(value, list) or not value:

@@ -131,7 +131,7 @@ def diarize(
     with timer("clustering"):
         if hook is not None:
             hook("clustering", 0, 1)
-        result = cluster(embeddings, scales, cfg.clustering, speakers)
+        result = cluster(embeddings, scales, cfg.clustering, speakers, model_name=model.name)
         if hook is not None:
             hook("clustering", 1, 1)
     with timer("output"):
