@@ -7,7 +7,6 @@ Exit codes: 0 success, 1 some inputs of a batch failed, 2 usage error or bad inp
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -20,9 +19,8 @@ from . import __version__
 from .config import PRESET_NAMES, VAD_METHODS, load_config
 from .engine import Job, RunOptions, run_local, run_ray
 from .errors import AudioError, DiarizeError, FormatError
-from .files import atomic_write
 from .models.hub import DEFAULT_FETCH, WEIGHTS
-from .rttm import read_rttm, read_uem, rttm_lines
+from .rttm import read_rttm, read_uem, rttm_token
 
 USER_ERRORS = (DiarizeError, OSError)
 
@@ -85,9 +83,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="diarize audio files into RTTM")
     r.add_argument("audio", nargs="*", type=Path, help="audio files (any format soundfile reads)")
-    r.add_argument("--manifest", type=Path, help="NeMo-style JSON-lines manifest; its audio_filepath entries are added")
+    r.add_argument("--manifest", type=Path,
+                   help="NeMo-style JSON-lines manifest (audio_filepath, offset, duration, num_speakers, "
+                        "rttm_filepath, uem_filepath per line); its entries are added")
     r.add_argument("--out", type=Path, required=True,
-                   help="output .rttm file for one input, or a directory (one RTTM per input) for several")
+                   help="output file for one input (.rttm/.json/.srt/.vtt/.csv: the extension picks the format), "
+                        "or a directory (one file per input and format) for several")
+    r.add_argument("--format", default=None, metavar="FMT[,FMT]",
+                   help="output formats, any of rttm,json,srt,vtt,csv [the --out extension, else rttm]")
+    r.add_argument("--exclusive", action="store_true",
+                   help="one speaker at a time: overlapped speech goes to the speaker with the longer turn")
+    r.add_argument("--labels", choices=["diarize", "pyannote"], default="diarize",
+                   help="speaker label style: speaker_0, ... or pyannote's SPEAKER_00, ... [diarize]")
+    r.add_argument("--centroids", action="store_true", help="JSON output: add each speaker's centroid embedding")
+    r.add_argument("--speakers", type=Path, metavar="DB.npz",
+                   help="name clusters that match a person enrolled with `diarize enroll`")
+    r.add_argument("--speaker-threshold", type=float, default=None, metavar="COS",
+                   help="cosine needed to name a cluster after an enrolled person [measured per model]")
+    r.add_argument("--transcript", type=Path, metavar="ASR.json|.srt|.vtt",
+                   help="also label this transcript (whisper/whisperX JSON, SRT, VTT, word list) with speakers; "
+                        "written beside the output as NAME.speakers.EXT")
     r.add_argument("--oracle-vad", type=Path, metavar="REF.rttm",
                    help="take speech regions from this reference RTTM (matched by file id = audio stem)")
     r.add_argument("--uem", type=Path, help="UEM file restricting the regions processed")
@@ -102,7 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--model", default=None,
                    help="titanet-large, campplus, or a .nemo path [config; default auto: titanet-large if at hand]")
     r.add_argument("--device", default=None, help="auto | cpu | cuda [auto]")
-    r.add_argument("--plot", type=Path, metavar="PNG", help="also draw a speaker timeline (one input only)")
+    r.add_argument("--plot", type=Path, metavar="PNG|HTML",
+                   help="also draw a speaker timeline (one input only): .html is an interactive page that plays "
+                        "the audio when it sits beside the page; .png/.svg need matplotlib (pip install 'diarize[plot]')")
     r.add_argument("--overwrite", action="store_true", help="re-diarize files whose RTTM already exists (directory output)")
     r.add_argument("--quiet", action="store_true", help="no notices, progress or summary")
     r.add_argument("--engine", choices=["local", "ray"], default="local",
@@ -126,6 +143,21 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--model", default="auto")
     v.add_argument("--device", default="auto")
     v.add_argument("--threshold", type=float, default=0.7, help="on (cos+1)/2, NeMo's convention [0.7]")
+
+    a = sub.add_parser("align", help="put speaker labels on an ASR transcript")
+    a.add_argument("transcript", type=Path, help="whisper/whisperX JSON, SRT, VTT, or a JSON list of words")
+    a.add_argument("diarization", type=Path, help="diarization as RTTM or diarize JSON")
+    a.add_argument("--out", type=Path, required=True, help="labelled transcript: .json, .srt or .vtt")
+    a.add_argument("--tolerance", type=float, default=1.0, metavar="SECONDS",
+                   help="a word in a gap takes the nearest speaker within this distance [1.0]")
+    a.add_argument("--uri", default=None, help="file id to take from a multi-file RTTM [its only one]")
+
+    n = sub.add_parser("enroll", help="store a speaker's centroid embedding in a speakers database")
+    n.add_argument("name", help="the person's name (used as the speaker label)")
+    n.add_argument("audio", nargs="+", type=Path, help="recordings of that person alone")
+    n.add_argument("--db", type=Path, required=True, help="speakers .npz (created or updated)")
+    n.add_argument("--model", default="auto")
+    n.add_argument("--device", default="auto")
 
     s = sub.add_parser("score", help="DER of hypothesis RTTM against reference RTTM")
     try:
@@ -154,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
             warnings.filterwarnings("default", category=DeprecationWarning, module="diarize")
             warnings.showwarning = console.showwarning
             return {"run": cmd_run, "embed": cmd_embed, "verify": cmd_verify, "score": cmd_score,
-                    "models": cmd_models}[args.command](args)
+                    "models": cmd_models, "align": cmd_align, "enroll": cmd_enroll}[args.command](args)
     except USER_ERRORS as e:
         print(f"diarize: error: {_one_line(e)}", file=sys.stderr)
         return 2
@@ -173,29 +205,80 @@ def _one_line(e: BaseException) -> str:
 
 
 # --------------------------------------------------------------------------- run
-def _output_paths(audio: list[Path], out: Path) -> list[Path]:
-    if len(audio) == 1 and out.suffix.lower() == ".rttm":
+def _output_paths(audio: list[Path], out: Path, fmt: str = "rttm") -> list[Path]:
+    from .formats import format_from_path
+
+    if len(audio) == 1 and format_from_path(out):
         if not out.parent.is_dir():
             raise UsageError(f"{out}: output folder {out.parent} does not exist")
         return [out]
-    if out.suffix.lower() == ".rttm":
-        raise UsageError(f"--out {out}: several inputs need an output directory, not a .rttm file")
+    if format_from_path(out):
+        raise UsageError(f"--out {out}: several inputs need an output directory, not a {out.suffix} file")
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: exists and is not a directory")
-    stems = [a.stem for a in audio]
+    stems = [rttm_token(a.stem) for a in audio]
     dupes = {s for s in stems if stems.count(s) > 1}
     if dupes:
         raise UsageError(f"several inputs share the file id {sorted(dupes)[0]!r}; RTTM file ids must be unique")
     out.mkdir(parents=True, exist_ok=True)
-    return [out / f"{s}.rttm" for s in stems]
+    return [out / f"{s}.{fmt}" for s in stems]
+
+
+def _formats(args: argparse.Namespace) -> list[str]:
+    """Output formats: --format, else the --out extension, else RTTM. The first one names job.out."""
+    from .formats import format_from_path, parse_formats
+
+    if args.format:
+        fmts = parse_formats(args.format)
+        ext = format_from_path(args.out)
+        return [ext] + [f for f in fmts if f != ext] if ext in fmts else fmts
+    return [format_from_path(args.out) or "rttm"]
+
+
+def _write_outputs(r, fmts: list[str], args: argparse.Namespace, speaker_db) -> list[Path]:
+    """Write one job's result in every requested format (and the labelled transcript); returns the paths."""
+    from . import formats
+
+    ann, centroids = r.annotation, dict(r.centroids)
+    if speaker_db is not None:
+        from .speakers import identify, name_speakers
+
+        db, threshold = speaker_db
+        mapping = identify(centroids, db, threshold)
+        ann = name_speakers(ann, mapping)
+        centroids = {mapping.get(k, k): v for k, v in centroids.items()}
+    if args.labels == "pyannote":
+        mapping = formats.pyannote_labels(lab for _, _, lab in formats.turns(ann) if lab.startswith("speaker_"))
+        ann = formats.relabel(ann, mapping)
+        centroids = {mapping.get(k, k): v for k, v in centroids.items()}
+    if args.exclusive:
+        ann = formats.exclusive(ann)
+    paths = []
+    for fmt in fmts:
+        path = r.job.out if fmt == fmts[0] else r.job.out.with_suffix(f".{fmt}")
+        formats.write(path, ann, fmt, duration=r.duration, centroids=centroids if args.centroids else None)
+        paths.append(path)
+    if args.transcript is not None:
+        from .align import label_transcript, read_transcript, write_transcript
+
+        out = r.job.out.with_suffix(f".speakers{args.transcript.suffix.lower()}")
+        write_transcript(out, label_transcript(read_transcript(args.transcript), ann))
+        paths.append(out)
+    return paths
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .config import SpeakerCount
     from .pipeline import Diarizer
 
+    from .manifest import load_references, read_manifest
+
     if args.plot is not None and len(args.audio) != 1 or (args.plot is not None and args.manifest):
         raise UsageError("--plot takes one input file")
+    if args.transcript is not None and (len(args.audio) != 1 or args.manifest):
+        raise UsageError("--transcript takes one input file")
+    fmts = _formats(args)
+    speaker_db = _load_speaker_db(args) if args.speakers is not None else None
     try:
         SpeakerCount(args.num_speakers, args.min_speakers, args.max_speakers)
     except DiarizeError as e:
@@ -213,21 +296,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     # Validate every input we can before loading a model or writing anything.
     refs = read_rttm(args.oracle_vad) if args.oracle_vad else None
     uems = read_uem(args.uem) if args.uem else None
-    audio_paths = list(args.audio) + ([Path(e["audio_filepath"]) for e in _read_manifest(args.manifest)]
-                                      if args.manifest else [])
+    entries = read_manifest(args.manifest) if args.manifest else []
+    audio_paths = list(args.audio) + [e.audio for e in entries]
+    entry_of = dict(zip(range(len(args.audio), len(audio_paths)), entries))
     if not audio_paths:
         raise UsageError("give audio files or --manifest")
-    outputs = _output_paths(audio_paths, args.out)
-    batch = len(audio_paths) > 1 or args.out.suffix.lower() != ".rttm"
+    outputs = _output_paths(audio_paths, args.out, fmts[0])
+    batch = len(audio_paths) > 1 or args.out.suffix.lower() != f".{fmts[0]}"
     if not batch:
         audio = audio_paths[0]
         if not audio.is_file():
             raise AudioError(f"{audio}: no such file")
-        if refs is not None and audio.stem not in refs:
-            raise FormatError(f"{args.oracle_vad}: no turns for file id {audio.stem!r} "
+        uri = rttm_token(audio.stem)
+        if refs is not None and uri not in refs:
+            raise FormatError(f"{args.oracle_vad}: no turns for file id {uri!r} "
                               f"(has {', '.join(sorted(refs)) or 'none'})")
-        if uems is not None and audio.stem not in uems:
-            raise FormatError(f"{args.uem}: no region for file id {audio.stem!r} (has {', '.join(sorted(uems)) or 'none'})")
+        if uems is not None and uri not in uems:
+            raise FormatError(f"{args.uem}: no region for file id {uri!r} (has {', '.join(sorted(uems)) or 'none'})")
     run_log = args.out / "diarize_run.log" if batch else None
 
     def log(line: str) -> None:  # appended per file, so a killed batch keeps what it finished
@@ -239,15 +324,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     failures: list[tuple[Path, str]] = []
     done = skipped = 0
     t_start = time.perf_counter()
-    for audio, out in zip(audio_paths, outputs):
-        uri = audio.stem
+    for i, (audio, out) in enumerate(zip(audio_paths, outputs)):
+        uri = rttm_token(audio.stem)
+        if uri != audio.stem and not args.quiet:
+            print(f"diarize: {audio}: file id {uri!r} (whitespace is not allowed in RTTM fields)", file=sys.stderr)
+        entry = entry_of.get(i)
         if batch and out.exists() and not args.overwrite:
             skipped += 1
             log(f"skip\t{audio}\t{out} exists")
-        elif refs is not None and uri not in refs:
+        elif refs is not None and uri not in refs and (entry is None or entry.rttm is None):
             failures.append((audio, f"{args.oracle_vad}: no turns for file id {uri!r}"))
-        elif uems is not None and uri not in uems:
+        elif uems is not None and uri not in uems and (entry is None or entry.uem is None):
             failures.append((audio, f"{args.uem}: no region for file id {uri!r}"))
+        elif entry is not None:  # a manifest line: its own references (else the global ones), part and count
+            oracle, scored = load_references(entry)
+            jobs.append(Job(audio, out, uri, oracle if oracle is not None else refs[uri] if refs is not None else None,
+                            scored if scored is not None else uems[uri] if uems is not None else None,
+                            window=entry.window(), num_speakers=entry.num_speakers))
         else:
             jobs.append(Job(audio, out, uri, refs[uri] if refs is not None else None,
                             uems[uri] if uems is not None else None))
@@ -275,17 +368,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         for w in r.warnings:
             if not args.quiet:
                 print(f"diarize: warning: {w}", file=sys.stderr)
-        atomic_write(out, "".join(rttm_lines(r.annotation, r.job.uri)))
+        written = _write_outputs(r, fmts, args, speaker_db)
         if args.plot is not None:
             from .plot import plot_timeline
 
-            plot_timeline(r.annotation, args.plot, duration=r.duration)
+            plot_timeline(r.annotation, args.plot, duration=r.duration, audio=audio)
         done += 1
         log(f"ok\t{audio}\t{out}\tspeakers={r.num_speakers}\tduration={r.duration:.1f}s\t"
             f"rtf={r.seconds / max(r.duration, 1e-9):.3f}")
         if not args.quiet:
             print(f"{audio}: {r.num_speakers} speakers, {len(r.annotation)} turns, "
-                  f"{r.duration:.1f} s in {r.seconds:.1f} s -> {out}", file=sys.stderr)
+                  f"{r.duration:.1f} s in {r.seconds:.1f} s -> {', '.join(map(str, written))}", file=sys.stderr)
     if batch:
         if not args.quiet:
             print(f"diarize: {done} diarized, {skipped} skipped (RTTM exists), {len(failures)} failed "
@@ -298,46 +391,30 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- embed / verify
-def _read_manifest(path: Path) -> list[dict]:
-    entries = []
-    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise FormatError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-        if not isinstance(item, dict) or "audio_filepath" not in item:
-            raise FormatError(f"{path}:{lineno}: needs an 'audio_filepath' field")
-        for key in ("offset", "duration"):
-            if item.get(key) is not None and not isinstance(item[key], (int, float)):
-                raise FormatError(f"{path}:{lineno}: {key!r} must be a number")
-        entries.append(item)
-    return entries
-
-
 def cmd_embed(args: argparse.Namespace) -> int:
     from .audio import SAMPLE_RATE, load_audio
     from .models import load_model
     from .verify import embed_waveform
 
+    from .manifest import ManifestEntry, read_manifest
+
     if not args.audio and not args.manifest:
         raise UsageError("give audio files or --manifest")
-    items = [{"audio_filepath": str(a)} for a in args.audio]
+    items = [ManifestEntry(a, str(a)) for a in args.audio]
     if args.manifest:
-        items += _read_manifest(args.manifest)
+        items += read_manifest(args.manifest)
     model = load_model(args.model, args.device)
     keys, embs, labels = [], [], []
+    unique = len(items) == len({i.audio.stem for i in items})
     for item in items:
-        path = Path(item["audio_filepath"])
-        audio = load_audio(path)
-        offset = float(item.get("offset") or 0.0)
-        dur = item.get("duration")
-        audio = audio[int(offset * SAMPLE_RATE): None if dur is None else int((offset + float(dur)) * SAMPLE_RATE)]
-        key = path.stem if len(items) == len({Path(i["audio_filepath"]).stem for i in items}) else f"{path.stem}@{offset:.2f}"
-        keys.append(key)
+        audio = load_audio(item.audio)
+        first = int(item.offset * SAMPLE_RATE)
+        audio = audio[first: None if item.duration is None else first + int(item.duration * SAMPLE_RATE)]
+        if len(audio) == 0:
+            raise AudioError(f"{item.where}: offset {item.offset} s is past the end of {item.audio}")
+        keys.append(item.audio.stem if unique else f"{item.audio.stem}@{item.offset:.2f}")
         embs.append(embed_waveform(model, audio))
-        labels.append(str(item.get("label", "")))
+        labels.append(item.label)
     data = {k: e for k, e in zip(keys, embs)}
     if args.manifest:
         data["__labels__"] = np.array(labels)
@@ -357,6 +434,63 @@ def cmd_verify(args: argparse.Namespace) -> int:
     model = load_model(args.model, args.device)
     score, same = verify(model, args.a, args.b, threshold=args.threshold)
     print(f"score={score:.4f} {'same' if same else 'different'} (threshold {args.threshold}, model {model.name})")
+    return 0
+
+
+# --------------------------------------------------------------------------- align / enroll
+def _load_speaker_db(args: argparse.Namespace):
+    """(centroids by name, threshold) for --speakers; checks the file before any model is loaded."""
+    from .speakers import load_db
+
+    if not args.speakers.is_file():
+        raise UsageError(f"--speakers {args.speakers}: no such file (create it with `diarize enroll`)")
+    db, model = load_db(args.speakers)
+    if not db:
+        raise UsageError(f"--speakers {args.speakers}: no enrolled speakers")
+    if args.speaker_threshold is not None:
+        return db, args.speaker_threshold
+    from .speakers import match_threshold
+
+    return db, match_threshold(model or "unknown")
+
+
+def cmd_align(args: argparse.Namespace) -> int:
+    from .align import label_transcript, read_transcript, write_transcript
+    from .formats import read_diarization
+
+    if args.out.suffix.lower() not in (".json", ".srt", ".vtt"):
+        raise UsageError(f"--out {args.out}: a labelled transcript is written as .json, .srt or .vtt")
+    doc = read_transcript(args.transcript)
+    found = read_diarization(args.diarization)
+    uri = args.uri if args.uri is not None else next(iter(found)) if len(found) == 1 else None
+    if uri is None or uri not in found:
+        raise FormatError(f"{args.diarization}: {'no file id ' + repr(uri) if uri else 'several file ids'} "
+                          f"(has {', '.join(sorted(found)) or 'none'}); pick one with --uri")
+    labelled = label_transcript(doc, found[uri], tolerance=args.tolerance)
+    write_transcript(args.out, labelled)
+    n = sum(len(seg.get("words") or []) for seg in labelled["segments"]) + len(labelled.get("words") or [])
+    print(f"{args.transcript}: {len(labelled['segments'])} segments, {n} words labelled with {len(found[uri].labels())} speakers -> {args.out}",
+          file=sys.stderr)
+    return 0
+
+
+def cmd_enroll(args: argparse.Namespace) -> int:
+    from .audio import load_audio
+    from .models import load_model
+    from .speakers import enroll_embeddings, load_db, save_db
+    from .verify import embed_waveform
+
+    if args.db.suffix.lower() != ".npz":
+        raise UsageError(f"--db {args.db}: the speakers database is an .npz file")
+    db, db_model = load_db(args.db)  # check before loading a model
+    waves = [load_audio(p) for p in args.audio]
+    model = load_model(args.model, args.device)
+    if db_model is not None and db_model != model.name:
+        raise UsageError(f"--db {args.db}: enrolled with {db_model}, not {model.name} (use --model {db_model})")
+    db[args.name] = enroll_embeddings([embed_waveform(model, w) for w in waves])
+    save_db(args.db, db, model.name)
+    print(f"enrolled {args.name!r} from {len(waves)} recording(s) ({model.name}); {len(db)} speaker(s) in {args.db}",
+          file=sys.stderr)
     return 0
 
 

@@ -26,6 +26,8 @@ class Job:
     uri: str
     oracle_vad: Annotation | None = None
     uem: Timeline | None = None
+    window: Timeline | None = None  # a manifest's offset/duration: only this part is diarized (file times kept)
+    num_speakers: int | None = None  # a manifest line's count; overrides RunOptions.num_speakers
 
 
 @dataclass
@@ -44,21 +46,26 @@ class JobResult:
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
+    centroids: dict = field(default_factory=dict)  # DiarizationResult.centroids
 
 
 def run_job(diarizer, job: Job, opts: RunOptions, hook=None) -> JobResult:
     """Diarize one file; bad input becomes `error` instead of an exception."""
+    uem = job.uem
+    if job.window is not None:  # the part to diarize is one more restriction of the scored regions
+        uem = job.window if uem is None else uem.crop(job.window)
+    count = (job.num_speakers, None, None) if job.num_speakers is not None else \
+        (opts.num_speakers, opts.min_speakers, opts.max_speakers)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            res = diarizer.run(job.audio, uri=job.uri, oracle_vad=job.oracle_vad, uem=job.uem,
-                               num_speakers=opts.num_speakers, min_speakers=opts.min_speakers,
-                               max_speakers=opts.max_speakers, hook=hook)
+            res = diarizer.run(job.audio, uri=job.uri, oracle_vad=job.oracle_vad, uem=uem,
+                               num_speakers=count[0], min_speakers=count[1], max_speakers=count[2], hook=hook)
     except JOB_ERRORS as e:
         lines = str(e).strip().splitlines()
         return JobResult(job, error=lines[0] if lines else type(e).__name__)
     return JobResult(job, res.annotation, res.num_speakers, res.duration, sum(res.timings.values()),
-                     [str(w.message) for w in caught])
+                     [str(w.message) for w in caught], centroids=res.centroids)
 
 
 def run_local(diarizer, jobs: list[Job], opts: RunOptions, hook_for=None) -> Iterator[JobResult]:

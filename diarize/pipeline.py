@@ -21,13 +21,13 @@ from pyannote.core import Annotation, Timeline
 
 from . import regions as rg
 from .audio import BLOCK_SECONDS, AudioSource
-from .clustering import cluster
+from .clustering import cluster, unit_rows
 from .config import DiarizerConfig, SpeakerCount, load_config
 from .embeddings import embed_blocks
 from .errors import AudioError
 from .models import SpeakerEmbedder, load_model
 from .overlap import overlap_aware_annotation
-from .rttm import labels_to_annotation
+from .rttm import labels_to_annotation, speaker_names
 from .vad import detect_speech, oracle_regions
 from .windows import multiscale_windows
 
@@ -75,6 +75,9 @@ class DiarizationResult:
     duration: float  # seconds of audio
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     overlap: np.ndarray = field(default_factory=lambda: rg.EMPTY.copy())  # overlapped speech (pyannote-seg), (K, 2) s
+    # Per speaker label: the unit-length mean of its base-scale window embeddings, (D,) float32.
+    # Lets callers match speakers across files (diarize.speakers) or export them (formats.to_json).
+    centroids: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def _progress(hook: Hook | None, stage: str, total: int) -> Callable[[int], None] | None:
@@ -141,7 +144,20 @@ def diarize(
                                                   uri=source.uri, context_s=cfg.vad.overlap_context_s)
         else:
             annotation = labels_to_annotation(base.starts, base.ends, result.labels, uri=source.uri)
-    return DiarizationResult(annotation, speech, len(annotation.labels()), duration, timer.seconds, overlap)
+        centroids = speaker_centroids(base.starts, base.ends, result.labels, embeddings[-1]) if len(base) else {}
+    return DiarizationResult(annotation, speech, len(annotation.labels()), duration, timer.seconds, overlap,
+                             centroids)
+
+
+def speaker_centroids(starts: np.ndarray, ends: np.ndarray, labels: np.ndarray,
+                      embeddings: np.ndarray) -> dict[str, np.ndarray]:
+    """Unit-length mean of the unit (N, D) window embeddings of each cluster, keyed by the speaker
+    name `labels_to_annotation` gives that cluster."""
+    labels = np.asarray(labels)
+    emb = unit_rows(np.asarray(embeddings, dtype=np.float32), eps=1e-12)
+    names = speaker_names(labels, starts, ends)
+    return {name: unit_rows(emb[labels == k].mean(axis=0, keepdims=True), eps=1e-12)[0].astype(np.float32)
+            for k, name in names.items()}
 
 
 AudioInput = Any  # path, (T,) / (T, C) / (C, T) array or tensor, or pyannote's {"waveform", "sample_rate"} dict
@@ -217,4 +233,4 @@ class Diarizer:
     __call__ = diarize
 
 
-__all__ = ["Diarizer", "DiarizationResult", "Hook", "STAGES", "StageTimer", "diarize", "open_source"]
+__all__ = ["Diarizer", "DiarizationResult", "Hook", "STAGES", "StageTimer", "diarize", "open_source", "speaker_centroids"]

@@ -7,6 +7,7 @@ UEM lines are ``<file> <chnl> <tbeg> <tend>``.
 from __future__ import annotations
 
 import math
+import re
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -17,7 +18,18 @@ from pyannote.core import Annotation, Segment, Timeline
 from .errors import FormatError
 from .files import atomic_write
 
+_WHITESPACE = re.compile(r"\s+")
 
+
+def rttm_token(name: str) -> str:
+    """`name` as one RTTM field: each run of whitespace becomes "_" ("my meeting" -> "my_meeting").
+
+    RTTM fields are separated by whitespace, so a file id or speaker label containing a space
+    would shift every later field. The writer (`rttm_lines`) applies this to file ids and labels,
+    and callers that look a file id up in a parsed RTTM (oracle VAD, UEM) apply it to their key,
+    so "my meeting.wav" is written and found as "my_meeting". An empty name becomes "unknown".
+    """
+    return _WHITESPACE.sub("_", str(name).strip()) or "unknown"
 
 
 def _float_field(value: str, what: str, where: str) -> float:
@@ -41,8 +53,10 @@ def parse_rttm(lines: Iterable[str], source: str = "<rttm>") -> dict[str, Annota
         where = f"{source}:{lineno}"
         if fields[0] != "SPEAKER":
             continue  # other RTTM types (SPKR-INFO, LEXEME, ...) carry no turns
-        if len(fields) < 8:
-            raise FormatError(f"{where}: expected 10 fields 'SPEAKER file chnl tbeg tdur <NA> <NA> speaker <NA> <NA>', got {len(fields)}")
+        if not 8 <= len(fields) <= 10:
+            hint = " (a file id or speaker label with spaces? they are written with '_')" if len(fields) > 10 else ""
+            raise FormatError(f"{where}: expected 10 fields 'SPEAKER file chnl tbeg tdur <NA> <NA> speaker <NA> <NA>', "
+                              f"got {len(fields)}{hint}")
         uri, start_s, dur_s, speaker = fields[1], fields[3], fields[4], fields[7]
         start = _float_field(start_s, "onset", where)
         duration = _float_field(dur_s, "duration", where)
@@ -94,15 +108,14 @@ def read_uem(path: str | os.PathLike) -> dict[str, Timeline]:
 
 
 def rttm_lines(annotation: Annotation, uri: str | None = None) -> list[str]:
-    uri = uri or annotation.uri or "unknown"
+    """One RTTM line per turn; whitespace in the file id and labels becomes "_" (`rttm_token`)."""
+    uri = rttm_token(uri or annotation.uri or "unknown")
     lines = []
     for segment, _, label in annotation.itertracks(yield_label=True):
         lines.append(
-            f"SPEAKER {uri} 1 {segment.start:.3f} {segment.duration:.3f} <NA> <NA> {label} <NA> <NA>\n"
+            f"SPEAKER {uri} 1 {segment.start:.3f} {segment.duration:.3f} <NA> <NA> {rttm_token(label)} <NA> <NA>\n"
         )
     return lines
-
-
 
 
 def write_rttm(path: str | os.PathLike, annotations: Annotation | Sequence[Annotation]) -> None:

@@ -7,7 +7,8 @@ import soundfile as sf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from diarize.cli import _read_manifest, main
+from diarize.cli import main
+from diarize.manifest import read_manifest
 from diarize.rttm import FormatError, read_rttm
 
 SR = 16000
@@ -151,8 +152,8 @@ def test_manifest_parser_only_raises_format_error(tmp_path_factory, lines):
     path = tmp_path_factory.mktemp("m") / "m.json"
     path.write_text("\n".join(lines))
     try:
-        entries = _read_manifest(path)
+        entries = read_manifest(path)
     except FormatError as e:
         assert str(path) in str(e)
     else:
-        assert all("audio_filepath" in e for e in entries)
+        assert all(e.audio.name for e in entries)

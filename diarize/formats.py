@@ -1,0 +1,258 @@
+"""Diarization output formats: RTTM, JSON, SRT, VTT and CSV writers, and readers for RTTM and our JSON.
+
+JSON (``FORMAT_VERSION`` 1)::
+
+    {"version": 1, "uri": "meeting", "duration": 30.0,
+     "speakers": [{"label": "speaker_0", "speech": 12.3, "centroid": [...]}],   # centroid only when asked
+     "turns":    [{"start": 0.5, "end": 3.2, "speaker": "speaker_0"}],
+     "overlap":  [{"start": 2.9, "end": 3.2, "speakers": ["speaker_0", "speaker_1"]}]}
+
+SRT / VTT carry one cue per turn with the speaker label as its text; CSV has a header
+``uri,start,end,duration,speaker``. `exclusive` turns an annotation into one speaker at a time,
+which is what transcript alignment and subtitles want.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+from pyannote.core import Annotation, Segment
+
+from .errors import FormatError
+from .files import atomic_write
+from .rttm import read_rttm, rttm_lines
+
+FORMATS = ("rttm", "json", "srt", "vtt", "csv")
+FORMAT_VERSION = 1
+
+
+def format_from_path(path: str | os.PathLike) -> str | None:
+    """The format a file name asks for by its extension ("m.vtt" -> "vtt"), or None."""
+    ext = Path(path).suffix.lower().lstrip(".")
+    return ext if ext in FORMATS else None
+
+
+def parse_formats(text: str) -> list[str]:
+    """"rttm,json" -> ["rttm", "json"]; raises FormatError naming an unknown one."""
+    names = [t.strip().lower() for t in text.split(",") if t.strip()]
+    bad = [n for n in names if n not in FORMATS]
+    if bad or not names:
+        raise FormatError(f"unknown output format {bad[0] if bad else text!r} (known: {', '.join(FORMATS)})")
+    return list(dict.fromkeys(names))
+
+
+# --------------------------------------------------------------------------- turn algebra
+def turns(annotation: Annotation) -> list[tuple[float, float, str]]:
+    """(start, end, label) of every turn, sorted by start then label."""
+    out = [(float(s.start), float(s.end), str(lab)) for s, _, lab in annotation.itertracks(yield_label=True)]
+    return sorted(out, key=lambda t: (t[0], t[1], t[2]))
+
+
+def _elementary(annotation: Annotation) -> Iterable[tuple[float, float, list[tuple[float, str]]]]:
+    """Sweep over the cuts between all turn boundaries: (start, end, [(turn length, label)...])
+    for each piece where at least one turn is active."""
+    items = turns(annotation)
+    cuts = sorted({t for s, e, _ in items for t in (s, e)})
+    events: list[tuple[float, int, int]] = []  # (time, +1 start / -1 end, turn index)
+    for i, (s, e, _) in enumerate(items):
+        events += [(s, 1, i), (e, -1, i)]
+    events.sort(key=lambda x: (x[0], x[1]))
+    active: set[int] = set()
+    j = 0
+    for a, b in zip(cuts[:-1], cuts[1:]):
+        while j < len(events) and events[j][0] <= a:
+            t, kind, i = events[j]
+            (active.add if kind > 0 else active.discard)(i)
+            j += 1
+        if active:
+            yield a, b, [(items[i][1] - items[i][0], items[i][2]) for i in active]
+
+
+def overlap_regions(annotation: Annotation) -> list[tuple[float, float, list[str]]]:
+    """(start, end, speakers) where two or more speakers talk at once, merged when contiguous."""
+    out: list[tuple[float, float, list[str]]] = []
+    for a, b, act in _elementary(annotation):
+        speakers = sorted({lab for _, lab in act})
+        if len(speakers) < 2:
+            continue
+        if out and abs(out[-1][1] - a) < 1e-9 and out[-1][2] == speakers:
+            out[-1] = (out[-1][0], b, speakers)
+        else:
+            out.append((a, b, speakers))
+    return out
+
+
+def exclusive(annotation: Annotation) -> Annotation:
+    """One speaker at a time: where turns overlap, the speaker whose turn there is longest keeps the
+    time (an overlap is mostly a short interjection into a longer turn), then touching turns of one
+    speaker are merged.
+
+        input       A |----------------|
+                    B        |---|
+        exclusive   A |----------------|
+    """
+    ann = Annotation(uri=annotation.uri)
+    for a, b, act in _elementary(annotation):
+        label = max(act, key=lambda x: (x[0], x[1]))[1]
+        ann[Segment(a, b), len(ann)] = label
+    return ann.support()
+
+
+def speech_per_speaker(annotation: Annotation) -> dict[str, float]:
+    """Seconds of speech per label (overlapped time counts for each speaker)."""
+    return {str(lab): float(annotation.label_timeline(lab).support().duration()) for lab in annotation.labels()}
+
+
+def relabel(annotation: Annotation, mapping: dict[str, str]) -> Annotation:
+    """A copy with labels renamed; labels not in `mapping` are kept."""
+    return annotation.rename_labels({k: v for k, v in mapping.items() if k in annotation.labels()})
+
+
+def pyannote_labels(labels: Iterable[str]) -> dict[str, str]:
+    """Mapping to pyannote's style: speaker names in first-appearance order -> SPEAKER_00, SPEAKER_01, ...
+
+    `labels` in the order to number them (e.g. `[lab for _, _, lab in turns(ann)]`)."""
+    out: dict[str, str] = {}
+    for lab in labels:
+        out.setdefault(lab, f"SPEAKER_{len(out):02d}")
+    return out
+
+
+# --------------------------------------------------------------------------- writers
+def _clock(seconds: float, sep: str) -> str:
+    ms = int(round(max(seconds, 0.0) * 1000))
+    h, ms = divmod(ms, 3_600_000)
+    m, ms = divmod(ms, 60_000)
+    s, ms = divmod(ms, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
+
+
+def srt_time(seconds: float) -> str:
+    """SRT timestamp, "HH:MM:SS,mmm"."""
+    return _clock(seconds, ",")
+
+
+def vtt_time(seconds: float) -> str:
+    """WebVTT timestamp, "HH:MM:SS.mmm"."""
+    return _clock(seconds, ".")
+
+
+def cues_to_srt(cues: Iterable[tuple[float, float, str]]) -> str:
+    """SRT text from (start, end, text) cues."""
+    return "".join(f"{i}\n{srt_time(a)} --> {srt_time(b)}\n{text}\n\n" for i, (a, b, text) in enumerate(cues, 1))
+
+
+def cues_to_vtt(cues: Iterable[tuple[float, float, str]]) -> str:
+    """WebVTT text from (start, end, text) cues."""
+    return "WEBVTT\n\n" + "".join(f"{vtt_time(a)} --> {vtt_time(b)}\n{text}\n\n" for a, b, text in cues)
+
+
+def to_json(annotation: Annotation, duration: float | None = None,
+            centroids: dict[str, np.ndarray] | None = None) -> dict:
+    """The JSON document (a dict) described in the module docstring."""
+    speech = speech_per_speaker(annotation)
+    order = list(dict.fromkeys(lab for _, _, lab in turns(annotation)))
+    speakers = []
+    for lab in order:
+        entry: dict = {"label": lab, "speech": round(speech[lab], 3)}
+        if centroids is not None and lab in centroids:
+            entry["centroid"] = [round(float(x), 6) for x in centroids[lab]]
+        speakers.append(entry)
+    return {
+        "version": FORMAT_VERSION,
+        "uri": annotation.uri,
+        "duration": None if duration is None else round(float(duration), 3),
+        "speakers": speakers,
+        "turns": [{"start": round(a, 3), "end": round(b, 3), "speaker": lab} for a, b, lab in turns(annotation)],
+        "overlap": [{"start": round(a, 3), "end": round(b, 3), "speakers": labs}
+                    for a, b, labs in overlap_regions(annotation)],
+    }
+
+
+def dump_json(doc: dict) -> str:
+    """JSON text with one line per top-level key and per list item (readable, diff-friendly)."""
+    parts = []
+    for key, value in doc.items():
+        if isinstance(value, list) and value:
+            items = ",\n".join("  " + json.dumps(x, ensure_ascii=False) for x in value)
+            parts.append(f" {json.dumps(key)}: [\n{items}\n ]")
+        else:
+            parts.append(f" {json.dumps(key)}: {json.dumps(value, ensure_ascii=False)}")
+    return "{\n" + ",\n".join(parts) + "\n}\n"
+
+
+def render(fmt: str, annotation: Annotation, duration: float | None = None,
+           centroids: dict[str, np.ndarray] | None = None) -> str:
+    """The text of `annotation` in format `fmt` (one of FORMATS)."""
+    if fmt == "rttm":
+        return "".join(rttm_lines(annotation))
+    if fmt == "json":
+        return dump_json(to_json(annotation, duration, centroids))
+    if fmt == "srt":
+        return cues_to_srt(turns(annotation))
+    if fmt == "vtt":
+        return cues_to_vtt(turns(annotation))
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["uri", "start", "end", "duration", "speaker"])
+        for a, b, lab in turns(annotation):
+            w.writerow([annotation.uri, f"{a:.3f}", f"{b:.3f}", f"{b - a:.3f}", lab])
+        return buf.getvalue()
+    raise FormatError(f"unknown output format {fmt!r} (known: {', '.join(FORMATS)})")
+
+
+def write(path: str | os.PathLike, annotation: Annotation, fmt: str | None = None, duration: float | None = None,
+          centroids: dict[str, np.ndarray] | None = None) -> None:
+    """Write `annotation` atomically; the format is `fmt` or the file's extension."""
+    fmt = fmt or format_from_path(path)
+    if fmt is None:
+        raise FormatError(f"{path}: cannot tell the output format from the extension (known: {', '.join(FORMATS)})")
+    atomic_write(path, render(fmt, annotation, duration, centroids))
+
+
+# --------------------------------------------------------------------------- readers
+def from_json(doc: dict, source: str = "<json>") -> tuple[Annotation, dict]:
+    """(annotation, document) from our JSON; raises FormatError on a malformed document."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("turns"), list):
+        raise FormatError(f"{source}: not a diarize JSON document (needs a 'turns' list)")
+    ann = Annotation(uri=doc.get("uri") or Path(source).stem)
+    for i, t in enumerate(doc["turns"]):
+        try:
+            a, b, lab = float(t["start"]), float(t["end"]), str(t["speaker"])
+        except (KeyError, TypeError, ValueError):
+            raise FormatError(f"{source}: turns[{i}] needs numeric 'start', 'end' and a 'speaker'") from None
+        if not (np.isfinite(a) and np.isfinite(b)) or a < 0 or b < a:
+            raise FormatError(f"{source}: turns[{i}]: need 0 <= start <= end, got {a} {b}")
+        if b > a:
+            ann[Segment(a, b), len(ann)] = lab
+    return ann, doc
+
+
+def read_json(path: str | os.PathLike) -> tuple[Annotation, dict]:
+    """Our JSON file -> (annotation, document); centroids, if any, are in document["speakers"]."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError) as e:
+        raise FormatError(f"{path}: cannot read ({e})") from None
+    except json.JSONDecodeError as e:
+        raise FormatError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+    return from_json(doc, str(path))
+
+
+def read_diarization(path: str | os.PathLike) -> dict[str, Annotation]:
+    """Annotations by file id from an RTTM (.rttm) or our JSON (.json) file."""
+    if Path(path).suffix.lower() == ".json":
+        ann, _ = read_json(path)
+        return {ann.uri: ann}
+    return read_rttm(path)
+
+
+__all__ = ["FORMATS", "exclusive", "format_from_path", "from_json", "overlap_regions", "parse_formats",
+           "pyannote_labels", "read_diarization", "read_json", "relabel", "render", "speech_per_speaker",
+           "to_json", "turns", "write"]
