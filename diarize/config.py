@@ -40,56 +40,58 @@ def _f(default: Any, lo: float | None = None, hi: float | None = None, *, lo_ope
 
 
 @dataclass
-class EnergyVADConfig:
+class RegionRules:
+    """What every VAD does to its raw regions (`vad.clean_regions`): fill pauses shorter than
+    `min_silence_s`, then drop regions shorter than `min_speech_s`, then pad each by `pad_s`."""
+
+    min_speech_s: float = _f(0.25, 0.0, 60.0)
+    min_silence_s: float = _f(0.1, 0.0, 60.0)
+    pad_s: float = _f(0.0, 0.0, 10.0)
+
+
+@dataclass
+class EnergyVADConfig(RegionRules):
     """Frame log-energy against an adaptive noise floor, with hysteresis (`vad.method: energy`).
 
     A frame starts speech when its energy is `onset_db` above the noise floor and speech ends when
     it falls below floor + `offset_db`. The floor is the `noise_percentile`-th percentile of frame
     energies, but never lower than `dynamic_range_db` under the loudest frames (so digital silence
-    does not set it). Gaps shorter than `min_silence_s` are filled, then regions shorter than
-    `min_speech_s` dropped, then each region is padded by `pad_s`. Values tuned on the six shared
-    recordings (benchmarks/RESULTS.md, development data).
+    does not set it). Values tuned on the six shared recordings (benchmarks/RESULTS.md, development data).
     """
 
     frame_s: float = _f(0.02, 0.001, 1.0)
-    smooth_frames: int = _f(5, 1, 1000)
+    smooth_frames: int = _f(5, 1, 1000)  # median filter over frames before thresholding
     noise_percentile: float = _f(1.0, 0.0, 100.0)
     dynamic_range_db: float = _f(40.0, 0.0, 200.0)
     onset_db: float = _f(24.0, 0.0, 200.0)
     offset_db: float = _f(8.0, 0.0, 200.0)
-    min_speech_s: float = _f(0.25, 0.0, 60.0)
     min_silence_s: float = _f(0.5, 0.0, 60.0)
     pad_s: float = _f(0.1, 0.0, 10.0)
 
 
 @dataclass
-class SileroVADConfig:
+class SileroVADConfig(RegionRules):
     """Silero VAD (`vad.method: silero`): P(speech) per 32 ms frame, hysteresis onset/offset."""
 
     onset: float = _f(0.5, 0.0, 1.0)
     offset: float = _f(0.35, 0.0, 1.0)
-    min_speech_s: float = _f(0.25, 0.0, 60.0)
-    min_silence_s: float = _f(0.1, 0.0, 60.0)
     pad_s: float = _f(0.03, 0.0, 10.0)
 
 
 @dataclass
-class SegmentationVADConfig:
+class SegmentationVADConfig(RegionRules):
     """pyannote segmentation-3.0 (`vad.method: pyannote-seg`): 10 s windows every `step_s`; frame-level
     P(speech) and P(>= 2 speakers) binarised with hysteresis. `soft` uses powerset marginals instead
-    of the most likely class."""
+    of the most likely class. Overlap regions use the `overlap_*` thresholds and `min_overlap_s`."""
 
     step_s: float = _f(1.0, 0.0, 10.0, lo_open=True)
-    soft: bool = False
     onset: float = _f(0.5, 0.0, 1.0)
     offset: float = _f(0.5, 0.0, 1.0)
-    min_speech_s: float = _f(0.25, 0.0, 60.0)
-    min_silence_s: float = _f(0.1, 0.0, 60.0)
-    pad_s: float = _f(0.0, 0.0, 10.0)
+    soft: bool = False
+    batch_size: int = _f(32, 1, 4096)
     overlap_onset: float = _f(0.5, 0.0, 1.0)
     overlap_offset: float = _f(0.5, 0.0, 1.0)
     min_overlap_s: float = _f(0.1, 0.0, 60.0)
-    batch_size: int = _f(32, 1, 4096)
 
 
 @dataclass
