@@ -21,6 +21,8 @@ BLOCK_SECONDS = 600.0  # audio is read, VAD'ed and embedded this much at a time 
 
 def _open(path: str | os.PathLike) -> sf.SoundFile:
     path = Path(path)
+    if "\0" in str(path):
+        raise AudioError(f"{str(path)[:200]!r}: not a valid file name (NUL byte)")
     if not path.exists():
         raise AudioError(f"{path}: no such file")
     if path.is_dir():
@@ -28,7 +30,7 @@ def _open(path: str | os.PathLike) -> sf.SoundFile:
     if path.stat().st_size == 0:
         raise AudioError(f"{path}: empty file")
     try:
-        f = sf.SoundFile(str(path))
+        f = sf.SoundFile(os.fsencode(path))  # bytes: a non-UTF-8 file name opens too
     except (sf.LibsndfileError, RuntimeError, TypeError) as e:
         raise AudioError(f"{path}: not a readable audio file ({e})") from None
     if f.samplerate < MIN_SAMPLE_RATE:

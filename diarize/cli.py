@@ -7,9 +7,14 @@ Exit codes: 0 success, 1 some inputs of a batch failed, 2 usage error or bad inp
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import logging
+import math
+import os
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -19,8 +24,8 @@ import numpy as np
 from . import __version__
 from .config import PRESET_NAMES, VAD_METHODS, load_config
 from .engine import Job, RunOptions, run_local, run_ray
-from .errors import AudioError, DiarizeError, FormatError
-from .files import atomic_write
+from .errors import AudioError, DiarizeError, FormatError, OutputError, short
+from .files import atomic_path, atomic_write
 from .models.hub import DEFAULT_FETCH, WEIGHTS
 from .rttm import read_rttm, read_uem, rttm_lines
 
@@ -142,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # a non-UTF-8 file name is shown escaped, never a UnicodeEncodeError
+        with contextlib.suppress(AttributeError, ValueError, io.UnsupportedOperation):
+            stream.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
     console = _Console(getattr(args, "quiet", False))
     try:
@@ -170,21 +178,62 @@ def _one_line(e: BaseException) -> str:
 
 
 # --------------------------------------------------------------------------- run
-def _output_paths(audio: list[Path], out: Path) -> list[Path]:
-    if len(audio) == 1 and out.suffix.lower() == ".rttm":
+PLOT_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return Path(os.path.abspath(a)) == Path(os.path.abspath(b))
+
+
+def _refuse_input_as_output(out: Path, inputs: list[tuple[str, Path]], what: str = "--out") -> None:
+    for name, path in inputs:
+        if _same_file(out, path):
+            raise OutputError(f"{what} {out} is the {name} {path}; refusing to overwrite an input")
+
+
+def _check_writable_folder(folder: Path) -> None:
+    """Fail now, naming `folder`, rather than after the work when the temp file cannot be created."""
+    folder = folder if str(folder) else Path(".")
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".diarize-")
+    except OSError as e:
+        raise OutputError(f"{folder}: cannot write in this folder ({e.strerror or e})") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def _output_paths(audio: list[Path], out: Path) -> tuple[list[Path], bool]:
+    """(one output per input, batch?). One input and `--out` with a suffix (not an existing directory):
+    that file. Otherwise `--out` is a directory holding FILE_ID.rttm per input and diarize_run.log."""
+    if len(audio) == 1 and out.suffix and (out.suffix.lower() == ".rttm" or not out.is_dir()):
         if not out.parent.is_dir():
-            raise UsageError(f"{out}: output folder {out.parent} does not exist")
-        return [out]
+            raise OutputError(f"{out}: output folder {out.parent} does not exist")
+        if out.is_dir():
+            raise OutputError(f"{out}: is a directory (give a file name, or a directory without the .rttm suffix)")
+        _check_writable_folder(out.parent)
+        return [out], False
     if out.suffix.lower() == ".rttm":
         raise UsageError(f"--out {out}: several inputs need an output directory, not a .rttm file")
     if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out}: exists and is not a directory")
+        raise OutputError(f"--out {out}: exists and is not a directory")
     stems = [a.stem for a in audio]
     dupes = {s for s in stems if stems.count(s) > 1}
     if dupes:
-        raise UsageError(f"several inputs share the file id {sorted(dupes)[0]!r}; RTTM file ids must be unique")
-    out.mkdir(parents=True, exist_ok=True)
-    return [out / f"{s}.rttm" for s in stems]
+        raise UsageError(f"several inputs share the file id {short(sorted(dupes)[0])}; RTTM file ids must be unique")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"--out {out}: cannot create the directory ({e.strerror or e})") from None
+    _check_writable_folder(out)
+    return [out / f"{s}.rttm" for s in stems], True
+
+
+def _write_error(path: Path, e: OSError) -> str:
+    # Name the real output, not the temp file the OS error may mention.
+    return f"{path}: cannot write ({e.strerror or type(e).__name__})"
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -210,8 +259,23 @@ def cmd_run(args: argparse.Namespace) -> int:
                                       if args.manifest else [])
     if not audio_paths:
         raise UsageError("give audio files or --manifest")
-    outputs = _output_paths(audio_paths, args.out)
-    batch = len(audio_paths) > 1 or args.out.suffix.lower() != ".rttm"
+    outputs, batch = _output_paths(audio_paths, args.out)
+    # Never overwrite an input: an RTTM output, or the plot, that is the audio, the reference ...
+    inputs = [("audio file", a) for a in audio_paths] + [
+        (name, path) for name, path in (("--oracle-vad reference", args.oracle_vad), ("--uem file", args.uem),
+                                        ("--manifest", args.manifest), ("--config file", Path(args.config)))
+        if path is not None and path.is_file()]
+    for out in outputs:
+        _refuse_input_as_output(out, inputs)
+    if args.plot is not None:
+        if args.plot.suffix.lower() not in PLOT_SUFFIXES:
+            raise UsageError(f"--plot {args.plot}: give a {', '.join(PLOT_SUFFIXES)} file name")
+        if _same_file(args.plot, outputs[0]):
+            raise UsageError(f"--plot {args.plot} is the --out file; give them different names")
+        _refuse_input_as_output(args.plot, inputs, "--plot")
+        if not args.plot.parent.is_dir() or args.plot.is_dir():
+            raise OutputError(f"--plot {args.plot}: output folder {args.plot.parent} does not exist or it is a directory")
+        _check_writable_folder(args.plot.parent)
     if not batch:
         audio = audio_paths[0]
         if not audio.is_file():
@@ -225,7 +289,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     def log(line: str) -> None:  # appended per file, so a killed batch keeps what it finished
         if run_log is not None:
-            with open(run_log, "a") as f:
+            with open(run_log, "a", encoding="utf-8", errors="backslashreplace") as f:
                 f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')}\t{line}\n")
 
     jobs: list[Job] = []
@@ -234,7 +298,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     t_start = time.perf_counter()
     for audio, out in zip(audio_paths, outputs):
         uri = audio.stem
-        if batch and out.exists() and not args.overwrite:
+        if batch and out.is_dir():
+            failures.append((audio, f"{out}: output is a directory"))
+        elif batch and out.exists() and not args.overwrite:
             skipped += 1
             log(f"skip\t{audio}\t{out} exists")
         elif refs is not None and uri not in refs:
@@ -268,11 +334,22 @@ def cmd_run(args: argparse.Namespace) -> int:
         for w in r.warnings:
             if not args.quiet:
                 print(f"diarize: warning: {w}", file=sys.stderr)
-        atomic_write(out, "".join(rttm_lines(r.annotation, r.job.uri)))
+        try:  # a file id from a non-UTF-8 file name is written back as the same bytes
+            atomic_write(out, "".join(rttm_lines(r.annotation, r.job.uri)).encode("utf-8", "surrogateescape"))
+        except OSError as e:  # disk full, file too large ...: this file fails, the batch goes on
+            if not batch:
+                raise OutputError(_write_error(out, e)) from None
+            failures.append((audio, _write_error(out, e)))
+            log(f"fail\t{audio}\t{_write_error(out, e)}")
+            print(f"diarize: error: {_write_error(out, e)}", file=sys.stderr)
+            continue
         if args.plot is not None:
             from .plot import plot_timeline
 
-            plot_timeline(r.annotation, args.plot, duration=r.duration)
+            try:
+                plot_timeline(r.annotation, args.plot, duration=r.duration)
+            except OSError as e:
+                raise OutputError(_write_error(args.plot, e)) from None
         done += 1
         log(f"ok\t{audio}\t{out}\tspeakers={r.num_speakers}\tduration={r.duration:.1f}s\t"
             f"rtf={r.seconds / max(r.duration, 1e-9):.3f}")
@@ -291,22 +368,59 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- embed / verify
-def _read_manifest(path: Path) -> list[dict]:
+def _manifest_entries(path: Path) -> list[tuple[str, dict]]:
+    """(FILE:LINE, entry) per non-blank line of a NeMo JSON-lines manifest, each field checked."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as e:
+        raise FormatError(f"{path}: cannot read manifest ({e})") from None
     entries = []
-    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+    for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
+        where = f"{path}:{lineno}"
         try:
             item = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise FormatError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+        except (json.JSONDecodeError, RecursionError) as e:
+            raise FormatError(f"{where}: not valid JSON ({getattr(e, 'msg', type(e).__name__)})") from None
         if not isinstance(item, dict) or "audio_filepath" not in item:
-            raise FormatError(f"{path}:{lineno}: needs an 'audio_filepath' field")
+            raise FormatError(f"{where}: needs an 'audio_filepath' field")
+        if not isinstance(item["audio_filepath"], str) or not item["audio_filepath"].strip():
+            raise FormatError(f"{where}: 'audio_filepath' must be a non-empty string, got {short(item['audio_filepath'])}")
         for key in ("offset", "duration"):
-            if item.get(key) is not None and not isinstance(item[key], (int, float)):
-                raise FormatError(f"{path}:{lineno}: {key!r} must be a number")
-        entries.append(item)
+            v = item.get(key)
+            if v is None:
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise FormatError(f"{where}: {key!r} must be a finite number of seconds, got {short(v)}")
+            if v < 0 or (key == "duration" and v == 0):
+                raise FormatError(f"{where}: {key!r} must be {'> 0' if key == 'duration' else '>= 0'}, got {v}")
+        entries.append((where, item))
     return entries
+
+
+def _read_manifest(path: Path) -> list[dict]:
+    return [item for _, item in _manifest_entries(path)]
+
+
+def _embedding_keys(items: list[tuple[str, dict]]) -> list[str]:
+    """One unique .npz key per item: the file stem; the path (relative to the inputs' common folder)
+    when stems repeat; `@offset` added for segments of one file. Anything still shared is refused."""
+    paths = [os.path.abspath(item["audio_filepath"]) for _, item in items]
+    keys = [Path(p).stem for p in paths]
+    if len(set(keys)) < len(keys):
+        root = os.path.commonpath([os.path.dirname(p) for p in paths])
+        keys = [os.path.splitext(os.path.relpath(p, root))[0] for p in paths]
+    if len(set(keys)) < len(keys):
+        keys = [k if keys.count(k) == 1 else f"{k}@{float(item.get('offset') or 0.0):.2f}"
+                for k, (_, item) in zip(keys, items)]
+    first: dict[str, str] = {}
+    for key, (where, item) in zip(keys, items):
+        if key in first or key in ("__labels__", "__keys__"):
+            raise FormatError(f"{where}: {short(item['audio_filepath'])} would be stored under the key {short(key)} "
+                              f"already used by {first.get(key, 'diarize')}; give each segment its own file or offset")
+        first[key] = where
+    return keys
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
@@ -316,29 +430,38 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
     if not args.audio and not args.manifest:
         raise UsageError("give audio files or --manifest")
-    items = [{"audio_filepath": str(a)} for a in args.audio]
+    items = [(str(a), {"audio_filepath": str(a)}) for a in args.audio]
     if args.manifest:
-        items += _read_manifest(args.manifest)
+        items += _manifest_entries(args.manifest)
+    keys = _embedding_keys(items)
+    out = args.out if args.out.suffix == ".npz" else args.out.with_suffix(args.out.suffix + ".npz")
+    inputs = [("audio file", Path(item["audio_filepath"])) for _, item in items]
+    _refuse_input_as_output(out, inputs + ([("--manifest", args.manifest)] if args.manifest else []))
+    if not out.parent.is_dir() or out.is_dir():
+        raise OutputError(f"--out {out}: output folder {out.parent} does not exist or it is a directory")
+    _check_writable_folder(out.parent)
     model = load_model(args.model, args.device)
-    keys, embs, labels = [], [], []
-    for item in items:
+    embs, labels = [], []
+    for where, item in items:
         path = Path(item["audio_filepath"])
         audio = load_audio(path)
         offset = float(item.get("offset") or 0.0)
         dur = item.get("duration")
-        audio = audio[int(offset * SAMPLE_RATE): None if dur is None else int((offset + float(dur)) * SAMPLE_RATE)]
-        key = path.stem if len(items) == len({Path(i["audio_filepath"]).stem for i in items}) else f"{path.stem}@{offset:.2f}"
-        keys.append(key)
+        start = int(offset * SAMPLE_RATE)
+        if start >= len(audio):
+            raise FormatError(f"{where}: offset {offset} s is past the end of {path} ({len(audio) / SAMPLE_RATE:.2f} s)")
+        audio = audio[start: None if dur is None else start + max(1, int(float(dur) * SAMPLE_RATE))]
         embs.append(embed_waveform(model, audio))
         labels.append(str(item.get("label", "")))
     data = {k: e for k, e in zip(keys, embs)}
     if args.manifest:
         data["__labels__"] = np.array(labels)
         data["__keys__"] = np.array(keys)
-    out = args.out if args.out.suffix == ".npz" else args.out.with_suffix(args.out.suffix + ".npz")
-    tmp = out.with_name(f".{out.name}.tmp.npz")
-    np.savez(tmp, **data)
-    tmp.replace(out)
+    try:
+        with atomic_path(out) as tmp:
+            np.savez(tmp, **data)
+    except OSError as e:
+        raise OutputError(_write_error(out, e)) from None
     print(f"{len(keys)} embeddings ({model.embedding_dim}-dim, {model.name}) -> {out}", file=sys.stderr)
     return 0
 

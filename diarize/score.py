@@ -84,8 +84,8 @@ def score(refs: dict[str, Annotation], hyps: dict[str, Annotation], uems: dict[s
         raise FormatError(f"hypothesis has file id(s) not in the reference: {', '.join(extra[:5])}")
     if not math.isfinite(collar) or collar < 0:
         raise FormatError(f"collar must be a finite number >= 0, got {collar}")
-    missing = sorted(set(refs) - set(hyps))
-    if missing and refs:
+    missing = sorted(uri for uri in set(refs) - set(hyps) if len(refs[uri]))
+    if missing:
         what = "has no turns at all" if not hyps else f"has no turns for {len(missing)} of {len(refs)} file(s)"
         warnings.warn(f"hypothesis {what} ({', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}): "
                       "scored as all missed", stacklevel=2)
