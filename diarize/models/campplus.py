@@ -266,8 +266,8 @@ class CAMPPlus(nn.Module):
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # UnpicklingError (text, a foreign or malicious pickle), RuntimeError (zip), EOFError
-            first = (str(e).strip().splitlines() or [""])[0][:120]
-            raise WeightsUnavailable(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {first})") from None
+            raise WeightsUnavailable(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}; only plain "
+                                     "tensor checkpoints are loaded, never pickled code)") from None
         if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
                                                   for k, v in state.items()):
             raise WeightsUnavailable(f"{path}: not a CAM++ checkpoint (expected a mapping of names to tensors)")
