@@ -26,6 +26,7 @@ from .config import PRESET_NAMES, VAD_METHODS, load_config
 from .engine import Job, RunOptions, run_local, run_ray
 from .errors import AudioError, DiarizeError, FormatError, OutputError, short
 from .files import atomic_path, atomic_write
+from .models.base import resolve_device
 from .models.hub import DEFAULT_FETCH, WEIGHTS
 from .rttm import read_rttm, read_uem, rttm_lines
 
@@ -251,6 +252,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.vad is not None:
         cfg.vad.method = args.vad
     if args.device is not None:
+        resolve_device(args.device)  # a bad --device is a usage error now, not after reading the inputs
         cfg.embedding.device = cfg.vad.device = args.device
     # Validate every input we can before loading a model or writing anything.
     refs = read_rttm(args.oracle_vad) if args.oracle_vad else None
@@ -440,6 +442,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     if not out.parent.is_dir() or out.is_dir():
         raise OutputError(f"--out {out}: output folder {out.parent} does not exist or it is a directory")
     _check_writable_folder(out.parent)
+    resolve_device(args.device)
     model = load_model(args.model, args.device)
     embs, labels = [], []
     for where, item in items:
@@ -470,6 +473,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from .models import load_model
     from .verify import verify
 
+    resolve_device(args.device)
     model = load_model(args.model, args.device)
     score, same = verify(model, args.a, args.b, threshold=args.threshold)
     print(f"score={score:.4f} {'same' if same else 'different'} (threshold {args.threshold}, model {model.name})")
