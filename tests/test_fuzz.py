@@ -189,6 +189,7 @@ def _signal(kind: str, seconds: float, scale: float, seed: int) -> np.ndarray:
     return (scale * x).astype(np.float32)
 
 
+@pytest.mark.filterwarnings("ignore:.*no speech found")
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(SIGNALS, st.sampled_from([8000, 16000, 44100, 999, 0, -5]),
        st.sampled_from([{}, {"num_speakers": 1}, {"num_speakers": 3}, {"min_speakers": 2}, {"max_speakers": 1},
