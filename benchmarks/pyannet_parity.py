@@ -10,7 +10,7 @@ importable (e.g. `pip install --no-deps --target /tmp/parity-site asteroid-filte
 import importlib.util, os, sys, types
 SENKO = os.environ.get("SENKO_DIR", "/tmp/senko")
 sys.path.insert(0, os.environ.get("PARITY_SITE", "/work/scratch-parity/site"))
-import numpy as np, soundfile as sf, torch
+import soundfile as sf, torch
 torch.manual_seed(0)
 from diarize.models import pyannet
 print("diarize from", pyannet.__file__)

@@ -76,6 +76,8 @@ def decode_with_av(path: str | os.PathLike) -> DecodedAudio:
 
 def _open(path: str | os.PathLike) -> sf.SoundFile | DecodedAudio:
     path = Path(path)
+    if "\0" in str(path):
+        raise AudioError(f"{str(path)[:200]!r}: not a valid file name (NUL byte)")
     if not path.exists():
         raise AudioError(f"{path}: no such file")
     if path.is_dir():
@@ -83,7 +85,7 @@ def _open(path: str | os.PathLike) -> sf.SoundFile | DecodedAudio:
     if path.stat().st_size == 0:
         raise AudioError(f"{path}: empty file")
     try:
-        f = sf.SoundFile(str(path))
+        f = sf.SoundFile(os.fsencode(path))  # bytes: a non-UTF-8 file name opens too
     except (sf.LibsndfileError, RuntimeError, TypeError) as e:
         try:
             return decode_with_av(path)

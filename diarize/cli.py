@@ -7,8 +7,12 @@ Exit codes: 0 success, 1 some inputs of a batch failed, 2 usage error or bad inp
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import logging
+import os
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -18,7 +22,9 @@ import numpy as np
 from . import __version__
 from .config import PRESET_NAMES, VAD_METHODS, load_config
 from .engine import Job, RunOptions, run_local, run_ray
-from .errors import AudioError, DiarizeError, FormatError
+from .errors import AudioError, DiarizeError, FormatError, OutputError, short
+from .files import atomic_path
+from .models.base import resolve_device
 from .models.hub import DEFAULT_FETCH, WEIGHTS
 from .rttm import read_rttm, read_uem, rttm_token
 
@@ -177,6 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # a non-UTF-8 file name is shown escaped, never a UnicodeEncodeError
+        with contextlib.suppress(AttributeError, ValueError, io.UnsupportedOperation):
+            stream.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
     console = _Console(getattr(args, "quiet", False))
     try:
@@ -205,23 +214,64 @@ def _one_line(e: BaseException) -> str:
 
 
 # --------------------------------------------------------------------------- run
-def _output_paths(audio: list[Path], out: Path, fmt: str = "rttm") -> list[Path]:
+PLOT_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg", ".html")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return Path(os.path.abspath(a)) == Path(os.path.abspath(b))
+
+
+def _refuse_input_as_output(out: Path, inputs: list[tuple[str, Path]], what: str = "--out") -> None:
+    for name, path in inputs:
+        if _same_file(out, path):
+            raise OutputError(f"{what} {out} is the {name} {path}; refusing to overwrite an input")
+
+
+def _check_writable_folder(folder: Path) -> None:
+    """Fail now, naming `folder`, rather than after the work when the temp file cannot be created."""
+    folder = folder if str(folder) else Path(".")
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".diarize-")
+    except OSError as e:
+        raise OutputError(f"{folder}: cannot write in this folder ({e.strerror or e})") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def _output_paths(audio: list[Path], out: Path, fmt: str = "rttm") -> tuple[list[Path], bool]:
+    """(one output per input, batch?). One input and `--out` with a suffix (not an existing directory):
+    that file. Otherwise `--out` is a directory holding FILE_ID.FMT per input and diarize_run.log."""
     from .formats import format_from_path
 
-    if len(audio) == 1 and format_from_path(out):
+    if len(audio) == 1 and out.suffix and (format_from_path(out) or not out.is_dir()):
         if not out.parent.is_dir():
-            raise UsageError(f"{out}: output folder {out.parent} does not exist")
-        return [out]
+            raise OutputError(f"{out}: output folder {out.parent} does not exist")
+        if out.is_dir():
+            raise OutputError(f"{out}: is a directory (give a file name, or a directory without the .rttm suffix)")
+        _check_writable_folder(out.parent)
+        return [out], False
     if format_from_path(out):
         raise UsageError(f"--out {out}: several inputs need an output directory, not a {out.suffix} file")
     if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out}: exists and is not a directory")
+        raise OutputError(f"--out {out}: exists and is not a directory")
     stems = [rttm_token(a.stem) for a in audio]
     dupes = {s for s in stems if stems.count(s) > 1}
     if dupes:
-        raise UsageError(f"several inputs share the file id {sorted(dupes)[0]!r}; RTTM file ids must be unique")
-    out.mkdir(parents=True, exist_ok=True)
-    return [out / f"{s}.{fmt}" for s in stems]
+        raise UsageError(f"several inputs share the file id {short(sorted(dupes)[0])}; RTTM file ids must be unique")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"--out {out}: cannot create the directory ({e.strerror or e})") from None
+    _check_writable_folder(out)
+    return [out / f"{s}.{fmt}" for s in stems], True
+
+
+def _write_error(path: Path, e: OSError) -> str:
+    # Name the real output, not the temp file the OS error may mention.
+    return f"{path}: cannot write ({e.strerror or type(e).__name__})"
 
 
 def _formats(args: argparse.Namespace) -> list[str]:
@@ -292,6 +342,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.vad is not None:
         cfg.vad.method = args.vad
     if args.device is not None:
+        resolve_device(args.device)  # a bad --device is a usage error now, not after reading the inputs
         cfg.embedding.device = cfg.vad.device = args.device
     # Validate every input we can before loading a model or writing anything.
     refs = read_rttm(args.oracle_vad) if args.oracle_vad else None
@@ -301,8 +352,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     entry_of = dict(zip(range(len(args.audio), len(audio_paths)), entries))
     if not audio_paths:
         raise UsageError("give audio files or --manifest")
-    outputs = _output_paths(audio_paths, args.out, fmts[0])
-    batch = len(audio_paths) > 1 or args.out.suffix.lower() != f".{fmts[0]}"
+    outputs, batch = _output_paths(audio_paths, args.out, fmts[0])
+    # Never overwrite an input: an RTTM output, or the plot, that is the audio, the reference ...
+    inputs = [("audio file", a) for a in audio_paths] + [
+        (name, path) for name, path in (("--oracle-vad reference", args.oracle_vad), ("--uem file", args.uem),
+                                        ("--manifest", args.manifest), ("--config file", Path(args.config)))
+        if path is not None and path.is_file()]
+    for out in outputs:
+        _refuse_input_as_output(out, inputs)
+    if args.plot is not None:
+        if args.plot.suffix.lower() not in PLOT_SUFFIXES:
+            raise UsageError(f"--plot {args.plot}: give a {', '.join(PLOT_SUFFIXES)} file name")
+        if _same_file(args.plot, outputs[0]):
+            raise UsageError(f"--plot {args.plot} is the --out file; give them different names")
+        _refuse_input_as_output(args.plot, inputs, "--plot")
+        if not args.plot.parent.is_dir() or args.plot.is_dir():
+            raise OutputError(f"--plot {args.plot}: output folder {args.plot.parent} does not exist or it is a directory")
+        _check_writable_folder(args.plot.parent)
     if not batch:
         audio = audio_paths[0]
         if not audio.is_file():
@@ -317,7 +383,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     def log(line: str) -> None:  # appended per file, so a killed batch keeps what it finished
         if run_log is not None:
-            with open(run_log, "a") as f:
+            with open(run_log, "a", encoding="utf-8", errors="backslashreplace") as f:
                 f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')}\t{line}\n")
 
     jobs: list[Job] = []
@@ -329,7 +395,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         if uri != audio.stem and not args.quiet:
             print(f"diarize: {audio}: file id {uri!r} (whitespace is not allowed in RTTM fields)", file=sys.stderr)
         entry = entry_of.get(i)
-        if batch and out.exists() and not args.overwrite:
+        if batch and out.is_dir():
+            failures.append((audio, f"{out}: output is a directory"))
+        elif batch and out.exists() and not args.overwrite:
             skipped += 1
             log(f"skip\t{audio}\t{out} exists")
         elif refs is not None and uri not in refs and (entry is None or entry.rttm is None):
@@ -368,11 +436,22 @@ def cmd_run(args: argparse.Namespace) -> int:
         for w in r.warnings:
             if not args.quiet:
                 print(f"diarize: warning: {w}", file=sys.stderr)
-        written = _write_outputs(r, fmts, args, speaker_db)
+        try:
+            written = _write_outputs(r, fmts, args, speaker_db)
+        except OSError as e:  # disk full, file too large ...: this file fails, the batch goes on
+            if not batch:
+                raise OutputError(_write_error(out, e)) from None
+            failures.append((audio, _write_error(out, e)))
+            log(f"fail\t{audio}\t{_write_error(out, e)}")
+            print(f"diarize: error: {_write_error(out, e)}", file=sys.stderr)
+            continue
         if args.plot is not None:
             from .plot import plot_timeline
 
-            plot_timeline(r.annotation, args.plot, duration=r.duration, audio=audio)
+            try:
+                plot_timeline(r.annotation, args.plot, duration=r.duration, audio=audio)
+            except OSError as e:
+                raise OutputError(_write_error(args.plot, e)) from None
         done += 1
         log(f"ok\t{audio}\t{out}\tspeakers={r.num_speakers}\tduration={r.duration:.1f}s\t"
             f"rtf={r.seconds / max(r.duration, 1e-9):.3f}")
@@ -391,6 +470,25 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- embed / verify
+def _embedding_keys(items: list) -> list[str]:
+    """One unique .npz key per manifest entry: the file stem; the path (relative to the inputs' common
+    folder) when stems repeat; `@offset` added for segments of one file. Anything still shared is refused."""
+    paths = [os.path.abspath(item.audio) for item in items]
+    keys = [Path(p).stem for p in paths]
+    if len(set(keys)) < len(keys):
+        root = os.path.commonpath([os.path.dirname(p) for p in paths])
+        keys = [os.path.splitext(os.path.relpath(p, root))[0] for p in paths]
+    if len(set(keys)) < len(keys):
+        keys = [k if keys.count(k) == 1 else f"{k}@{item.offset:.2f}" for k, item in zip(keys, items)]
+    first: dict[str, str] = {}
+    for key, item in zip(keys, items):
+        if key in first or key in ("__labels__", "__keys__"):
+            raise FormatError(f"{item.where}: {short(str(item.audio))} would be stored under the key {short(key)} "
+                              f"already used by {first.get(key, 'diarize')}; give each segment its own file or offset")
+        first[key] = item.where
+    return keys
+
+
 def cmd_embed(args: argparse.Namespace) -> int:
     from .audio import SAMPLE_RATE, load_audio
     from .models import load_model
@@ -403,26 +501,34 @@ def cmd_embed(args: argparse.Namespace) -> int:
     items = [ManifestEntry(a, str(a)) for a in args.audio]
     if args.manifest:
         items += read_manifest(args.manifest)
+    keys = _embedding_keys(items)
+    out = args.out if args.out.suffix == ".npz" else args.out.with_suffix(args.out.suffix + ".npz")
+    inputs = [("audio file", item.audio) for item in items]
+    _refuse_input_as_output(out, inputs + ([("--manifest", args.manifest)] if args.manifest else []))
+    if not out.parent.is_dir() or out.is_dir():
+        raise OutputError(f"--out {out}: output folder {out.parent} does not exist or it is a directory")
+    _check_writable_folder(out.parent)
+    resolve_device(args.device)
     model = load_model(args.model, args.device)
-    keys, embs, labels = [], [], []
-    unique = len(items) == len({i.audio.stem for i in items})
+    embs, labels = [], []
     for item in items:
         audio = load_audio(item.audio)
-        first = int(item.offset * SAMPLE_RATE)
-        audio = audio[first: None if item.duration is None else first + int(item.duration * SAMPLE_RATE)]
-        if len(audio) == 0:
-            raise AudioError(f"{item.where}: offset {item.offset} s is past the end of {item.audio}")
-        keys.append(item.audio.stem if unique else f"{item.audio.stem}@{item.offset:.2f}")
+        start = int(item.offset * SAMPLE_RATE)
+        if start >= len(audio):
+            raise FormatError(f"{item.where}: offset {item.offset} s is past the end of {item.audio} "
+                              f"({len(audio) / SAMPLE_RATE:.2f} s)")
+        audio = audio[start: None if item.duration is None else start + max(1, int(item.duration * SAMPLE_RATE))]
         embs.append(embed_waveform(model, audio))
         labels.append(item.label)
     data = {k: e for k, e in zip(keys, embs)}
     if args.manifest:
         data["__labels__"] = np.array(labels)
         data["__keys__"] = np.array(keys)
-    out = args.out if args.out.suffix == ".npz" else args.out.with_suffix(args.out.suffix + ".npz")
-    tmp = out.with_name(f".{out.name}.tmp.npz")
-    np.savez(tmp, **data)
-    tmp.replace(out)
+    try:
+        with atomic_path(out) as tmp:
+            np.savez(tmp, **data)
+    except OSError as e:
+        raise OutputError(_write_error(out, e)) from None
     print(f"{len(keys)} embeddings ({model.embedding_dim}-dim, {model.name}) -> {out}", file=sys.stderr)
     return 0
 
@@ -431,6 +537,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from .models import load_model
     from .verify import verify
 
+    resolve_device(args.device)
     model = load_model(args.model, args.device)
     score, same = verify(model, args.a, args.b, threshold=args.threshold)
     print(f"score={score:.4f} {'same' if same else 'different'} (threshold {args.threshold}, model {model.name})")

@@ -5,6 +5,8 @@ Both engines yield one `JobResult` per file as soon as it is done; the caller wr
 """
 from __future__ import annotations
 
+import contextlib
+import re
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -13,6 +15,7 @@ from pathlib import Path
 from pyannote.core import Annotation, Timeline
 
 from .config import DiarizerConfig
+from . import errors
 from .errors import ConfigError, DiarizeError
 
 # A job fails on our own errors and on OS errors (unreadable file, disk full); anything else is a bug.
@@ -74,6 +77,53 @@ def run_local(diarizer, jobs: list[Job], opts: RunOptions, hook_for=None) -> Ite
         yield run_job(diarizer, job, opts, hook_for(job) if hook_for is not None else None)
 
 
+RAY_CONNECT_TIMEOUT_S = 30.0
+
+
+def _first_line(e: BaseException) -> str:
+    lines = [line for line in str(e).strip().splitlines() if line.strip()]
+    return lines[-1][:300] if lines else type(e).__name__
+
+
+@contextlib.contextmanager
+def _utf8_entrypoint() -> Iterator[None]:
+    """Ray records the process's command line (read from /proc) as UTF-8 and fails on a non-UTF-8
+    file name in it; hand it an escaped copy instead (a private Ray helper, so only if it exists)."""
+    try:
+        import ray._private.utils as ray_utils
+
+        original = ray_utils.get_entrypoint_name
+    except (ImportError, AttributeError):
+        yield
+        return
+
+    def escaped() -> str:
+        return original().encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+    ray_utils.get_entrypoint_name = escaped
+    try:
+        yield
+    finally:
+        ray_utils.get_entrypoint_name = original
+
+
+def check_ray_address(address: str, timeout: float = RAY_CONNECT_TIMEOUT_S) -> None:
+    """Fail within `timeout` seconds, in one line, when a Ray cluster's `host:port` cannot be reached
+    (`ray.init` itself retries for minutes). `auto`/`local` are left to Ray."""
+    import socket
+
+    target = address.split("://", 1)[-1]
+    host, sep, port = target.rpartition(":")
+    if address in ("auto", "local") or not sep or not port.isdigit():
+        return
+    try:
+        with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=timeout):
+            pass
+    except OSError as e:
+        raise ConfigError(f"--ray-address {address}: cannot reach a Ray cluster there within {timeout:g} s "
+                          f"({e.strerror or type(e).__name__})") from None
+
+
 def run_ray(config: DiarizerConfig, model: str | None, device: str | None, jobs: list[Job], opts: RunOptions,
             address: str | None = None, workers: int | None = None) -> Iterator[JobResult]:
     """Spread files over Ray actors; each actor loads the model once and diarizes many files.
@@ -87,8 +137,15 @@ def run_ray(config: DiarizerConfig, model: str | None, device: str | None, jobs:
     except ImportError:
         raise ConfigError("--engine ray needs Ray: pip install -e '.[ray]'") from None
     if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                 **({} if address else {"num_cpus": workers}))
+        if address:
+            check_ray_address(address)
+        with _utf8_entrypoint():
+            try:
+                ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                         **({} if address else {"num_cpus": workers}))
+            except UnicodeEncodeError:
+                raise ConfigError("Ray cannot start from a command line holding a non-UTF-8 file name; "
+                                  "list the files in a --manifest instead") from None
 
     @ray.remote(num_cpus=1)
     class Worker:
@@ -105,6 +162,19 @@ def run_ray(config: DiarizerConfig, model: str | None, device: str | None, jobs:
         def run(self, job: Job, opts: RunOptions) -> JobResult:
             return run_job(self.diarizer, job, opts)
 
+        def ready(self) -> bool:
+            return True
+
     n = workers or max(1, int(ray.available_resources().get("CPU", 1)))
-    pool = ActorPool([Worker.remote(config, model, device) for _ in range(min(n, len(jobs)) or 1)])
+    actors = [Worker.remote(config, model, device) for _ in range(min(n, len(jobs)) or 1)]
+    try:  # a model that cannot be loaded is one error for the whole run (exit 2), as with --engine local
+        ray.get([a.ready.remote() for a in actors])
+    except ray.exceptions.RayActorError as e:
+        # Ray gives the actor's __init__ error only as text; one of ours is raised again as itself.
+        found = re.search(r"^diarize\.errors\.(\w+): (.+)$", getattr(e, "error_msg", "") or str(e), re.MULTILINE)
+        cls = getattr(errors, found.group(1), None) if found else None
+        if isinstance(cls, type) and issubclass(cls, DiarizeError):
+            raise cls(found.group(2)) from None
+        raise DiarizeError(f"Ray workers could not start: {_first_line(e)}") from None
+    pool = ActorPool(actors)
     yield from pool.map_unordered(lambda actor, job: actor.run.remote(job, opts), jobs)

@@ -51,4 +51,5 @@ def atomic_write(path: str | os.PathLike, data: str | bytes) -> None:
     """Write `data` (text as UTF-8) to `path` atomically."""
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
-            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+            # surrogateescape: a file id from a non-UTF-8 file name is written back as its own bytes
+            f.write(data.encode("utf-8", "surrogateescape") if isinstance(data, str) else data)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from pyannote.core import Annotation, Segment, Timeline
 
-from .errors import FormatError
+from .errors import FormatError, short
 from .files import atomic_write
 
 _WHITESPACE = re.compile(r"\s+")
@@ -32,27 +32,49 @@ def rttm_token(name: str) -> str:
     return _WHITESPACE.sub("_", str(name).strip()) or "unknown"
 
 
+# Every record type of the NIST RTTM format (the RT-09 validator's list, matched case-insensitively).
+# Only SPEAKER lines carry speaker turns; the others are ignored on purpose. A type outside this
+# list (a misspelt `SPEKAER`, free text) is an error rather than a silently lost turn.
+RTTM_TYPES = frozenset({"SPEAKER", "SPKR-INFO", "SEGMENT", "NOSCORE", "NO_RT_METADATA", "LEXEME", "NON-LEX",
+                        "NON-SPEECH", "FILLER", "EDIT", "SU", "IP", "CB", "A/P"})
+
+
+def _read_text(path: Path, what: str) -> str:
+    """The file as text; a UTF-8 byte-order mark is dropped (it would hide the first line's type)."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as e:
+        raise FormatError(f"{path}: cannot read {what} ({e})") from None
+
+
 def _float_field(value: str, what: str, where: str) -> float:
     try:
         x = float(value)
     except ValueError:
-        raise FormatError(f"{where}: {what} {value!r} is not a number") from None
+        raise FormatError(f"{where}: {what} {short(value, 40)} is not a number") from None
     if not math.isfinite(x):
-        raise FormatError(f"{where}: {what} {value!r} is not finite")
+        raise FormatError(f"{where}: {what} {short(value, 40)} is not finite")
     return x
 
 
 def parse_rttm(lines: Iterable[str], source: str = "<rttm>") -> dict[str, Annotation]:
-    """Parse RTTM text into one `Annotation` per file id (SPEAKER lines only)."""
+    """Parse RTTM text into one `Annotation` per file id (SPEAKER lines; the other NIST types are skipped).
+
+    Raises FormatError (`SOURCE:LINE: ...`) for a malformed SPEAKER line or an unknown record type.
+    """
     annotations: dict[str, Annotation] = {}
     for lineno, raw in enumerate(lines, start=1):
-        line = raw.strip()
+        line = raw.lstrip("\ufeff").strip()  # a byte-order mark, also when parsing lines given to us
         if not line or line.startswith((";;", "#")):
             continue
         fields = line.split()
         where = f"{source}:{lineno}"
-        if fields[0] != "SPEAKER":
-            continue  # other RTTM types (SPKR-INFO, LEXEME, ...) carry no turns
+        kind = fields[0].upper()
+        if kind not in RTTM_TYPES:
+            raise FormatError(f"{where}: unknown RTTM record type {short(fields[0], 40)} "
+                              f"(expected SPEAKER or another NIST type)")
+        if kind != "SPEAKER":
+            continue  # SPKR-INFO, LEXEME, ...: no turns
         if not 8 <= len(fields) <= 10:
             hint = " (a file id or speaker label with spaces? they are written with '_')" if len(fields) > 10 else ""
             raise FormatError(f"{where}: expected 10 fields 'SPEAKER file chnl tbeg tdur <NA> <NA> speaker <NA> <NA>', "
@@ -70,18 +92,14 @@ def parse_rttm(lines: Iterable[str], source: str = "<rttm>") -> dict[str, Annota
 
 def read_rttm(path: str | os.PathLike) -> dict[str, Annotation]:
     path = Path(path)
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as e:
-        raise FormatError(f"{path}: cannot read RTTM ({e})") from None
-    return parse_rttm(text.splitlines(), source=str(path))
+    return parse_rttm(_read_text(path, "RTTM").splitlines(), source=str(path))
 
 
 def parse_uem(lines: Iterable[str], source: str = "<uem>") -> dict[str, Timeline]:
     """Parse UEM text into one `Timeline` of scored regions per file id."""
     uems: dict[str, Timeline] = {}
     for lineno, raw in enumerate(lines, start=1):
-        line = raw.strip()
+        line = raw.lstrip("\ufeff").strip()  # a byte-order mark, also when parsing lines given to us
         if not line or line.startswith((";;", "#")):
             continue
         fields = line.split()
@@ -100,11 +118,7 @@ def parse_uem(lines: Iterable[str], source: str = "<uem>") -> dict[str, Timeline
 
 def read_uem(path: str | os.PathLike) -> dict[str, Timeline]:
     path = Path(path)
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as e:
-        raise FormatError(f"{path}: cannot read UEM ({e})") from None
-    return parse_uem(text.splitlines(), source=str(path))
+    return parse_uem(_read_text(path, "UEM").splitlines(), source=str(path))
 
 
 def rttm_lines(annotation: Annotation, uri: str | None = None) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import warnings
 from dataclasses import dataclass, field
@@ -23,6 +24,11 @@ from .rttm import FormatError, read_rttm, read_uem
 PRESETS = {"forgiving": (0.25, True), "full": (0.0, False)}
 
 
+def _rate(errors: float, total: float) -> float:
+    # pyannote.metrics' convention: 0 / 0 is 0, but x / 0 is 1 (a hypothesis on a reference without speech).
+    return errors / total if total > 0 else (1.0 if errors > 0 else 0.0)
+
+
 @dataclass
 class FileScore:
     total: float  # scored reference speech, seconds
@@ -33,10 +39,11 @@ class FileScore:
 
     @property
     def der(self) -> float:
-        return (self.miss + self.false_alarm + self.confusion) / self.total if self.total > 0 else 0.0
+        """Error / scored reference speech. With no reference speech, any error is 100 % (pyannote.metrics)."""
+        return _rate(self.miss + self.false_alarm + self.confusion, self.total)
 
     def percent(self) -> dict[str, float]:
-        pct = (lambda x: 100.0 * x / self.total) if self.total > 0 else (lambda x: 0.0)
+        pct = lambda x: 100.0 * _rate(x, self.total)  # noqa: E731
         return {"der": 100.0 * self.der, "miss": pct(self.miss), "false_alarm": pct(self.false_alarm),
                 "confusion": pct(self.confusion), "total": self.total}
 
@@ -75,6 +82,13 @@ def score(refs: dict[str, Annotation], hyps: dict[str, Annotation], uems: dict[s
     extra = sorted(set(hyps) - set(refs))
     if extra:
         raise FormatError(f"hypothesis has file id(s) not in the reference: {', '.join(extra[:5])}")
+    if not math.isfinite(collar) or collar < 0:
+        raise FormatError(f"collar must be a finite number >= 0, got {collar}")
+    missing = sorted(uri for uri in set(refs) - set(hyps) if len(refs[uri]))
+    if missing:
+        what = "has no turns at all" if not hyps else f"has no turns for {len(missing)} of {len(refs)} file(s)"
+        warnings.warn(f"hypothesis {what} ({', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}): "
+                      "scored as all missed", stacklevel=2)
     report = ScoreReport(collar=collar, ignore_overlap=ignore_overlap)
     der = DiarizationErrorRate(collar=2 * collar, skip_overlap=ignore_overlap)
     jer_metric = JaccardErrorRate(collar=2 * collar, skip_overlap=ignore_overlap)
@@ -93,9 +107,13 @@ def score(refs: dict[str, Annotation], hyps: dict[str, Annotation], uems: dict[s
 
 
 def _load_rttms(path: Path) -> dict[str, Annotation]:
+    """One RTTM file, or every `*.rttm` (any case: `.RTTM` too) of a folder; a folder without one is an error."""
     if path.is_dir():
         out: dict[str, Annotation] = {}
-        for p in sorted(path.glob("*.rttm")):
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() == ".rttm" and p.is_file())
+        if not files:
+            raise FormatError(f"{path}: folder has no .rttm files")
+        for p in files:
             for uri, ann in read_rttm(p).items():
                 if uri in out:
                     raise FormatError(f"{p}: file id {uri!r} appears in more than one RTTM")
@@ -123,8 +141,8 @@ def run_score(args: argparse.Namespace) -> int:
         collar = args.collar
     if args.ignore_overlap:
         ignore = True
-    if collar < 0:
-        print("diarize: error: --collar must be >= 0", file=sys.stderr)
+    if not math.isfinite(collar) or collar < 0:
+        print(f"diarize: error: --collar must be a finite number >= 0, got {collar}", file=sys.stderr)
         return 2
     try:
         refs, hyps = _load_rttms(args.ref), _load_rttms(args.hyp)

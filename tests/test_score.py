@@ -1,7 +1,6 @@
 import argparse
 import json
 
-import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st

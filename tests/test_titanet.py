@@ -1,5 +1,4 @@
 """TitaNet: parity with NeMo on a committed random checkpoint, .nemo loading, download."""
-import gzip
 import http.server
 import io
 import shutil

@@ -3,7 +3,7 @@ import pytest
 from pyannote.core import Annotation, Segment, Timeline
 
 from diarize.audio import load_audio
-from diarize.config import VADConfig, EnergyVADConfig, WindowConfig
+from diarize.config import EnergyVADConfig, WindowConfig
 from diarize.rttm import read_rttm
 from diarize.vad import energy_vad, oracle_regions
 from diarize.windows import cut_region, multiscale_windows

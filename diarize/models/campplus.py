@@ -272,8 +272,22 @@ class CAMPPlus(nn.Module):
         return self.fbank.frame + 2 * self.fbank.shift
 
     def load_weights(self, path: str | Path) -> "CAMPPlus":
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        missing, unexpected = self.net.load_state_dict(_remap_checkpoint_keys(state), strict=False)
+        """Load a CAM++ state dict (tensors only: `weights_only`, so a pickle cannot run code).
+
+        Raises WeightsUnavailable for a file that is not a readable CAM++ checkpoint.
+        """
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # UnpicklingError (text, a foreign or malicious pickle), RuntimeError (zip), EOFError
+            raise WeightsUnavailable(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}; only plain "
+                                     "tensor checkpoints are loaded, never pickled code)") from None
+        if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                                  for k, v in state.items()):
+            raise WeightsUnavailable(f"{path}: not a CAM++ checkpoint (expected a mapping of names to tensors)")
+        try:
+            missing, unexpected = self.net.load_state_dict(_remap_checkpoint_keys(state), strict=False)
+        except RuntimeError as e:  # shape mismatch
+            raise WeightsUnavailable(f"{path}: not a CAM++ checkpoint ({str(e).strip().splitlines()[0][:160]})") from None
         if missing or unexpected:
             raise WeightsUnavailable(f"{path}: not a CAM++ checkpoint (missing keys {missing[:5]}, "
                                      f"unexpected keys {unexpected[:5]})")

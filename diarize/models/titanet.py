@@ -18,7 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import yaml
 
-from ..errors import WeightsUnavailable
+from ..errors import WeightsUnavailable, short
 from .hub import WEIGHTS, cache_dir, download_url, install_file, read_tar_member, sha256_file, weights_path
 
 HF_REPO = "nvidia/speakerverification_en_titanet_large"
@@ -381,6 +381,66 @@ def read_nemo(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]]:
     return cfg, state
 
 
+# Sane bounds for a TitaNet config, checked before anything is allocated: TitaNet-Large has
+# 3072 channels, kernels up to 41, 5 blocks of up to 3 repeats and ~25 M parameters, so a config
+# far beyond these (a hostile or broken file) would only try to allocate gigabytes.
+_MAX_CHANNELS = 8192
+_MAX_KERNEL = 1024
+_MAX_REPEAT = 32
+_MAX_BLOCKS = 64
+_MAX_FEATURES = 1024
+_MAX_N_FFT = 16384
+_MAX_PARAMETERS = 200_000_000
+
+
+def _bounded_int(value: object, what: str, lo: int, hi: int, path: object) -> int:
+    v = _first(value)
+    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+        raise WeightsUnavailable(f"{path}: model_config.yaml {what} must be a whole number in [{lo}, {hi}], "
+                                 f"got {short(v)}")
+    return v
+
+
+def check_config(cfg: dict, path: object = "<config>") -> int:
+    """Check a TitaNet model config's structure and sizes before building it; returns the
+    estimated parameter count. Raises WeightsUnavailable naming the key that is missing or too large."""
+    try:
+        pre, enc, dec = (cfg[k] for k in ("preprocessor", "encoder", "decoder"))
+        if not all(isinstance(x, dict) for x in (pre, enc, dec)):
+            raise TypeError("preprocessor, encoder and decoder must be mappings")
+        _bounded_int(pre.get("n_fft", 512), "preprocessor.n_fft", 16, _MAX_N_FFT, path)
+        _bounded_int(pre.get("features", 80), "preprocessor.features", 1, _MAX_FEATURES, path)
+        _bounded_int(pre.get("sample_rate", 16000), "preprocessor.sample_rate", 8000, 48000, path)
+        for key in ("window_size", "window_stride"):
+            v = pre.get(key, 0.01)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.001 <= v <= 0.1:
+                raise WeightsUnavailable(f"{path}: model_config.yaml preprocessor.{key} must be in [0.001, 0.1] s, "
+                                         f"got {short(v)}")
+        cin = _bounded_int(enc["feat_in"], "encoder.feat_in", 1, _MAX_FEATURES, path)
+        blocks = enc["jasper"]
+        if not isinstance(blocks, list) or not 1 <= len(blocks) <= _MAX_BLOCKS:
+            raise WeightsUnavailable(f"{path}: model_config.yaml encoder.jasper must list 1 to {_MAX_BLOCKS} blocks")
+        params = 0
+        for i, b in enumerate(blocks):
+            cout = _bounded_int(b["filters"], f"encoder.jasper[{i}].filters", 1, _MAX_CHANNELS, path)
+            kernel = _bounded_int(b["kernel"], f"encoder.jasper[{i}].kernel", 1, _MAX_KERNEL, path)
+            repeat = _bounded_int(b.get("repeat", 1), f"encoder.jasper[{i}].repeat", 1, _MAX_REPEAT, path)
+            _bounded_int(b.get("dilation", 1), f"encoder.jasper[{i}].dilation", 1, _MAX_KERNEL, path)
+            params += cin * kernel + cin * cout + repeat * (cout * kernel + cout * cout) + 2 * cout * cout
+            cin = cout
+        _bounded_int(enc.get("se_reduction_ratio", 8), "encoder.se_reduction_ratio", 1, _MAX_CHANNELS, path)
+        att = _bounded_int(dec.get("attention_channels", 128), "decoder.attention_channels", 1, _MAX_CHANNELS, path)
+        emb = _bounded_int(dec.get("emb_sizes", 192), "decoder.emb_sizes", 1, _MAX_CHANNELS, path)
+        params += 3 * cin * att + att * cin + 2 * cin * emb
+    except (KeyError, TypeError, AttributeError) as e:
+        raise WeightsUnavailable(f"{path}: model_config.yaml is missing or has a malformed TitaNet key "
+                                 f"({type(e).__name__}: {short(str(e), 60)})") from None
+    if params > _MAX_PARAMETERS:
+        raise WeightsUnavailable(f"{path}: model_config.yaml describes a network of about {params / 1e6:.0f} M "
+                                 f"parameters (more than {_MAX_PARAMETERS // 1_000_000} M); not a TitaNet checkpoint")
+    return params
+
+
 def load_titanet(path_or_name: str | os.PathLike = "titanet-large", device: str | torch.device = "cpu",
                  stft_pad: str = "constant") -> TitaNet:
     """Load TitaNet from a .nemo path, or by name from the cache (`titanet-large`)."""
@@ -388,7 +448,13 @@ def load_titanet(path_or_name: str | os.PathLike = "titanet-large", device: str 
     if str(path_or_name) == "titanet-large":
         path = weights_path("titanet-large", fetch=False)  # checks the sha256 recorded at download
     cfg, state = read_nemo(path)
-    model = TitaNet(cfg, name=_model_name(path), stft_pad=stft_pad)
+    check_config(cfg, path)
+    try:
+        model = TitaNet(cfg, name=_model_name(path), stft_pad=stft_pad)
+    except (KeyError, TypeError, ValueError) as e:  # values check_config does not bound (e.g. a bad stft mode)
+        raise WeightsUnavailable(f"{path}: unsupported TitaNet config ({type(e).__name__}: {short(str(e), 60)})") from None
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise WeightsUnavailable(f"{path}: model_weights.ckpt is not a mapping of names to tensors")
     state = {k: v for k, v in state.items() if not k.startswith(_IGNORED_PREFIXES)}
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
