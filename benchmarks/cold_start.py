@@ -1,0 +1,69 @@
+"""Cold start of `diarize run` as a whole process on a 30 s file (issue 11, target 2), split into
+import, model load and the run itself. Weights must already be cached (`diarize models fetch`).
+
+    python benchmarks/cold_start.py [--wav FILE] [--repeat 3] [--threads 2]
+
+Each repeat is a fresh interpreter; the script prints the median of each part and of the whole
+`diarize run` process (wall clock, including interpreter start-up).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+WAV = REPO / "rttm_examples" / "dev00.wav"
+
+# Runs in a fresh interpreter: times each part of what `diarize run` does.
+PARTS = r"""
+import json, sys, time, warnings
+t0 = time.perf_counter()
+import torch
+torch.set_num_threads(int(sys.argv[2]))
+from diarize.cli import main
+from diarize.pipeline import Diarizer
+from diarize.config import load_config
+t1 = time.perf_counter()
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    d = Diarizer(load_config("general"))
+t2 = time.perf_counter()
+res = d.run(sys.argv[1])
+t3 = time.perf_counter()
+print(json.dumps({"import": t1 - t0, "model_load": t2 - t1, "run": t3 - t2, "stages": res.timings}))
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--wav", type=Path, default=WAV)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+    parts, whole = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(args.repeat):
+            out = subprocess.run([sys.executable, "-c", PARTS, str(args.wav), str(args.threads)],
+                                 capture_output=True, text=True, check=True, cwd=REPO)
+            parts.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "diarize", "run", str(args.wav), "--out", f"{tmp}/x.rttm",
+                            "--quiet", "--threads", str(args.threads)], check=True, cwd=REPO)
+            whole.append(time.perf_counter() - t0)
+    for key in ("import", "model_load", "run"):
+        print(f"{key:10s} {statistics.median(p[key] for p in parts):6.2f} s")
+    stages = {k: statistics.median(p["stages"].get(k, 0.0) for p in parts) for k in parts[0]["stages"]}
+    print("run stages " + ", ".join(f"{k} {v:.2f} s" for k, v in stages.items()))
+    print(f"whole `diarize run` process: median {statistics.median(whole):.2f} s over {args.repeat} "
+          f"({', '.join(f'{w:.2f}' for w in whole)})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
