@@ -54,7 +54,7 @@ def test_rescore_from_cache_and_overrides(tmp_path):
     # A variant that merges every cluster (any centroid cosine >= -1) shows up in the counts and the report.
     merged = heldout.clustering_overrides(cfg, None, ["merge_threshold=-1", "split_threshold=null"])
     assert merged.clustering.merge_threshold == -1 and merged.clustering.split_threshold is None
-    assert cfg.clustering.merge_threshold == 0.65  # the original is not changed
+    assert cfg.clustering.merge_threshold == "auto"  # the original is not changed (auto: the model's value)
     rep2 = heldout.rescore(sessions, merged)
     assert [r.estimated for r in rep2.results] == [1, 1, 1] and "Count errors" in heldout.format_report(rep2)
     y = tmp_path / "v.yaml"
