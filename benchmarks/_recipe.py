@@ -45,7 +45,7 @@ from pyannote.core import Annotation, Timeline  # noqa: E402
 from diarize import Diarizer, load_config  # noqa: E402
 from diarize.audio import AudioError  # noqa: E402
 from diarize.rttm import FormatError, read_rttm, write_rttm  # noqa: E402
-from diarize.score import PRESETS, ScoreReport, score  # noqa: E402
+from diarize.score import COLLAR_PRESETS as PRESETS, ScoreReport, score  # noqa: E402
 
 CONDITIONS = {  # name -> (oracle VAD, known #speakers)
     "oracle_known": (True, True),

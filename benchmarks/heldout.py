@@ -58,7 +58,7 @@ from splits import SIDES, speaker_files  # noqa: E402
 
 from diarize.config import ClusteringConfig, ConfigError, DiarizerConfig, load_config  # noqa: E402
 from diarize.rttm import read_rttm  # noqa: E402
-from diarize.score import PRESETS, FileScore, ScoreReport, score  # noqa: E402
+from diarize.score import COLLAR_PRESETS as PRESETS, FileScore, ScoreReport, score  # noqa: E402
 from diarize.windows import ScaleWindows  # noqa: E402
 
 SIDE_SEEDS = {"dev": 1201, "test": 1202}

@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import logging
+import math
 import os
 import sys
 import tempfile
@@ -27,6 +29,7 @@ from .files import atomic_path
 from .models.base import resolve_device
 from .models.hub import DEFAULT_FETCH, WEIGHTS
 from .rttm import read_rttm, read_uem, rttm_token
+from .score import COLLAR_PRESETS
 
 USER_ERRORS = (DiarizeError, OSError)
 
@@ -165,13 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--model", default="auto")
     n.add_argument("--device", default="auto")
 
-    s = sub.add_parser("score", help="DER of hypothesis RTTM against reference RTTM")
-    try:
-        from .score import add_score_arguments
-
-        add_score_arguments(s)
-    except ImportError:  # pragma: no cover
-        pass
+    add_score_arguments(sub.add_parser("score", help="DER of hypothesis RTTM against reference RTTM"))
 
     m = sub.add_parser("models", help="list or fetch model weights")
     msub = m.add_subparsers(dest="models_command", required=True)
@@ -526,7 +523,8 @@ def cmd_embed(args: argparse.Namespace) -> int:
         data["__keys__"] = np.array(keys)
     try:
         with atomic_path(out) as tmp:
-            np.savez(tmp, **data)
+            with open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to the temp name
+                np.savez(f, **data)
     except OSError as e:
         raise OutputError(_write_error(out, e)) from None
     print(f"{len(keys)} embeddings ({model.embedding_dim}-dim, {model.name}) -> {out}", file=sys.stderr)
@@ -601,9 +599,40 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_score(args: argparse.Namespace) -> int:
-    from .score import run_score
+def add_score_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("ref", type=Path, help="reference RTTM file or directory of .rttm")
+    p.add_argument("hyp", type=Path, help="hypothesis RTTM file or directory of .rttm")
+    p.add_argument("--uem", type=Path, help="UEM file (scored regions)")
+    p.add_argument("--collar", type=float, default=None, help="seconds on EACH side of reference boundaries [0]")
+    p.add_argument("--ignore-overlap", action="store_true", default=None, help="do not score overlapped speech")
+    p.add_argument("--preset", choices=sorted(COLLAR_PRESETS),
+                   help="forgiving: 0.25 s collar + overlap ignored (model card); full: no collar, overlap scored")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
+
+def run_score(args: argparse.Namespace) -> int:
+    from .score import load_rttms, score
+
+    collar, ignore = COLLAR_PRESETS[args.preset] if args.preset else (0.0, False)
+    if args.collar is not None:
+        collar = args.collar
+    if args.ignore_overlap:
+        ignore = True
+    if not math.isfinite(collar) or collar < 0:
+        print(f"diarize: error: --collar must be a finite number >= 0, got {collar}", file=sys.stderr)
+        return 2
+    try:
+        refs, hyps = load_rttms(args.ref), load_rttms(args.hyp)
+        uems = read_uem(args.uem) if args.uem else None
+        report = score(refs, hyps, uems, collar, ignore)
+    except FormatError as e:
+        print(f"diarize: error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(report.to_json(), indent=2) if args.json else report.table())
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
     return run_score(args)
 
 

@@ -143,9 +143,9 @@ class EmbeddingConfig:
 
 @dataclass
 class ClusteringConfig:
-    # 10, chosen on the held-out dev set (8 missed every 9- and 10-speaker conversation, exact count 20 -> 25
-    # of 39); no change on the six shared recordings (benchmarks/RESULTS.md, issue 12).
-    max_num_speakers: int = _f(10, 1, 1000)
+    # NeMo's 8. 10 (the meeting preset) finds the 9-10 speaker held-out conversations but over-counts a
+    # short two-speaker one (2 -> 5 in tests/test_pipeline.py), so the general default stays 8 (RESULTS.md).
+    max_num_speakers: int = _f(8, 1, 1000)
     max_rp_threshold: float = _f(0.25, 0.0, 1.0, lo_open=True)
     sparse_search_volume: int = _f(30, 1, 10000)
     nme_mat_size: int = _f(512, 2, 100000)

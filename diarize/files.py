@@ -17,19 +17,20 @@ def _umask() -> int:
 
 
 def _temp_name(name: str) -> str:
-    # Never longer than the target's name (beyond a small floor): a name that the filesystem
-    # accepts must not fail because of its temp file (ENAMETOOLONG).
-    # The tail of the name is kept, so the temp file has the target's suffix (np.savez wants .npz).
-    prefix = f".{secrets.token_hex(4)}."
-    keep = max(len(name), 16) - len(prefix)
-    return prefix + name[-keep:]
+    """A hidden temp name beside `name` that ends in ".tmp", never in the target's own suffix (a reader
+    globbing `*.rttm` must not see a half-written file) and never much longer than `name` (a name the
+    filesystem accepts must not fail because of its temp file: ENAMETOOLONG)."""
+    prefix, suffix = f".{secrets.token_hex(4)}.", ".tmp"
+    keep = max(len(name), 24) - len(prefix) - len(suffix)
+    return prefix + name[-keep:] + suffix
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temp path beside `path`; when the block ends without error it replaces `path`.
 
-    For writers that want a file name (np.savez, savefig, shutil.copyfile).
+    For writers that want a file name (savefig with an explicit format, shutil.copyfile); np.savez
+    should be given an open file, since it appends ".npz" to a name that lacks it.
     """
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -57,18 +57,22 @@ def _float_field(value: str, what: str, where: str) -> float:
     return x
 
 
+def _records(lines: Iterable[str], source: str) -> Iterator[tuple[str, list[str]]]:
+    """(`SOURCE:LINE`, fields) of every line that is not blank or a comment (`;;`, `#`); a UTF-8
+    byte-order mark is dropped, also when lines are given to us directly."""
+    for lineno, raw in enumerate(lines, start=1):
+        line = raw.lstrip("\ufeff").strip()
+        if line and not line.startswith((";;", "#")):
+            yield f"{source}:{lineno}", line.split()
+
+
 def parse_rttm(lines: Iterable[str], source: str = "<rttm>") -> dict[str, Annotation]:
     """Parse RTTM text into one `Annotation` per file id (SPEAKER lines; the other NIST types are skipped).
 
     Raises FormatError (`SOURCE:LINE: ...`) for a malformed SPEAKER line or an unknown record type.
     """
     annotations: dict[str, Annotation] = {}
-    for lineno, raw in enumerate(lines, start=1):
-        line = raw.lstrip("\ufeff").strip()  # a byte-order mark, also when parsing lines given to us
-        if not line or line.startswith((";;", "#")):
-            continue
-        fields = line.split()
-        where = f"{source}:{lineno}"
+    for where, fields in _records(lines, source):
         kind = fields[0].upper()
         if kind not in RTTM_TYPES:
             raise FormatError(f"{where}: unknown RTTM record type {short(fields[0], 40)} "
@@ -98,12 +102,7 @@ def read_rttm(path: str | os.PathLike) -> dict[str, Annotation]:
 def parse_uem(lines: Iterable[str], source: str = "<uem>") -> dict[str, Timeline]:
     """Parse UEM text into one `Timeline` of scored regions per file id."""
     uems: dict[str, Timeline] = {}
-    for lineno, raw in enumerate(lines, start=1):
-        line = raw.lstrip("\ufeff").strip()  # a byte-order mark, also when parsing lines given to us
-        if not line or line.startswith((";;", "#")):
-            continue
-        fields = line.split()
-        where = f"{source}:{lineno}"
+    for where, fields in _records(lines, source):
         if len(fields) != 4:
             raise FormatError(f"{where}: expected 4 fields 'file chnl tbeg tend', got {len(fields)}")
         start = _float_field(fields[2], "tbeg", where)

@@ -8,20 +8,17 @@ hypothesis (pyannote's default).
 """
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pyannote.core import Annotation, Timeline
-from pyannote.metrics.diarization import DiarizationErrorRate, JaccardErrorRate
 
-from .rttm import FormatError, read_rttm, read_uem
+from .rttm import FormatError, read_rttm
 
-PRESETS = {"forgiving": (0.25, True), "full": (0.0, False)}
+# (collar on each side in seconds, ignore overlapped speech) of the presets `diarize score --preset` offers.
+COLLAR_PRESETS = {"forgiving": (0.25, True), "full": (0.0, False)}
 
 
 def _rate(errors: float, total: float) -> float:
@@ -89,6 +86,8 @@ def score(refs: dict[str, Annotation], hyps: dict[str, Annotation], uems: dict[s
         what = "has no turns at all" if not hyps else f"has no turns for {len(missing)} of {len(refs)} file(s)"
         warnings.warn(f"hypothesis {what} ({', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}): "
                       "scored as all missed", stacklevel=2)
+    from pyannote.metrics.diarization import DiarizationErrorRate, JaccardErrorRate  # slow to import: only here
+
     report = ScoreReport(collar=collar, ignore_overlap=ignore_overlap)
     der = DiarizationErrorRate(collar=2 * collar, skip_overlap=ignore_overlap)
     jer_metric = JaccardErrorRate(collar=2 * collar, skip_overlap=ignore_overlap)
@@ -106,7 +105,7 @@ def score(refs: dict[str, Annotation], hyps: dict[str, Annotation], uems: dict[s
     return report
 
 
-def _load_rttms(path: Path) -> dict[str, Annotation]:
+def load_rttms(path: Path) -> dict[str, Annotation]:
     """One RTTM file, or every `*.rttm` (any case: `.RTTM` too) of a folder; a folder without one is an error."""
     if path.is_dir():
         out: dict[str, Annotation] = {}
@@ -122,34 +121,3 @@ def _load_rttms(path: Path) -> dict[str, Annotation]:
     if not path.exists():
         raise FormatError(f"{path}: no such file")
     return read_rttm(path)
-
-
-def add_score_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("ref", type=Path, help="reference RTTM file or directory of .rttm")
-    p.add_argument("hyp", type=Path, help="hypothesis RTTM file or directory of .rttm")
-    p.add_argument("--uem", type=Path, help="UEM file (scored regions)")
-    p.add_argument("--collar", type=float, default=None, help="seconds on EACH side of reference boundaries [0]")
-    p.add_argument("--ignore-overlap", action="store_true", default=None, help="do not score overlapped speech")
-    p.add_argument("--preset", choices=sorted(PRESETS),
-                   help="forgiving: 0.25 s collar + overlap ignored (model card); full: no collar, overlap scored")
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-
-
-def run_score(args: argparse.Namespace) -> int:
-    collar, ignore = PRESETS[args.preset] if args.preset else (0.0, False)
-    if args.collar is not None:
-        collar = args.collar
-    if args.ignore_overlap:
-        ignore = True
-    if not math.isfinite(collar) or collar < 0:
-        print(f"diarize: error: --collar must be a finite number >= 0, got {collar}", file=sys.stderr)
-        return 2
-    try:
-        refs, hyps = _load_rttms(args.ref), _load_rttms(args.hyp)
-        uems = read_uem(args.uem) if args.uem else None
-        report = score(refs, hyps, uems, collar, ignore)
-    except FormatError as e:
-        print(f"diarize: error: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps(report.to_json(), indent=2) if args.json else report.table())
-    return 0

@@ -62,7 +62,8 @@ def save_db(path: str | os.PathLike, db: dict[str, np.ndarray], model: str) -> N
     if bad:
         raise ConfigError(f"invalid speaker name {bad[0]!r}")
     with atomic_path(path) as tmp:
-        np.savez(tmp, **{MODEL_KEY: np.array(model)}, **{k: _unit(v) for k, v in db.items()})
+        with open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to the temp name
+            np.savez(f, **{MODEL_KEY: np.array(model)}, **{k: _unit(v) for k, v in db.items()})
 
 
 def match_threshold(model: str) -> float:

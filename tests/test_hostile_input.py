@@ -17,7 +17,6 @@ import pytest
 import soundfile as sf
 import torch
 
-import diarize.cli as cli
 from diarize.cli import main
 from diarize.models import hub
 from diarize.models import load_model as real_load_model

@@ -8,7 +8,8 @@ from pyannote.core import Annotation, Segment, Timeline
 from pyannote.metrics.diarization import DiarizationErrorRate
 
 from diarize.rttm import FormatError, parse_rttm, parse_uem, read_rttm, rttm_lines, write_rttm
-from diarize.score import add_score_arguments, run_score, score
+from diarize.cli import add_score_arguments, run_score
+from diarize.score import score
 
 from conftest import DIAR, require_data
 
