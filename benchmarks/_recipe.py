@@ -23,6 +23,7 @@ TitaNet-Large model-card numbers, which are oracle VAD + forgiving. Written to -
 
 Layout problems exit with status 2 and one line naming the path that was expected.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,8 +53,11 @@ CONDITIONS = {  # name -> (oracle VAD, known #speakers)
     "oracle_unknown": (True, False),
     "system_unknown": (False, False),
 }
-LABELS = {"oracle_known": "oracle VAD, known #spk", "oracle_unknown": "oracle VAD, unknown #spk",
-          "system_unknown": "system VAD, unknown #spk"}
+LABELS = {
+    "oracle_known": "oracle VAD, known #spk",
+    "oracle_unknown": "oracle VAD, unknown #spk",
+    "system_unknown": "system VAD, unknown #spk",
+}
 PRESET_NAMES = ("forgiving", "full")
 
 
@@ -88,6 +92,7 @@ class Recording:
 
 # --------------------------------------------------------------------------- layout helpers
 
+
 def require_dir(path: Path, what: str) -> Path:
     if not path.is_dir():
         raise RecipeError(f"expected {what} at {path} (directory not found)")
@@ -119,6 +124,7 @@ def load_rttm(path: Path, what: str) -> dict[str, Annotation]:
 
 
 # --------------------------------------------------------------------------- SPHERE
+
 
 def sphere_header(path: Path) -> dict[str, str]:
     """The `key -type value` fields of a NIST SPHERE header (values as text, type dropped)."""
@@ -163,7 +169,8 @@ def readable_sphere(path: Path, cache_dir: Path) -> Path:
         raise RecipeError(
             f"{path}: SPHERE sample_coding '{coding}' is shorten-compressed, which libsndfile cannot read; "
             f"put sph2pipe on PATH (the recipe then converts into {cache_dir}) or convert beforehand with "
-            f"'sph2pipe -f wav -p {path} {out}'")
+            f"'sph2pipe -f wav -p {path} {out}'"
+        )
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = cache_dir / f".{path.stem}.partial.wav"
     proc = subprocess.run([exe, "-f", "wav", "-p", str(path), str(tmp)], capture_output=True, text=True)
@@ -177,12 +184,18 @@ def readable_sphere(path: Path, cache_dir: Path) -> Path:
 
 # --------------------------------------------------------------------------- running
 
+
 def add_common_arguments(ap: argparse.ArgumentParser, default_config: str) -> None:
-    ap.add_argument("--out", type=Path, required=True,
-                    help="output folder: hyp/<condition>/*.rttm, per_file.csv, results.json (reruns resume)")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="output folder: hyp/<condition>/*.rttm, per_file.csv, results.json (reruns resume)",
+    )
     ap.add_argument("--limit", type=int, default=None, help="only the first N recordings (quick check)")
-    ap.add_argument("--model", default=None,
-                    help="speaker model: titanet-large, campplus, a .nemo path, ... [the config's, 'auto']")
+    ap.add_argument(
+        "--model", default=None, help="speaker model: titanet-large, campplus, a .nemo path, ... [the config's, 'auto']"
+    )
     ap.add_argument("--config", default=default_config, help=f"preset or YAML path [{default_config}]")
     ap.add_argument("--device", default=None, help="cpu, cuda, cuda:N [the config's, 'auto']")
 
@@ -214,9 +227,14 @@ def _pct(report: ScoreReport, uri: str | None = None) -> dict[str, float]:
     return (report.total if uri is None else report.files[uri]).percent()
 
 
-def run_recipe(title: str, recordings: Sequence[Recording], args: argparse.Namespace,
-               model_card: tuple[float, float] | None, model=None,
-               log: Callable[[str], None] | None = None) -> dict:
+def run_recipe(
+    title: str,
+    recordings: Sequence[Recording],
+    args: argparse.Namespace,
+    model_card: tuple[float, float] | None,
+    model=None,
+    log: Callable[[str], None] | None = None,
+) -> dict:
     """Diarize, score, print the table and write the results. Returns the results dict.
 
     `model_card` = (known #spk, unknown #spk) DER% of TitaNet-Large with oracle VAD, forgiving.
@@ -255,15 +273,23 @@ def run_recipe(title: str, recordings: Sequence[Recording], args: argparse.Names
             t0 = time.perf_counter()
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*no speech found.*")
-                res = d.run(audio, sr, uri=rec.uri, oracle_vad=rec.reference if oracle else None, uem=rec.uem,
-                            num_speakers=rec.ref_speakers if known else None)
+                res = d.run(
+                    audio,
+                    sr,
+                    uri=rec.uri,
+                    oracle_vad=rec.reference if oracle else None,
+                    uem=rec.uem,
+                    num_speakers=rec.ref_speakers if known else None,
+                )
             ann = res.annotation
             ann.uri = rec.uri
             write_rttm(path, ann)
             # Score what was written (times rounded as in the RTTM), so a resumed run gives the same numbers.
             hyps[cond][rec.uri] = _read_hyp(path, rec.uri)
-            log(f"[{i}/{len(recs)}] {rec.uri} {cond}: {res.duration:.1f} s audio, {res.num_speakers} speaker(s) "
-                f"(ref {rec.ref_speakers}), {time.perf_counter() - t0:.1f} s")
+            log(
+                f"[{i}/{len(recs)}] {rec.uri} {cond}: {res.duration:.1f} s audio, {res.num_speakers} speaker(s) "
+                f"(ref {rec.ref_speakers}), {time.perf_counter() - t0:.1f} s"
+            )
 
     refs = {r.uri: r.reference for r in recs}
     uems = {r.uri: r.uem for r in recs if r.uem is not None}
@@ -273,16 +299,24 @@ def run_recipe(title: str, recordings: Sequence[Recording], args: argparse.Names
     for cond in CONDITIONS:
         for preset in PRESET_NAMES:
             collar, ignore = PRESETS[preset]
-            reports[cond, preset] = score(refs, hyps[cond], uems or None, collar=collar, ignore_overlap=ignore,
-                                          jer=False)
+            reports[cond, preset] = score(
+                refs, hyps[cond], uems or None, collar=collar, ignore_overlap=ignore, jer=False
+            )
 
     model_name = diarizer.model.name if diarizer is not None else (args.model or "(resumed)")
     results: dict = {
-        "corpus": title, "recordings": len(recs), "limited": args.limit is not None,
-        "model": model_name, "config": str(args.config),
-        "conventions": {"forgiving": "collar 0.25 s each side, overlap ignored",
-                        "full": "no collar, overlap scored", "pooling": "sum of errors / sum of scored time"},
-        "conditions": {}, "files": {},
+        "corpus": title,
+        "recordings": len(recs),
+        "limited": args.limit is not None,
+        "model": model_name,
+        "config": str(args.config),
+        "conventions": {
+            "forgiving": "collar 0.25 s each side, overlap ignored",
+            "full": "no collar, overlap scored",
+            "pooling": "sum of errors / sum of scored time",
+        },
+        "conditions": {},
+        "files": {},
     }
     for cond, (oracle, known) in CONDITIONS.items():
         hits = sum(len(hyps[cond][r.uri].labels()) == r.ref_speakers for r in recs)
@@ -290,8 +324,10 @@ def run_recipe(title: str, recordings: Sequence[Recording], args: argparse.Names
         if model_card is not None and oracle:
             card = model_card[0] if known else model_card[1]
         results["conditions"][cond] = {
-            "forgiving": _pct(reports[cond, "forgiving"]), "full": _pct(reports[cond, "full"]),
-            "speaker_count_accuracy": hits / len(recs), "model_card_forgiving": card,
+            "forgiving": _pct(reports[cond, "forgiving"]),
+            "full": _pct(reports[cond, "full"]),
+            "speaker_count_accuracy": hits / len(recs),
+            "model_card_forgiving": card,
         }
     rows = []
     for r in recs:
@@ -300,24 +336,36 @@ def run_recipe(title: str, recordings: Sequence[Recording], args: argparse.Names
             fg, full = _pct(reports[cond, "forgiving"], r.uri), _pct(reports[cond, "full"], r.uri)
             n_hyp = len(hyps[cond][r.uri].labels())
             per[cond] = {"hyp_speakers": n_hyp, "forgiving": fg, "full": full}
-            rows.append({"uri": r.uri, "condition": cond, "ref_speakers": r.ref_speakers, "hyp_speakers": n_hyp,
-                         **{f"{p}_{k}": round(v, 4) for p, d in (("forgiving", fg), ("full", full))
-                            for k, v in d.items()}})
+            rows.append(
+                {
+                    "uri": r.uri,
+                    "condition": cond,
+                    "ref_speakers": r.ref_speakers,
+                    "hyp_speakers": n_hyp,
+                    **{f"{p}_{k}": round(v, 4) for p, d in (("forgiving", fg), ("full", full)) for k, v in d.items()},
+                }
+            )
     with open(out / "per_file.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
 
-    print(f"{title}: {len(recs)} recording(s){' (--limit: NOT the full set)' if args.limit is not None else ''}, "
-          f"model={model_name}, config={args.config}")
-    print(f"{'DER %, pooled over files':28s} {'forgiving':>9s} {'full':>7s} {'#spk ok':>8s} | model card "
-          f"(TitaNet-L, forgiving)")
+    print(
+        f"{title}: {len(recs)} recording(s){' (--limit: NOT the full set)' if args.limit is not None else ''}, "
+        f"model={model_name}, config={args.config}"
+    )
+    print(
+        f"{'DER %, pooled over files':28s} {'forgiving':>9s} {'full':>7s} {'#spk ok':>8s} | model card "
+        f"(TitaNet-L, forgiving)"
+    )
     for cond in CONDITIONS:
         c = results["conditions"][cond]
         card = f"{c['model_card_forgiving']:.2f}" if c["model_card_forgiving"] is not None else "-"
-        print(f"{LABELS[cond]:28s} {c['forgiving']['der']:9.2f} {c['full']['der']:7.2f} "
-              f"{100 * c['speaker_count_accuracy']:7.0f}% | {card}")
+        print(
+            f"{LABELS[cond]:28s} {c['forgiving']['der']:9.2f} {c['full']['der']:7.2f} "
+            f"{100 * c['speaker_count_accuracy']:7.0f}% | {card}"
+        )
     print("forgiving = 0.25 s collar each side + overlap ignored; full = no collar, overlap scored")
     print(f"per-file results: {out / 'per_file.csv'}, {out / 'results.json'}; hypotheses: {out / 'hyp'}")
     log(f"done in {time.perf_counter() - t_start:.1f} s")

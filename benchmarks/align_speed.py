@@ -6,6 +6,7 @@ whisper-style document (segments of ~12 words), best of 5.
 
     python benchmarks/align_speed.py
 """
+
 from __future__ import annotations
 
 import sys
@@ -31,9 +32,15 @@ def session(hours: float = 3.0, speakers: int = 8, seed: int = 0) -> tuple[Annot
     n = int(hours * 60 * 150)
     starts = np.sort(rng.uniform(0, total, n))
     words = np.stack([starts, starts + rng.uniform(0.1, 0.6, n)], axis=1)
-    segments = [{"start": float(words[i, 0]), "end": float(words[min(i + 11, n - 1), 1]), "text": "...",
-                 "words": [{"word": " w", "start": float(a), "end": float(b)} for a, b in words[i:i + 12]]}
-                for i in range(0, n, 12)]
+    segments = [
+        {
+            "start": float(words[i, 0]),
+            "end": float(words[min(i + 11, n - 1), 1]),
+            "text": "...",
+            "words": [{"word": " w", "start": float(a), "end": float(b)} for a, b in words[i : i + 12]],
+        }
+        for i in range(0, n, 12)
+    ]
     return ann, words, {"segments": segments}
 
 
@@ -50,10 +57,14 @@ def main() -> int:
     ann, words, doc = session()
     t_words = best_of(lambda: assign_speakers(words, ann))
     t_doc = best_of(lambda: label_transcript(doc, ann))
-    print(f"3 h session: {len(ann)} turns, {len(ann.labels())} speakers, {len(words)} words, "
-          f"{len(doc['segments'])} segments")
-    print(f"assign_speakers(words): {1000 * t_words:.1f} ms; label_transcript(whisper doc): {1000 * t_doc:.1f} ms "
-          "(best of 5)")
+    print(
+        f"3 h session: {len(ann)} turns, {len(ann.labels())} speakers, {len(words)} words, "
+        f"{len(doc['segments'])} segments"
+    )
+    print(
+        f"assign_speakers(words): {1000 * t_words:.1f} ms; label_transcript(whisper doc): {1000 * t_doc:.1f} ms "
+        "(best of 5)"
+    )
     return 0
 
 

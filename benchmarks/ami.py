@@ -29,6 +29,7 @@ default here is test.
 Model card (TitaNet-Large, oracle VAD, forgiving = 0.25 s collar each side + overlap ignored):
 MixHeadset 1.73 (known #spk) / 1.89 (unknown); Lapel 2.03 / 2.03.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,13 +38,25 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _recipe import (Recording, RecipeError, add_common_arguments, limited, load_rttm,  # noqa: E402
-                     main_wrapper, read_list, require_dir, require_file, run_recipe)
+from _recipe import (
+    Recording,
+    RecipeError,
+    add_common_arguments,
+    limited,
+    load_rttm,  # noqa: E402
+    main_wrapper,
+    read_list,
+    require_dir,
+    require_file,
+    run_recipe,
+)
 
 from diarize.rttm import FormatError, read_uem  # noqa: E402
 
-MICS = {"mixheadset": ("Mix-Headset", "AMI MixHeadset", (1.73, 1.89)),
-        "lapel": ("Mix-Lapel", "AMI Lapel", (2.03, 2.03))}
+MICS = {
+    "mixheadset": ("Mix-Headset", "AMI MixHeadset", (1.73, 1.89)),
+    "lapel": ("Mix-Lapel", "AMI Lapel", (2.03, 2.03)),
+}
 
 
 def audio_root(root: Path) -> Path:

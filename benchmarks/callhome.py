@@ -34,6 +34,7 @@ convert them (`sph2pipe -f wav -p in.sph out.wav`).
 Model card (TitaNet-Large, oracle VAD, forgiving = 0.25 s collar each side + overlap ignored):
 CH109 1.19 (known #spk) / 1.63 (unknown).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,8 +44,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _recipe import (Recording, RecipeError, add_common_arguments, limited, load_rttm,  # noqa: E402
-                     main_wrapper, read_list, readable_sphere, require_dir, run_recipe)
+from _recipe import (
+    Recording,
+    RecipeError,
+    add_common_arguments,
+    limited,
+    load_rttm,  # noqa: E402
+    main_wrapper,
+    read_list,
+    readable_sphere,
+    require_dir,
+    run_recipe,
+)
 from pyannote.core import Annotation, Segment, Timeline  # noqa: E402
 
 from diarize.rttm import FormatError, read_uem  # noqa: E402
@@ -68,16 +79,25 @@ def parse_transcript(path: Path) -> Annotation:
 
 
 def sphere_index(audio: Path) -> dict[str, Path]:
-    data = require_dir(audio / "data", "the CALLHOME speech folder data/ (LDC97S42: data/{train,devtest,evltest}/*.sph)")
+    data = require_dir(
+        audio / "data", "the CALLHOME speech folder data/ (LDC97S42: data/{train,devtest,evltest}/*.sph)"
+    )
     index = {p.stem: p for p in sorted(data.rglob("*.sph"))}
     if not index:
         raise RecipeError(f"expected CALLHOME .sph files under {data} (none found)")
     return index
 
 
-def callhome_recordings(audio: Path, transcripts: Path | None, rttm: Path | None, uem: Path | None,
-                        list_file: Path | None, cache: Path, limit: int | None = None,
-                        log=print) -> list[Recording]:
+def callhome_recordings(
+    audio: Path,
+    transcripts: Path | None,
+    rttm: Path | None,
+    uem: Path | None,
+    list_file: Path | None,
+    cache: Path,
+    limit: int | None = None,
+    log=print,
+) -> list[Recording]:
     sph = sphere_index(audio)
     if rttm is not None:
         refs: dict[str, Annotation] = {}
@@ -91,15 +111,19 @@ def callhome_recordings(audio: Path, transcripts: Path | None, rttm: Path | None
         except FormatError as e:
             raise RecipeError(str(e)) from None
     else:
-        tdir = require_dir(transcripts / "transcrpt",
-                           "the CALLHOME transcript folder transcrpt/ (LDC97T14: transcrpt/{train,devtest,evaltest}/*.txt)")
+        tdir = require_dir(
+            transcripts / "transcrpt",
+            "the CALLHOME transcript folder transcrpt/ (LDC97T14: transcrpt/{train,devtest,evaltest}/*.txt)",
+        )
         paths = sorted(tdir.rglob("*.txt"))
         if not paths:
             raise RecipeError(f"expected CALLHOME transcripts en_NNNN.txt under {tdir} (none found)")
         refs = {p.stem: parse_transcript(p) for p in paths}
         refs = {u: a for u, a in refs.items() if len(a)}
-        uems = {u: Timeline([Segment(a.get_timeline().extent().start, a.get_timeline().extent().end)], uri=u)
-                for u, a in refs.items()}
+        uems = {
+            u: Timeline([Segment(a.get_timeline().extent().start, a.get_timeline().extent().end)], uri=u)
+            for u, a in refs.items()
+        }
     if list_file is not None:
         ids = read_list(list_file, "the CH109 call list")
         missing = [i for i in ids if i not in refs]
@@ -109,16 +133,17 @@ def callhome_recordings(audio: Path, transcripts: Path | None, rttm: Path | None
         ids = sorted(refs)
     else:
         ids = sorted(u for u, a in refs.items() if len(a.labels()) == 2)
-        log(f"CH109: {len(ids)} of {len(refs)} transcribed calls have exactly two speakers"
-            + ("" if len(ids) == 109 else " (the paper's CH109 has 109; pass --list to fix the set)"))
+        log(
+            f"CH109: {len(ids)} of {len(refs)} transcribed calls have exactly two speakers"
+            + ("" if len(ids) == 109 else " (the paper's CH109 has 109; pass --list to fix the set)")
+        )
     recs = []
     for uri in limited(ids, limit):
         if uri not in sph:
             raise RecipeError(f"expected {uri}.sph under {audio / 'data'} (not found)")
         if uems and uri not in uems:
             raise RecipeError(f"{uem}: expected a region for file id {uri!r}")
-        recs.append(Recording(uri=uri, audio=readable_sphere(sph[uri], cache), reference=refs[uri],
-                              uem=uems.get(uri)))
+        recs.append(Recording(uri=uri, audio=readable_sphere(sph[uri], cache), reference=refs[uri], uem=uems.get(uri)))
     return recs
 
 
@@ -136,8 +161,16 @@ def main(argv: list[str] | None = None, model=None) -> int:
 
     def body() -> int:
         log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
-        recs = callhome_recordings(args.audio, args.transcripts, args.rttm, args.uem, args.list_file,
-                                   args.out / "audio_cache", args.limit, log=log)
+        recs = callhome_recordings(
+            args.audio,
+            args.transcripts,
+            args.rttm,
+            args.uem,
+            args.list_file,
+            args.out / "audio_cache",
+            args.limit,
+            log=log,
+        )
         run_recipe("CALLHOME American English CH109", recs, args, MODEL_CARD, model=model)
         return 0
 

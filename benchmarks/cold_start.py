@@ -6,6 +6,7 @@ import, model load and the run itself. Weights must already be cached (`diarize 
 Each repeat is a fresh interpreter; the script prints the median of each part and of the whole
 `diarize run` process (wall clock, including interpreter start-up).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,19 +50,40 @@ def main(argv: list[str] | None = None) -> int:
     parts, whole = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(args.repeat):
-            out = subprocess.run([sys.executable, "-c", PARTS, str(args.wav), str(args.threads)],
-                                 capture_output=True, text=True, check=True, cwd=REPO)
+            out = subprocess.run(
+                [sys.executable, "-c", PARTS, str(args.wav), str(args.threads)],
+                capture_output=True,
+                text=True,
+                check=True,
+                cwd=REPO,
+            )
             parts.append(json.loads(out.stdout.strip().splitlines()[-1]))
             t0 = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "diarize", "run", str(args.wav), "--out", f"{tmp}/x.rttm",
-                            "--quiet", "--threads", str(args.threads)], check=True, cwd=REPO)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "diarize",
+                    "run",
+                    str(args.wav),
+                    "--out",
+                    f"{tmp}/x.rttm",
+                    "--quiet",
+                    "--threads",
+                    str(args.threads),
+                ],
+                check=True,
+                cwd=REPO,
+            )
             whole.append(time.perf_counter() - t0)
     for key in ("import", "model_load", "run"):
         print(f"{key:10s} {statistics.median(p[key] for p in parts):6.2f} s")
     stages = {k: statistics.median(p["stages"].get(k, 0.0) for p in parts) for k in parts[0]["stages"]}
     print("run stages " + ", ".join(f"{k} {v:.2f} s" for k, v in stages.items()))
-    print(f"whole `diarize run` process: median {statistics.median(whole):.2f} s over {args.repeat} "
-          f"({', '.join(f'{w:.2f}' for w in whole)})")
+    print(
+        f"whole `diarize run` process: median {statistics.median(whole):.2f} s over {args.repeat} "
+        f"({', '.join(f'{w:.2f}' for w in whole)})"
+    )
     return 0
 
 

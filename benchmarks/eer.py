@@ -1,7 +1,8 @@
 """Speaker-verification EER and minDCF on a trials list (`label enroll.wav test.wav` per line).
 
-    python benchmarks/eer.py ../shared/data/speakers/trials.txt --model campplus
+python benchmarks/eer.py ../shared/data/speakers/trials.txt --model campplus
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,10 +46,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("trials", type=Path)
     ap.add_argument("--model", default="campplus")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--crop", type=float, default=None, metavar="SECONDS",
-                    help="use only the middle SECONDS of each utterance (harder, diarization-like trials)")
+    ap.add_argument(
+        "--crop",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="use only the middle SECONDS of each utterance (harder, diarization-like trials)",
+    )
     args = ap.parse_args(argv)
-    root = _trial_root(args.trials, [line.split()[1] for line in args.trials.read_text().splitlines() if line.strip()][:1])
+    root = _trial_root(
+        args.trials, [line.split()[1] for line in args.trials.read_text().splitlines() if line.strip()][:1]
+    )
     trials = [line.split() for line in args.trials.read_text().splitlines() if line.strip()]
     model = load_model(args.model, args.device)
     t0 = time.perf_counter()
@@ -59,15 +67,17 @@ def main(argv: list[str] | None = None) -> int:
                 x = load_audio(root / p)
                 if args.crop:
                     n = int(args.crop * 16000)
-                    x = x[max(0, (len(x) - n) // 2):][:n]
+                    x = x[max(0, (len(x) - n) // 2) :][:n]
                 e = embed_waveform(model, x)
                 cache[p] = e / np.linalg.norm(e)
     scores = np.array([float(cache[a] @ cache[b]) for _, a, b in trials])
     labels = np.array([int(lab) for lab, _, _ in trials])
     eer, dcf = eer_and_min_dcf(scores, labels)
     crop = f" crop={args.crop}s" if args.crop else ""
-    print(f"model={model.name}{crop} trials={len(trials)} (target {labels.sum()}, non-target {(1 - labels).sum()}) "
-          f"EER={100 * eer:.2f}% minDCF(p=0.01)={dcf:.3f} files={len(cache)} time={time.perf_counter() - t0:.1f}s")
+    print(
+        f"model={model.name}{crop} trials={len(trials)} (target {labels.sum()}, non-target {(1 - labels).sum()}) "
+        f"EER={100 * eer:.2f}% minDCF(p=0.01)={dcf:.3f} files={len(cache)} time={time.perf_counter() - t0:.1f}s"
+    )
     return 0
 
 

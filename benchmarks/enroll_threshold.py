@@ -8,6 +8,7 @@ best range) and the score ranges.
 
     python benchmarks/enroll_threshold.py ../shared/data/speakers/trials.txt --model campplus
 """
+
 from __future__ import annotations
 
 import argparse
@@ -72,12 +73,18 @@ def main(argv: list[str] | None = None) -> int:
     eer, dcf = eer_and_min_dcf(scores, labels)
     thr, errs = best_threshold(scores, labels)
     tgt, non = scores[labels == 1], scores[labels == 0]
-    print(f"model={d.model.name} config={args.config} trials={len(kept)} (target {len(tgt)}, non-target {len(non)}; "
-          f"{len(lines) - len(kept)} without speech) EER={100 * eer:.2f}% minDCF(p=0.01)={dcf:.3f}")
-    print(f"target cosine min={tgt.min():.3f} median={np.median(tgt):.3f}; non-target max={non.max():.3f} "
-          f"median={np.median(non):.3f}")
-    print(f"threshold={thr:.3f} errors={errs} (misses {(tgt < thr).sum()}, false accepts {(non >= thr).sum()}) "
-          f"time={time.perf_counter() - t0:.1f}s")
+    print(
+        f"model={d.model.name} config={args.config} trials={len(kept)} (target {len(tgt)}, non-target {len(non)}; "
+        f"{len(lines) - len(kept)} without speech) EER={100 * eer:.2f}% minDCF(p=0.01)={dcf:.3f}"
+    )
+    print(
+        f"target cosine min={tgt.min():.3f} median={np.median(tgt):.3f}; non-target max={non.max():.3f} "
+        f"median={np.median(non):.3f}"
+    )
+    print(
+        f"threshold={thr:.3f} errors={errs} (misses {(tgt < thr).sum()}, false accepts {(non >= thr).sum()}) "
+        f"time={time.perf_counter() - t0:.1f}s"
+    )
     return 0
 
 

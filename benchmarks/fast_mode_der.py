@@ -8,6 +8,7 @@ der_shared.py: forgiving = 0.25 s collar each side + overlap ignored; full = no 
 
     python benchmarks/fast_mode_der.py [--model campplus] [--config general] [--chunk-s 30] [--threads 1]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,12 +55,16 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config(args.config)
     model = load_model(args.model, "cpu")
     rows = list(csv.DictReader(open(args.data / "diarization" / "manifest.tsv"), delimiter="\t"))
-    metrics = {mode: (DiarizationErrorRate(collar=0.5, skip_overlap=True), DiarizationErrorRate())
-               for mode in ("exact", "fast")}
+    metrics = {
+        mode: (DiarizationErrorRate(collar=0.5, skip_overlap=True), DiarizationErrorRate())
+        for mode in ("exact", "fast")
+    }
     cosines: list[list[np.ndarray]] = [[] for _ in cfg.windows.window_lengths]
     seconds = {"exact": 0.0, "fast": 0.0}
-    print(f"model={model.name} config={args.config} chunk_s={args.chunk_s} context_s={args.context_s} "
-          f"local_context_s={args.local_context_s} threads={torch.get_num_threads()}")
+    print(
+        f"model={model.name} config={args.config} chunk_s={args.chunk_s} context_s={args.context_s} "
+        f"local_context_s={args.local_context_s} threads={torch.get_num_threads()}"
+    )
     print(f"{'file':24s} {'spk':>3s} | {'mode':5s} {'est':>3s} {'forgiving':>9s} {'full':>6s} {'emb s':>6s}")
     for row in rows:
         wav = args.data / row["wav"]
@@ -74,25 +79,42 @@ def main(argv: list[str] | None = None) -> int:
         for mode in ("exact", "fast"):
             t0 = time.perf_counter()
             if mode == "exact":
-                embs[mode] = embed_all_scales(audio, scales, model, cfg.embedding.batch_size, cfg.embedding.min_embed_s,
-                                              max_batch_seconds=cfg.embedding.max_batch_seconds)
+                embs[mode] = embed_all_scales(
+                    audio,
+                    scales,
+                    model,
+                    cfg.embedding.batch_size,
+                    cfg.embedding.min_embed_s,
+                    max_batch_seconds=cfg.embedding.max_batch_seconds,
+                )
             else:
-                embs[mode] = embed_scales_fast(audio, regions, scales, model, chunk_s=args.chunk_s,
-                                               context_s=args.context_s, min_embed_s=cfg.embedding.min_embed_s,
-                                               local_context_s=args.local_context_s)
+                embs[mode] = embed_scales_fast(
+                    audio,
+                    regions,
+                    scales,
+                    model,
+                    chunk_s=args.chunk_s,
+                    context_s=args.context_s,
+                    min_embed_s=cfg.embedding.min_embed_s,
+                    local_context_s=args.local_context_s,
+                )
             dt = time.perf_counter() - t0
             seconds[mode] += dt
             result = cluster(embs[mode], scales, cfg.clustering)
             hyp = labels_to_annotation(scales[-1].starts, scales[-1].ends, result.labels, uri=wav.stem)
             fg, full = metrics[mode][0](ref, hyp), metrics[mode][1](ref, hyp)
-            print(f"{wav.stem:24s} {len(ref.labels()):3d} | {mode:5s} {result.num_speakers:3d} "
-                  f"{100 * fg:8.2f}% {100 * full:5.2f}% {dt:6.2f}")
+            print(
+                f"{wav.stem:24s} {len(ref.labels()):3d} | {mode:5s} {result.num_speakers:3d} "
+                f"{100 * fg:8.2f}% {100 * full:5.2f}% {dt:6.2f}"
+            )
         for i, (a, b) in enumerate(zip(embs["exact"], embs["fast"])):
             cosines[i].append((unit(a) * unit(b)).sum(1))
     print("pooled over files (oracle VAD, unknown #spk):")
     for mode, (fg, full) in metrics.items():
-        print(f"  {mode:5s} forgiving {100 * abs(fg):6.2f}%  full {100 * abs(full):6.2f}%  "
-              f"embedding time {seconds[mode]:.1f} s")
+        print(
+            f"  {mode:5s} forgiving {100 * abs(fg):6.2f}%  full {100 * abs(full):6.2f}%  "
+            f"embedding time {seconds[mode]:.1f} s"
+        )
     print("cosine(fast, exact) per scale: min / 1st pct / median (windows)")
     for w, c in zip(cfg.windows.window_lengths, cosines):
         c = np.concatenate(c)

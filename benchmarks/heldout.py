@@ -36,6 +36,7 @@ Scores: forgiving = 0.25 s collar each side + overlap ignored; full = no collar,
 pooled over conversations (error seconds / scored seconds). Output assembly (overlap assignment with
 pyannote-seg's overlap regions) is the pipeline's own (`diarize.overlap`).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -100,8 +101,17 @@ def plan_set(side: str) -> list[Planned]:
             if ac.snr_db is not None:
                 ac = dataclasses.replace(ac, noise=("babble", "pink")[j % 2])
             i = len(plan)
-            plan.append(Planned(f"{side}_{i:02d}_{cond}_{n}spk", cond, spk, round(float(minutes) * 60, 1),
-                                SIDE_SEEDS[side] * 1000 + i, sim, ac))
+            plan.append(
+                Planned(
+                    f"{side}_{i:02d}_{cond}_{n}spk",
+                    cond,
+                    spk,
+                    round(float(minutes) * 60, 1),
+                    SIDE_SEEDS[side] * 1000 + i,
+                    sim,
+                    ac,
+                )
+            )
     return plan
 
 
@@ -119,9 +129,11 @@ def build_set(out: Path, side: str) -> list[Session]:
     out.mkdir(parents=True, exist_ok=True)
     plan = plan_set(side)
     header = "uri\tcondition\tspeakers\tseconds\tseed\tspeaker_ids\tsim\tacoustics\n"
-    listing = "".join(f"{p.uri}\t{p.condition}\t{len(p.speakers)}\t{p.seconds}\t{p.seed}\t{','.join(p.speakers)}\t"
-                      f"{json.dumps(dataclasses.asdict(p.sim))}\t{json.dumps(dataclasses.asdict(p.acoustics))}\n"
-                      for p in plan)
+    listing = "".join(
+        f"{p.uri}\t{p.condition}\t{len(p.speakers)}\t{p.seconds}\t{p.seed}\t{','.join(p.speakers)}\t"
+        f"{json.dumps(dataclasses.asdict(p.sim))}\t{json.dumps(dataclasses.asdict(p.acoustics))}\n"
+        for p in plan
+    )
     list_tsv = out / "list.tsv"
     reuse = list_tsv.exists() and list_tsv.read_text() == header + listing
     files = speaker_files(side)
@@ -137,8 +149,11 @@ def build_set(out: Path, side: str) -> list[Session]:
     for p in plan:
         wav = out / f"{p.uri}.wav"
         if not (reuse and wav.exists() and wav.with_suffix(".rttm").exists()):
-            cohort = pool(sorted(set(files) - set(p.speakers))) if p.acoustics.noise == "babble" and \
-                p.acoustics.snr_db is not None else None
+            cohort = (
+                pool(sorted(set(files) - set(p.speakers)))
+                if p.acoustics.noise == "babble" and p.acoustics.snr_db is not None
+                else None
+            )
             render_conversation(wav, pool(p.speakers), p.seconds, p.seed, p.sim, p.acoustics, cohort)
         sessions.append(Session(p.uri, p.condition, len(p.speakers), wav, wav.with_suffix(".rttm")))
     list_tsv.write_text(header + listing)
@@ -158,8 +173,12 @@ class Cached:
 
 
 def cache_key(cfg: DiarizerConfig, model_name: str, vad: str) -> str:
-    key = {"model": model_name, "windows": dataclasses.asdict(cfg.windows),
-           "min_embed_s": cfg.embedding.min_embed_s, "vad": "oracle"}
+    key = {
+        "model": model_name,
+        "windows": dataclasses.asdict(cfg.windows),
+        "min_embed_s": cfg.embedding.min_embed_s,
+        "vad": "oracle",
+    }
     if vad != "oracle":
         vad_cfg = dataclasses.asdict(cfg.vad)
         vad_cfg.pop("device")
@@ -184,18 +203,36 @@ def embed_session(s: Session, model, cfg: DiarizerConfig, vad: str, path: Path, 
         regions, overlap = speech_regions(audio, cfg.vad)
     regions, overlap = clip(regions, 0.0, duration), clip(overlap, 0.0, duration)
     scales = multiscale_windows(regions, cfg.windows)
-    embs = embed_all_scales(audio, scales, model, cfg.embedding.batch_size, cfg.embedding.min_embed_s,
-                            max_batch_seconds=cfg.embedding.max_batch_seconds if model.device.type == "cpu" else None)
+    embs = embed_all_scales(
+        audio,
+        scales,
+        model,
+        cfg.embedding.batch_size,
+        cfg.embedding.min_embed_s,
+        max_batch_seconds=cfg.embedding.max_batch_seconds if model.device.type == "cpu" else None,
+    )
     save_cached(path, scales, embs, regions, overlap, duration, key)
 
 
-def save_cached(path: Path, scales: list[ScaleWindows], embs: list[np.ndarray], regions: np.ndarray,
-                overlap: np.ndarray, duration: float, key: str) -> None:
+def save_cached(
+    path: Path,
+    scales: list[ScaleWindows],
+    embs: list[np.ndarray],
+    regions: np.ndarray,
+    overlap: np.ndarray,
+    duration: float,
+    key: str,
+) -> None:
     """Write one conversation's cache file (format: module docstring); atomic."""
     arrays: dict[str, np.ndarray] = {
-        "windows": np.array([sc.window for sc in scales]), "shifts": np.array([sc.shift for sc in scales]),
-        "weights": np.array([sc.weight for sc in scales]), "regions": regions, "overlap": np.asarray(overlap),
-        "duration": np.array(duration), "key": np.array(key)}
+        "windows": np.array([sc.window for sc in scales]),
+        "shifts": np.array([sc.shift for sc in scales]),
+        "weights": np.array([sc.weight for sc in scales]),
+        "regions": regions,
+        "overlap": np.asarray(overlap),
+        "duration": np.array(duration),
+        "key": np.array(key),
+    }
     for i, (sc, e) in enumerate(zip(scales, embs)):
         arrays[f"starts_{i}"], arrays[f"ends_{i}"], arrays[f"emb_{i}"] = sc.starts, sc.ends, e.astype(np.float32)
     tmp = path.with_suffix(".tmp.npz")
@@ -205,10 +242,13 @@ def save_cached(path: Path, scales: list[ScaleWindows], embs: list[np.ndarray], 
 
 def read_cached(s: Session, path: Path) -> Cached:
     z = np.load(path)
-    scales = [ScaleWindows(float(w), float(sh), float(wt), z[f"starts_{i}"], z[f"ends_{i}"])
-              for i, (w, sh, wt) in enumerate(zip(z["windows"], z["shifts"], z["weights"]))]
-    return Cached(s, scales, [z[f"emb_{i}"] for i in range(len(scales))], z["overlap"].reshape(-1, 2),
-                  float(z["duration"]))
+    scales = [
+        ScaleWindows(float(w), float(sh), float(wt), z[f"starts_{i}"], z[f"ends_{i}"])
+        for i, (w, sh, wt) in enumerate(zip(z["windows"], z["shifts"], z["weights"]))
+    ]
+    return Cached(
+        s, scales, [z[f"emb_{i}"] for i in range(len(scales))], z["overlap"].reshape(-1, 2), float(z["duration"])
+    )
 
 
 def cache_dir(set_dir: Path, vad: str) -> Path:
@@ -217,8 +257,12 @@ def cache_dir(set_dir: Path, vad: str) -> Path:
 
 def list_sessions(set_dir: Path) -> list[Session]:
     with open(set_dir / "list.tsv", newline="") as f:
-        return [Session(r["uri"], r["condition"], int(r["speakers"]), set_dir / f"{r['uri']}.wav",
-                        set_dir / f"{r['uri']}.rttm") for r in csv.DictReader(f, delimiter="\t")]
+        return [
+            Session(
+                r["uri"], r["condition"], int(r["speakers"]), set_dir / f"{r['uri']}.wav", set_dir / f"{r['uri']}.rttm"
+            )
+            for r in csv.DictReader(f, delimiter="\t")
+        ]
 
 
 def load_sessions(set_dir: Path, vad: str, partial: bool = False) -> list[Cached]:
@@ -278,8 +322,15 @@ def hypothesis(c: Cached, cfg: DiarizerConfig, num_speakers: int | None):
     res = cluster(c.embeddings, c.scales, cfg.clustering, SpeakerCount(num_speakers))
     base = c.scales[-1]
     if cfg.vad.overlap_assignment and len(c.overlap) and len(base):
-        return overlap_aware_annotation(base.starts, base.ends, res.labels, c.embeddings[-1], c.overlap,
-                                        uri=c.session.uri, context_s=cfg.vad.overlap_context_s)
+        return overlap_aware_annotation(
+            base.starts,
+            base.ends,
+            res.labels,
+            c.embeddings[-1],
+            c.overlap,
+            uri=c.session.uri,
+            context_s=cfg.vad.overlap_context_s,
+        )
     return labels_to_annotation(base.starts, base.ends, res.labels, uri=c.session.uri)
 
 
@@ -290,10 +341,13 @@ def rescore(sessions: list[Cached], cfg: DiarizerConfig, known: bool = False, na
     for c in sessions:
         ref = read_rttm(c.session.rttm)[c.session.uri]
         hyp = hypothesis(c, cfg, c.session.num_speakers if known else None)
-        scores = {p: score({c.session.uri: ref}, {c.session.uri: hyp}, None, *PRESETS[p], jer=False).files[c.session.uri]
-                  for p in PRESETS}
-        report.results.append(SessionResult(c.session.uri, c.session.condition, c.session.num_speakers,
-                                            len(hyp.labels()), scores))
+        scores = {
+            p: score({c.session.uri: ref}, {c.session.uri: hyp}, None, *PRESETS[p], jer=False).files[c.session.uri]
+            for p in PRESETS
+        }
+        report.results.append(
+            SessionResult(c.session.uri, c.session.condition, c.session.num_speakers, len(hyp.labels()), scores)
+        )
     report.cpu_s = time.process_time() - t0
     return report
 
@@ -305,9 +359,13 @@ def pooled(results: list[SessionResult], preset: str) -> dict[str, float]:
 def format_report(report: SetReport) -> str:
     """Markdown tables: per condition and pooled; count confusion; exact count per true count."""
     rs = report.results
-    lines = [f"### {report.name}", "",
-             "| condition | conv. | forgiving DER (miss / FA / conf.) | full DER (miss / FA / conf.) | exact count "
-             "| over / under |", "|---|---|---|---|---|---|"]
+    lines = [
+        f"### {report.name}",
+        "",
+        "| condition | conv. | forgiving DER (miss / FA / conf.) | full DER (miss / FA / conf.) | exact count "
+        "| over / under |",
+        "|---|---|---|---|---|---|",
+    ]
     groups = list(dict.fromkeys(r.condition for r in rs))
     for g in groups + ["**all**"]:
         sub = rs if g == "**all**" else [r for r in rs if r.condition == g]
@@ -317,18 +375,27 @@ def format_report(report: SetReport) -> str:
             cells.append(f"{t['der']:.2f} % ({t['miss']:.2f} / {t['false_alarm']:.2f} / {t['confusion']:.2f})")
         ok = sum(r.speakers == r.estimated for r in sub)
         over, under = sum(r.estimated > r.speakers for r in sub), sum(r.estimated < r.speakers for r in sub)
-        lines.append(f"| {g} | {len(sub)} | {cells[0]} | {cells[1]} | {ok}/{len(sub)} = {100 * ok / len(sub):.0f} % "
-                     f"| {over} / {under} |")
+        lines.append(
+            f"| {g} | {len(sub)} | {cells[0]} | {cells[1]} | {ok}/{len(sub)} = {100 * ok / len(sub):.0f} % "
+            f"| {over} / {under} |"
+        )
     true_ns = sorted({r.speakers for r in rs})
     est_ns = sorted({r.estimated for r in rs} | set(true_ns))
-    lines += ["", "Count confusion (rows: true count, columns: estimated; last column: exact):", "",
-              "| true \\ est. | " + " | ".join(str(e) for e in est_ns) + " | exact |",
-              "|---" * (len(est_ns) + 2) + "|"]
+    lines += [
+        "",
+        "Count confusion (rows: true count, columns: estimated; last column: exact):",
+        "",
+        "| true \\ est. | " + " | ".join(str(e) for e in est_ns) + " | exact |",
+        "|---" * (len(est_ns) + 2) + "|",
+    ]
     for n in true_ns:
         sub = [r for r in rs if r.speakers == n]
         ok = sum(r.estimated == n for r in sub)
-        lines.append(f"| {n} | " + " | ".join(str(sum(r.estimated == e for r in sub) or "") for e in est_ns)
-                     + f" | {ok}/{len(sub)} |")
+        lines.append(
+            f"| {n} | "
+            + " | ".join(str(sum(r.estimated == e for r in sub) or "") for e in est_ns)
+            + f" | {ok}/{len(sub)} |"
+        )
     wrong = [r for r in rs if r.estimated != r.speakers]
     if wrong:
         lines += ["", "Count errors: " + ", ".join(f"{r.uri} {r.speakers}->{r.estimated}" for r in wrong)]
@@ -336,11 +403,22 @@ def format_report(report: SetReport) -> str:
 
 
 def report_json(report: SetReport) -> dict:
-    return {"name": report.name, "cpu_s": report.cpu_s,
-            "sessions": [{"uri": r.uri, "condition": r.condition, "speakers": r.speakers, "estimated": r.estimated,
-                          **{p: r.scores[p].percent() for p in PRESETS}} for r in report.results],
-            "total": {p: pooled(report.results, p) for p in PRESETS},
-            "exact_count_rate": sum(r.speakers == r.estimated for r in report.results) / max(1, len(report.results))}
+    return {
+        "name": report.name,
+        "cpu_s": report.cpu_s,
+        "sessions": [
+            {
+                "uri": r.uri,
+                "condition": r.condition,
+                "speakers": r.speakers,
+                "estimated": r.estimated,
+                **{p: r.scores[p].percent() for p in PRESETS},
+            }
+            for r in report.results
+        ],
+        "total": {p: pooled(report.results, p) for p in PRESETS},
+        "exact_count_rate": sum(r.speakers == r.estimated for r in report.results) / max(1, len(report.results)),
+    }
 
 
 # --------------------------------------------------------------------------- CLI
@@ -372,8 +450,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="campplus")
     ap.add_argument("--config", default="general", help="preset or YAML for VAD, windows, embeddings, clustering")
     ap.add_argument("--clustering", type=Path, help="YAML of ClusteringConfig fields to re-score with")
-    ap.add_argument("-s", "--set", dest="sets_", action="append", default=[], metavar="FIELD=VALUE",
-                    help="override one ClusteringConfig field (repeatable)")
+    ap.add_argument(
+        "-s",
+        "--set",
+        dest="sets_",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override one ClusteringConfig field (repeatable)",
+    )
     ap.add_argument("--known", action="store_true", help="give the reference speaker count")
     ap.add_argument("--no-embed", action="store_true", help="only re-score; fail if a cache is missing")
     ap.add_argument("--partial", action="store_true", help="with --no-embed: score the cached conversations only")
@@ -390,8 +475,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     model = None
     out = []
-    print(f"config={args.config} model={args.model} count={'known' if args.known else 'unknown'} "
-          f"clustering={json.dumps(dataclasses.asdict(cfg.clustering))}")
+    print(
+        f"config={args.config} model={args.model} count={'known' if args.known else 'unknown'} "
+        f"clustering={json.dumps(dataclasses.asdict(cfg.clustering))}"
+    )
     for side in args.sets:
         set_dir = args.dir / side
         sessions = build_set(set_dir, side) if not args.no_embed else list_sessions(set_dir)
@@ -407,13 +494,17 @@ def main(argv: list[str] | None = None) -> int:
             cached = load_sessions(set_dir, vad, partial=args.partial)
             if len(cached) < len(sessions):
                 print(f"\nPARTIAL: {len(cached)} of {len(sessions)} conversations cached")
-            label = f"{side} set, {'oracle VAD' if vad == 'oracle' else cfg.vad.method + ' VAD'}, " \
-                    f"{'known' if args.known else 'unknown'} count"
+            label = (
+                f"{side} set, {'oracle VAD' if vad == 'oracle' else cfg.vad.method + ' VAD'}, "
+                f"{'known' if args.known else 'unknown'} count"
+            )
             rep = rescore(cached, cfg, args.known, label)
             print()
             print(format_report(rep))
-            print(f"\n{len(sessions)} conversations, {minutes:.1f} min; CPU: embedding {embed_cpu:.0f} s "
-                  f"(0 = cached), clustering + scoring {rep.cpu_s:.1f} s")
+            print(
+                f"\n{len(sessions)} conversations, {minutes:.1f} min; CPU: embedding {embed_cpu:.0f} s "
+                f"(0 = cached), clustering + scoring {rep.cpu_s:.1f} s"
+            )
             out.append({"set": side, "vad": vad, **report_json(rep), "embed_cpu_s": embed_cpu})
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))

@@ -11,6 +11,7 @@ Conversations come from benchmarks/simulate.py's writer (turns of 1.5-8 s of one
 
 Each case runs in its own subprocess so ru_maxrss is that case's peak.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -134,29 +135,58 @@ def run_case(args: argparse.Namespace) -> dict:
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     if captured:
         sc = captured["scales"]
-        np.savez(args.save_embeddings, **{f"emb{i}": e for i, e in enumerate(captured["emb"])},
-                 **{f"starts{i}": s.starts for i, s in enumerate(sc)}, **{f"ends{i}": s.ends for i, s in enumerate(sc)},
-                 meta=np.array([[s.window, s.shift, s.weight] for s in sc]))
+        np.savez(
+            args.save_embeddings,
+            **{f"emb{i}": e for i, e in enumerate(captured["emb"])},
+            **{f"starts{i}": s.starts for i, s in enumerate(sc)},
+            **{f"ends{i}": s.ends for i, s in enumerate(sc)},
+            meta=np.array([[s.window, s.shift, s.weight] for s in sc]),
+        )
     hyp = res.annotation
     out = {
-        "wav": str(args.wav), "vad": args.vad, "model": args.model, "threads": args.threads,
-        "duration_s": res.duration, "speech_s": float((res.regions[:, 1] - res.regions[:, 0]).sum()),
-        "blocks": int(-(-res.duration // BLOCK_SECONDS)), "wall_s": wall, "cpu_s": cpu, "timings": res.timings,
-        "rss_after_model_mb": rss_model, "peak_rss_mb": rss_mb(),
-        "speakers_ref": len(ref.labels()), "speakers_hyp": res.num_speakers,
+        "wav": str(args.wav),
+        "vad": args.vad,
+        "model": args.model,
+        "threads": args.threads,
+        "duration_s": res.duration,
+        "speech_s": float((res.regions[:, 1] - res.regions[:, 0]).sum()),
+        "blocks": int(-(-res.duration // BLOCK_SECONDS)),
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "timings": res.timings,
+        "rss_after_model_mb": rss_model,
+        "peak_rss_mb": rss_mb(),
+        "speakers_ref": len(ref.labels()),
+        "speakers_hyp": res.num_speakers,
     }
     # pyannote accumulates components; keep them so sessions can be pooled.
-    for name, metric in (("der_collar", DiarizationErrorRate(collar=0.5, skip_overlap=True)),
-                         ("der_full", DiarizationErrorRate(collar=0.0, skip_overlap=False))):
+    for name, metric in (
+        ("der_collar", DiarizationErrorRate(collar=0.5, skip_overlap=True)),
+        ("der_full", DiarizationErrorRate(collar=0.0, skip_overlap=False)),
+    ):
         comp = metric(ref, hyp, detailed=True)
         out[name] = {k: float(comp[k]) for k in ("total", "missed detection", "false alarm", "confusion")}
     return out
 
 
 def subprocess_case(wav: Path, rttm: Path, vad: str, args: argparse.Namespace, save: Path | None = None) -> dict:
-    cmd = [sys.executable, __file__, "case", "--wav", str(wav), "--rttm", str(rttm), "--vad", vad,
-           "--model", args.model, "--threads", str(args.threads), "--config", args.config,
-]
+    cmd = [
+        sys.executable,
+        __file__,
+        "case",
+        "--wav",
+        str(wav),
+        "--rttm",
+        str(rttm),
+        "--vad",
+        vad,
+        "--model",
+        args.model,
+        "--threads",
+        str(args.threads),
+        "--config",
+        args.config,
+    ]
     if save is not None:
         cmd += ["--save-embeddings", str(save)]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONPATH": str(REPO)}
@@ -174,19 +204,26 @@ def der(parts: list[dict], key: str) -> float:
 
 def fmt_row(label: str, rs: list[dict]) -> str:
     dur = sum(r["duration_s"] for r in rs)
-    t = {k: sum(r["timings"].get(k, 0.0) for r in rs) for k in ("load", "vad", "windows", "embeddings", "clustering", "output")}
+    t = {
+        k: sum(r["timings"].get(k, 0.0) for r in rs)
+        for k in ("load", "vad", "windows", "embeddings", "clustering", "output")
+    }
     wall = sum(r["wall_s"] for r in rs)
     cpu = sum(r.get("cpu_s", float("nan")) for r in rs)
     peak = max(r["peak_rss_mb"] for r in rs)
     spk = ", ".join(f"{r['speakers_hyp']}/{r['speakers_ref']}" for r in rs)
-    return (f"| {label} | {dur / 60:.1f} | {t['load']:.1f} | {t['vad']:.1f} | {t['embeddings']:.1f} | "
-            f"{t['clustering']:.2f} | {wall:.1f} | {cpu:.1f} | {cpu / dur:.3f} | {peak:.0f} | "
-            f"{der(rs, 'der_collar'):.2f} | {der(rs, 'der_full'):.2f} | {spk} |")
+    return (
+        f"| {label} | {dur / 60:.1f} | {t['load']:.1f} | {t['vad']:.1f} | {t['embeddings']:.1f} | "
+        f"{t['clustering']:.2f} | {wall:.1f} | {cpu:.1f} | {cpu / dur:.3f} | {peak:.0f} | "
+        f"{der(rs, 'der_collar'):.2f} | {der(rs, 'der_full'):.2f} | {spk} |"
+    )
 
 
-HEADER = ("| case | audio (min) | load s | VAD s | embed s | cluster s | total wall s | total CPU s | RTF (CPU) | "
-          "peak RSS MB | DER collar .25/no-ovl % | DER full % | #spk hyp/ref |\n"
-          "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+HEADER = (
+    "| case | audio (min) | load s | VAD s | embed s | cluster s | total wall s | total CPU s | RTF (CPU) | "
+    "peak RSS MB | DER collar .25/no-ovl % | DER full % | #spk hyp/ref |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+)
 
 
 def cmd_all(args: argparse.Namespace) -> int:
@@ -237,8 +274,10 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     if args.npz:
         z = np.load(args.npz)
         meta = z["meta"]
-        scales = [ScaleWindows(float(w), float(s), float(wt), z[f"starts{i}"], z[f"ends{i}"])
-                  for i, (w, s, wt) in enumerate(meta)]
+        scales = [
+            ScaleWindows(float(w), float(s), float(wt), z[f"starts{i}"], z[f"ends{i}"])
+            for i, (w, s, wt) in enumerate(meta)
+        ]
         embs = [z[f"emb{i}"] for i in range(len(meta))]
         truth = None
     else:
@@ -270,9 +309,16 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         res = cluster(embs, scales, cfg)
         times.append(time.perf_counter() - t0)
-    out = {"n_base": len(scales[-1]), "n_all": sum(len(s) for s in scales), "per_chunk": args.per_chunk,
-           "long_form": len(scales[-1]) > args.per_chunk, "seconds": times, "speakers": res.num_speakers,
-           "rss_before_mb": rss0, "peak_rss_mb": rss_mb()}
+    out = {
+        "n_base": len(scales[-1]),
+        "n_all": sum(len(s) for s in scales),
+        "per_chunk": args.per_chunk,
+        "long_form": len(scales[-1]) > args.per_chunk,
+        "seconds": times,
+        "speakers": res.num_speakers,
+        "rss_before_mb": rss0,
+        "peak_rss_mb": rss_mb(),
+    }
     if truth is not None:
         from scipy.optimize import linear_sum_assignment
 
@@ -290,7 +336,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--model", default="campplus", help="campplus or fbank-stats (stand-in, no DER meaning)")
-    common.add_argument("--threads", type=int, default=1, help="torch threads [1: on this 2-core VM 2 threads ran slower]")
+    common.add_argument(
+        "--threads", type=int, default=1, help="torch threads [1: on this 2-core VM 2 threads ran slower]"
+    )
     common.add_argument("--config", default="general")
     a = sub.add_parser("all", parents=[common])
     a.add_argument("--hours", type=float, nargs="*", default=[1.0])

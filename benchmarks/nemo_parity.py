@@ -13,6 +13,7 @@ real utterances from ../shared/data (including a 0.5 s clip). Step 2 runs in dia
 
 and prints max |feature diff| and max |embedding diff| / max |embedding| per config.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,8 +33,18 @@ CLIPS = [  # (file under speakers/, start s, duration s or None for the whole fi
 
 
 def _block(filters, repeat, kernel, residual, dropout=0.0):
-    return {"filters": filters, "repeat": repeat, "kernel": [kernel], "stride": [1], "dilation": [1],
-            "dropout": dropout, "residual": residual, "separable": True, "se": True, "se_context_size": -1}
+    return {
+        "filters": filters,
+        "repeat": repeat,
+        "kernel": [kernel],
+        "stride": [1],
+        "dilation": [1],
+        "dropout": dropout,
+        "residual": residual,
+        "separable": True,
+        "se": True,
+        "se_context_size": -1,
+    }
 
 
 def titanet_config(size: str) -> dict:
@@ -47,15 +58,33 @@ def titanet_config(size: str) -> dict:
     jasper = [_block(c, 1, 3, False)] + [_block(c, 3, k, True, 0.1) for k in ks] + [_block(last, 1, 1, False)]
     return {
         "sample_rate": 16000,
-        "preprocessor": {"_target_": "nemo.collections.asr.modules.AudioToMelSpectrogramPreprocessor",
-                         "normalize": "per_feature", "window_size": 0.025, "sample_rate": 16000,
-                         "window_stride": 0.01, "window": "hann", "features": 80, "n_fft": 512,
-                         "frame_splicing": 1, "dither": 0.00001},
-        "encoder": {"_target_": "nemo.collections.asr.modules.ConvASREncoder", "feat_in": 80,
-                    "activation": "relu", "conv_mask": True, "jasper": jasper},
-        "decoder": {"_target_": "nemo.collections.asr.modules.SpeakerDecoder", "feat_in": last,
-                    "num_classes": 16, "pool_mode": "attention", "emb_sizes": 192,
-                    "attention_channels": att},
+        "preprocessor": {
+            "_target_": "nemo.collections.asr.modules.AudioToMelSpectrogramPreprocessor",
+            "normalize": "per_feature",
+            "window_size": 0.025,
+            "sample_rate": 16000,
+            "window_stride": 0.01,
+            "window": "hann",
+            "features": 80,
+            "n_fft": 512,
+            "frame_splicing": 1,
+            "dither": 0.00001,
+        },
+        "encoder": {
+            "_target_": "nemo.collections.asr.modules.ConvASREncoder",
+            "feat_in": 80,
+            "activation": "relu",
+            "conv_mask": True,
+            "jasper": jasper,
+        },
+        "decoder": {
+            "_target_": "nemo.collections.asr.modules.SpeakerDecoder",
+            "feat_in": last,
+            "num_classes": 16,
+            "pool_mode": "attention",
+            "emb_sizes": 192,
+            "attention_channels": att,
+        },
         "loss": {"_target_": "nemo.collections.asr.losses.angularloss.AngularSoftmaxLoss", "scale": 30, "margin": 0.2},
     }
 
@@ -70,7 +99,7 @@ def load_clips() -> list[np.ndarray]:
             path = sorted(path.rglob("*.wav"))[0]
         x, sr = sf.read(path, dtype="float32")
         assert sr == 16000
-        x = x[int(start * sr):]
+        x = x[int(start * sr) :]
         out.append(x if dur is None else x[: int(dur * sr)])
     return out
 
@@ -89,8 +118,13 @@ def make(out: Path, sizes: list[str]) -> None:
             for name, p in model.named_parameters():
                 if "featurizer" in name:
                     continue
-                p.copy_(torch.randn_like(p) * (0.5 / max(1, p[0].numel()) ** 0.5) if p.dim() > 1
-                        else 1.0 + 0.2 * torch.randn_like(p) if name.endswith("weight") else 0.1 * torch.randn_like(p))
+                p.copy_(
+                    torch.randn_like(p) * (0.5 / max(1, p[0].numel()) ** 0.5)
+                    if p.dim() > 1
+                    else 1.0 + 0.2 * torch.randn_like(p)
+                    if name.endswith("weight")
+                    else 0.1 * torch.randn_like(p)
+                )
             for name, m in model.named_modules():
                 if isinstance(m, torch.nn.BatchNorm1d):
                     m.running_mean.copy_(0.1 * torch.randn_like(m.running_mean))
@@ -107,10 +141,16 @@ def make(out: Path, sizes: list[str]) -> None:
                 _, e = model.forward(input_signal=sig, input_signal_length=n)
                 feats.append(f[0, :, : int(fl[0])].numpy())
                 embs.append(e[0].numpy())
-        np.savez(out / f"titanet_{size}_ref.npz", embeddings=np.stack(embs),
-                 **{f"audio{i}": x for i, x in enumerate(clips)}, **{f"features{i}": f for i, f in enumerate(feats)})
+        np.savez(
+            out / f"titanet_{size}_ref.npz",
+            embeddings=np.stack(embs),
+            **{f"audio{i}": x for i, x in enumerate(clips)},
+            **{f"features{i}": f for i, f in enumerate(feats)},
+        )
         n_params = sum(p.numel() for n_, p in model.named_parameters() if not n_.startswith("decoder.final"))
-        print(f"{size}: saved {path} ({path.stat().st_size / 1e6:.1f} MB, {n_params / 1e6:.2f}M params without classifier)")
+        print(
+            f"{size}: saved {path} ({path.stat().st_size / 1e6:.1f} MB, {n_params / 1e6:.2f}M params without classifier)"
+        )
 
 
 def compare(out: Path) -> int:
@@ -133,8 +173,10 @@ def compare(out: Path) -> int:
             e_ref = ref["embeddings"][i]
             e_err = max(e_err, float(np.abs(e - e_ref).max() / np.abs(e_ref).max()))
         worst = max(worst, e_err)
-        print(f"{size}: clips={len(ref['embeddings'])} features max|diff|={f_err:.2e}  "
-              f"embeddings max|diff|/max|emb|={e_err:.2e}")
+        print(
+            f"{size}: clips={len(ref['embeddings'])} features max|diff|={f_err:.2e}  "
+            f"embeddings max|diff|/max|emb|={e_err:.2e}"
+        )
     return 0
 
 

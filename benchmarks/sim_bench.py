@@ -10,6 +10,7 @@ per conversation, then pooled DER for both presets (forgiving: 0.25 s collar eac
 full: no collar, overlap scored), DER by true speaker count, the exact-count rate and the confusion table
 of true vs estimated count. `--json FILE` keeps everything.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,34 +47,51 @@ def main(argv: list[str] | None = None) -> int:
     if args.vad != "oracle":
         cfg.vad.method = args.vad
     d = Diarizer(cfg, model=args.model, device=args.device)
-    print(f"model={d.model.name} config={args.config} vad={args.vad} count={'known' if args.known else 'unknown'} "
-          f"conversations={len(convs)} audio={sum(c.seconds for c in convs) / 60:.1f} min")
+    print(
+        f"model={d.model.name} config={args.config} vad={args.vad} count={'known' if args.known else 'unknown'} "
+        f"conversations={len(convs)} audio={sum(c.seconds for c in convs) / 60:.1f} min"
+    )
     per_file: dict[str, dict[str, FileScore]] = {p: {} for p in PRESETS}  # preset -> uri -> score
     rows = []
     t_all, audio_all = 0.0, 0.0
     for c in convs:
         ref = read_rttm(c.rttm)[c.uri]
         t0 = time.perf_counter()
-        res = d.run(c.wav, oracle_vad=ref if args.vad == "oracle" else None,
-                    num_speakers=c.num_speakers if args.known else None)
+        res = d.run(
+            c.wav, oracle_vad=ref if args.vad == "oracle" else None, num_speakers=c.num_speakers if args.known else None
+        )
         dt = time.perf_counter() - t0
         t_all, audio_all = t_all + dt, audio_all + res.duration
         for p in PRESETS:
             per_file[p][c.uri] = score({c.uri: ref}, {c.uri: res.annotation}, None, *PRESETS[p], jer=False).files[c.uri]
         one = {p: per_file[p][c.uri].der * 100 for p in PRESETS}
-        rows.append({"uri": c.uri, "speakers": c.num_speakers, "estimated": res.num_speakers,
-                     "seconds": res.duration, "forgiving": one["forgiving"], "full": one["full"], "rtf": dt / res.duration})
+        rows.append(
+            {
+                "uri": c.uri,
+                "speakers": c.num_speakers,
+                "estimated": res.num_speakers,
+                "seconds": res.duration,
+                "forgiving": one["forgiving"],
+                "full": one["full"],
+                "rtf": dt / res.duration,
+            }
+        )
         r = rows[-1]
-        print(f"{c.uri} spk {r['speakers']} est {r['estimated']} {r['seconds']:6.1f}s "
-              f"forgiving {r['forgiving']:6.2f}% full {r['full']:6.2f}% rtf {r['rtf']:.3f}", flush=True)
+        print(
+            f"{c.uri} spk {r['speakers']} est {r['estimated']} {r['seconds']:6.1f}s "
+            f"forgiving {r['forgiving']:6.2f}% full {r['full']:6.2f}% rtf {r['rtf']:.3f}",
+            flush=True,
+        )
 
     # Pooled = summed error and scored seconds over files, so the per-file scores are all that is needed.
     reports = {p: ScoreReport(files=per_file[p]) for p in PRESETS}
     print("\npooled DER (seconds of error / scored seconds):")
     for p, rep in reports.items():
         t = rep.total.percent()
-        print(f"  {p:9s} DER {t['der']:6.2f}%  miss {t['miss']:5.2f}%  false alarm {t['false_alarm']:5.2f}%  "
-              f"confusion {t['confusion']:5.2f}%")
+        print(
+            f"  {p:9s} DER {t['der']:6.2f}%  miss {t['miss']:5.2f}%  false alarm {t['false_alarm']:5.2f}%  "
+            f"confusion {t['confusion']:5.2f}%"
+        )
     exact = sum(r["speakers"] == r["estimated"] for r in rows)
     print(f"exact speaker count: {exact}/{len(rows)} = {100 * exact / len(rows):.1f} %   RTF {t_all / audio_all:.3f}")
 
@@ -88,11 +106,21 @@ def main(argv: list[str] | None = None) -> int:
     print("\ncount confusion (rows: true, columns: estimated)")
     print("      " + "".join(f"{e:>4d}" for e in est_ns))
     for n in true_ns:
-        print(f"  {n:>2d}  " + "".join(f"{sum(r['speakers'] == n and r['estimated'] == e for r in rows):>4d}"
-                                       for e in est_ns))
+        print(
+            f"  {n:>2d}  "
+            + "".join(f"{sum(r['speakers'] == n and r['estimated'] == e for r in rows):>4d}" for e in est_ns)
+        )
     if args.json:
-        args.json.write_text(json.dumps({"rows": rows, "total": {p: r.to_json()["total"] for p, r in reports.items()},
-                                         "exact_count_rate": exact / len(rows)}, indent=1))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "rows": rows,
+                    "total": {p: r.to_json()["total"] for p, r in reports.items()},
+                    "exact_count_rate": exact / len(rows),
+                },
+                indent=1,
+            )
+        )
     return 0
 
 

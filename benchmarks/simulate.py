@@ -19,6 +19,7 @@ OUT_DIR gets sim_XXX.wav, sim_XXX.rttm and list.tsv (uri, speakers, seconds, ove
 Default root: the LibriSpeech folders of ../shared/data/speakers (57 speakers; most have one 3-35 s
 utterance, so pieces of a speaker repeat in longer conversations).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,8 +33,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-DEFAULT_ROOTS = [REPO.parent / "shared" / "data" / "speakers" / "librispeech_test-other",
-                 REPO.parent / "shared" / "data" / "speakers" / "librispeech_train-clean-100_1utt"]
+DEFAULT_ROOTS = [
+    REPO.parent / "shared" / "data" / "speakers" / "librispeech_test-other",
+    REPO.parent / "shared" / "data" / "speakers" / "librispeech_train-clean-100_1utt",
+]
 SR = 16000
 AUDIO_EXT = (".wav", ".flac")
 
@@ -90,7 +93,7 @@ def trim(x: np.ndarray, frame: int = 320, rel_db: float = 40.0) -> np.ndarray:
         return x
     e = 10 * np.log10((x[: k * frame].reshape(k, frame).astype(np.float64) ** 2).mean(1) + 1e-12)
     on = np.flatnonzero(e > e.max() - rel_db)
-    return x[on[0] * frame: (on[-1] + 1) * frame]
+    return x[on[0] * frame : (on[-1] + 1) * frame]
 
 
 def load_pool(files: dict[str, list[Path]]) -> dict[str, list[np.ndarray]]:
@@ -99,8 +102,9 @@ def load_pool(files: dict[str, list[Path]]) -> dict[str, list[np.ndarray]]:
     return {spk: [trim(load_audio(f)) for f in fs] for spk, fs in files.items()}
 
 
-def turns(pool: dict[str, list[np.ndarray]], seconds: float, rng: np.random.Generator,
-          cfg: SimConfig) -> Iterator[tuple[str, np.ndarray, int]]:
+def turns(
+    pool: dict[str, list[np.ndarray]], seconds: float, rng: np.random.Generator, cfg: SimConfig
+) -> Iterator[tuple[str, np.ndarray, int]]:
     """Yield (speaker, piece, gap in samples before it; negative = overlap) until `seconds` are filled."""
     names = sorted(pool)
     first = list(rng.permutation(len(names)))  # everyone speaks early, so short files hold all speakers
@@ -122,7 +126,7 @@ def turns(pool: dict[str, list[np.ndarray]], seconds: float, rng: np.random.Gene
             utt = utts[int(rng.integers(len(utts)))]
             want = int(rng.uniform(*(cfg.minor_turn_s if s in minor else cfg.turn_s)) * SR)
             off = int(rng.integers(0, max(1, len(utt) - want)))
-            piece = trim(utt[off: off + want])
+            piece = trim(utt[off : off + want])
             if len(piece) >= SR // 2:
                 break
         else:
@@ -141,8 +145,9 @@ def turns(pool: dict[str, list[np.ndarray]], seconds: float, rng: np.random.Gene
         prev, prev_len = s, len(piece)
 
 
-def write_conversation(wav: Path, pool: dict[str, list[np.ndarray]], seconds: float, seed: int,
-                       cfg: SimConfig = SimConfig()) -> Path:
+def write_conversation(
+    wav: Path, pool: dict[str, list[np.ndarray]], seconds: float, seed: int, cfg: SimConfig = SimConfig()
+) -> Path:
     """Write `wav` (16 kHz, 16-bit) and its exact reference `wav.with_suffix('.rttm')`; returns the RTTM path.
 
     Samples are mixed in a small carry buffer and flushed once no later turn can reach them.
@@ -163,7 +168,7 @@ def write_conversation(wav: Path, pool: dict[str, list[np.ndarray]], seconds: fl
             end = start + len(piece)
             if end > buf_start + len(buf):
                 buf = np.concatenate([buf, noise_rng.standard_normal(end - buf_start - len(buf)) * noise])
-            buf[start - buf_start: end - buf_start] += piece
+            buf[start - buf_start : end - buf_start] += piece
             lines.append(f"SPEAKER {uri} 1 {start / SR:.4f} {len(piece) / SR:.4f} <NA> <NA> {spk} <NA> <NA>")
             cursor = end
             # A later turn can start at most overlap_s[1] before `cursor`; everything before that is final.
@@ -182,8 +187,9 @@ def write_conversation(wav: Path, pool: dict[str, list[np.ndarray]], seconds: fl
 MAX_IMAGE_ORDER = 40  # image-source order cap: higher orders cost O(order^3) and add only the far tail
 
 
-def room_impulse_responses(speakers: list[str], rt60_s: tuple[float, float],
-                           rng: np.random.Generator) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+def room_impulse_responses(
+    speakers: list[str], rt60_s: tuple[float, float], rng: np.random.Generator
+) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """One shoebox room (4-9 x 3.5-7 x 2.5-3.5 m), one microphone, each speaker somewhere else in it.
 
     Returns ({speaker: impulse response starting ~1 ms before its direct path}, room facts). The
@@ -209,7 +215,7 @@ def room_impulse_responses(speakers: list[str], rt60_s: tuple[float, float],
     rirs = {}
     for i, spk in enumerate(speakers):
         h = np.asarray(room.rir[0][i], dtype=np.float64)
-        rirs[spk] = h[max(0, int(np.argmax(np.abs(h))) - SR // 1000):]
+        rirs[spk] = h[max(0, int(np.argmax(np.abs(h))) - SR // 1000) :]
     return rirs, {"rt60": rt60, "room": [float(x) for x in dim], "max_distance": max(dists)}
 
 
@@ -219,7 +225,7 @@ def pink_noise(n: int, rng: np.random.Generator) -> np.ndarray:
     f = np.fft.rfftfreq(n, 1 / SR)
     spec /= np.sqrt(np.maximum(f, 20.0))
     x = np.fft.irfft(spec, n)
-    return x / (np.sqrt(np.mean(x ** 2)) + 1e-12)
+    return x / (np.sqrt(np.mean(x**2)) + 1e-12)
 
 
 def babble_noise(n: int, cohort: dict[str, list[np.ndarray]], rng: np.random.Generator, talkers: int = 5) -> np.ndarray:
@@ -231,11 +237,11 @@ def babble_noise(n: int, cohort: dict[str, list[np.ndarray]], rng: np.random.Gen
         parts, total = [], 0
         while total < n:
             u = utts[int(rng.integers(len(utts)))]
-            u = u[int(rng.integers(0, max(1, len(u) // 2))):]
-            parts.append(u / (np.sqrt(np.mean(u ** 2)) + 1e-12))
+            u = u[int(rng.integers(0, max(1, len(u) // 2))) :]
+            parts.append(u / (np.sqrt(np.mean(u**2)) + 1e-12))
             total += len(u)
         out += np.concatenate(parts)[:n]
-    return out / (np.sqrt(np.mean(out ** 2)) + 1e-12)
+    return out / (np.sqrt(np.mean(out**2)) + 1e-12)
 
 
 def telephone_channel(x: np.ndarray) -> np.ndarray:
@@ -251,9 +257,15 @@ def telephone_channel(x: np.ndarray) -> np.ndarray:
     return resample_poly(y, 2, 1)[: len(x)]
 
 
-def render_conversation(wav: Path, pool: dict[str, list[np.ndarray]], seconds: float, seed: int,
-                        cfg: SimConfig = SimConfig(), acoustics: Acoustics = Acoustics(),
-                        cohort: dict[str, list[np.ndarray]] | None = None) -> dict:
+def render_conversation(
+    wav: Path,
+    pool: dict[str, list[np.ndarray]],
+    seconds: float,
+    seed: int,
+    cfg: SimConfig = SimConfig(),
+    acoustics: Acoustics = Acoustics(),
+    cohort: dict[str, list[np.ndarray]] | None = None,
+) -> dict:
     """Like `write_conversation`, in memory, plus room, noise and channel; writes `wav` and its RTTM.
 
     The reference RTTM holds the dry turn boundaries (reverberation tails are not speech). Speech is
@@ -282,9 +294,9 @@ def render_conversation(wav: Path, pool: dict[str, list[np.ndarray]], seconds: f
         y = piece
         if rirs:
             y = fftconvolve(piece, rirs[spk])
-            y *= np.sqrt(np.mean(piece ** 2) / (np.mean(y ** 2) + 1e-20))
-        mix[start: start + len(y)] += y
-        speech[start: start + len(piece)] = True
+            y *= np.sqrt(np.mean(piece**2) / (np.mean(y**2) + 1e-20))
+        mix[start : start + len(y)] += y
+        speech[start : start + len(piece)] = True
     mix = mix[:n]
     if acoustics.snr_db is not None:
         if acoustics.noise == "babble":
@@ -308,9 +320,12 @@ def render_conversation(wav: Path, pool: dict[str, list[np.ndarray]], seconds: f
         mix *= 10 ** (-1 / 20) / peak
     sf.write(str(wav), mix.astype(np.float32), SR, subtype="PCM_16")
     uri = wav.stem
-    wav.with_suffix(".rttm").write_text("".join(
-        f"SPEAKER {uri} 1 {start / SR:.4f} {len(piece) / SR:.4f} <NA> <NA> {spk} <NA> <NA>\n"
-        for spk, start, piece in placed))
+    wav.with_suffix(".rttm").write_text(
+        "".join(
+            f"SPEAKER {uri} 1 {start / SR:.4f} {len(piece) / SR:.4f} <NA> <NA> {spk} <NA> <NA>\n"
+            for spk, start, piece in placed
+        )
+    )
     facts["seconds"] = n / SR
     return facts
 
@@ -325,8 +340,15 @@ class Conversation:
     seed: int
 
 
-def make_set(out: Path, count: int = 30, speakers: tuple[int, int] = (2, 7), minutes: tuple[float, float] = (1, 5),
-             seed: int = 0, cfg: SimConfig = SimConfig(), roots: list[Path] | None = None) -> list[Conversation]:
+def make_set(
+    out: Path,
+    count: int = 30,
+    speakers: tuple[int, int] = (2, 7),
+    minutes: tuple[float, float] = (1, 5),
+    seed: int = 0,
+    cfg: SimConfig = SimConfig(),
+    roots: list[Path] | None = None,
+) -> list[Conversation]:
     """Build (or reuse, when list.tsv matches) `count` conversations; speaker counts cycle through the range."""
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -339,10 +361,10 @@ def make_set(out: Path, count: int = 30, speakers: tuple[int, int] = (2, 7), min
     for i in range(count):
         n = n_range[i % len(n_range)]
         chosen = sorted(rng.choice(len(names), n, replace=False))
-        plan.append((f"sim_{i:03d}", [names[j] for j in chosen], float(rng.uniform(*minutes) * 60),
-                     seed * 100003 + i))
-    listing = "".join(f"{uri}\t{len(spk)}\t{sec:.1f}\t{cfg.overlap_rate:g}\t{s}\t{','.join(spk)}\n"
-                      for uri, spk, sec, s in plan)
+        plan.append((f"sim_{i:03d}", [names[j] for j in chosen], float(rng.uniform(*minutes) * 60), seed * 100003 + i))
+    listing = "".join(
+        f"{uri}\t{len(spk)}\t{sec:.1f}\t{cfg.overlap_rate:g}\t{s}\t{','.join(spk)}\n" for uri, spk, sec, s in plan
+    )
     list_tsv = out / "list.tsv"
     header = "uri\tspeakers\tseconds\toverlap_rate\tseed\tspeaker_ids\n"
     reuse = list_tsv.exists() and list_tsv.read_text() == header + listing
@@ -362,19 +384,37 @@ def make_set(out: Path, count: int = 30, speakers: tuple[int, int] = (2, 7), min
 
 def add_set_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--count", type=int, default=30, help="number of conversations [30]")
-    ap.add_argument("--speakers", type=int, nargs=2, default=[2, 7], metavar=("MIN", "MAX"),
-                    help="speaker counts, cycled over the set [2 7]")
-    ap.add_argument("--minutes", type=float, nargs=2, default=[1.0, 5.0], metavar=("MIN", "MAX"),
-                    help="length range, uniform [1 5]")
+    ap.add_argument(
+        "--speakers",
+        type=int,
+        nargs=2,
+        default=[2, 7],
+        metavar=("MIN", "MAX"),
+        help="speaker counts, cycled over the set [2 7]",
+    )
+    ap.add_argument(
+        "--minutes", type=float, nargs=2, default=[1.0, 5.0], metavar=("MIN", "MAX"), help="length range, uniform [1 5]"
+    )
     ap.add_argument("--overlap-rate", type=float, default=0.0, help="probability a turn overlaps the previous [0]")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--root", type=Path, action="append",
-                    help="LibriSpeech-style speaker tree (repeatable) [shared/data/speakers/librispeech_*]")
+    ap.add_argument(
+        "--root",
+        type=Path,
+        action="append",
+        help="LibriSpeech-style speaker tree (repeatable) [shared/data/speakers/librispeech_*]",
+    )
 
 
 def set_from_args(out: Path, args: argparse.Namespace) -> list[Conversation]:
-    return make_set(out, args.count, tuple(args.speakers), tuple(args.minutes), args.seed,
-                    SimConfig(overlap_rate=args.overlap_rate), args.root)
+    return make_set(
+        out,
+        args.count,
+        tuple(args.speakers),
+        tuple(args.minutes),
+        args.seed,
+        SimConfig(overlap_rate=args.overlap_rate),
+        args.root,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

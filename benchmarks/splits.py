@@ -11,6 +11,7 @@ Rule (applied once, frozen below so that a change in the data cannot move a spea
   dev and the other two (1998, 3331) to test, which makes both sides 14 F.
 Dev: 29 speakers (14 F, 15 M); test: 28 speakers (14 F, 14 M). Genders from speakers/utterances.tsv.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,16 +20,65 @@ SPEAKERS_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "speak
 SETS = ("librispeech_train-clean-100_1utt", "librispeech_test-other")
 
 DEV_SPEAKERS: tuple[str, ...] = (
-    "32", "226", "426", "669", "1183", "1970", "2989", "3440", "4137", "5339", "6078", "7511", "7794",  # F
-    "27", "233", "446", "911", "2136", "2514", "3240", "3436", "4397", "6181", "6563", "7190", "7367",  # M
-    "8095", "8629",  # M
+    "32",
+    "226",
+    "426",
+    "669",
+    "1183",
+    "1970",
+    "2989",
+    "3440",
+    "4137",
+    "5339",
+    "6078",
+    "7511",
+    "7794",  # F
+    "27",
+    "233",
+    "446",
+    "911",
+    "2136",
+    "2514",
+    "3240",
+    "3436",
+    "4397",
+    "6181",
+    "6563",
+    "7190",
+    "7367",  # M
+    "8095",
+    "8629",  # M
     "367",  # test-other, F
 )
 TEST_SPEAKERS: tuple[str, ...] = (
-    "125", "289", "587", "887", "1578", "2007", "3112", "3983", "4297", "5514", "7302", "7635",  # F
-    "60", "311", "625", "1355", "2159", "3168", "3374", "3857", "6081", "6529", "7067", "7264",  # M
-    "8088", "8226",  # M
-    "1998", "3331",  # test-other, F
+    "125",
+    "289",
+    "587",
+    "887",
+    "1578",
+    "2007",
+    "3112",
+    "3983",
+    "4297",
+    "5514",
+    "7302",
+    "7635",  # F
+    "60",
+    "311",
+    "625",
+    "1355",
+    "2159",
+    "3168",
+    "3374",
+    "3857",
+    "6081",
+    "6529",
+    "7067",
+    "7264",  # M
+    "8088",
+    "8226",  # M
+    "1998",
+    "3331",  # test-other, F
 )
 SIDES = {"dev": DEV_SPEAKERS, "test": TEST_SPEAKERS}
 
@@ -51,8 +101,9 @@ def read_genders(root: Path = SPEAKERS_ROOT) -> dict[tuple[str, str], str]:
     import csv
 
     with open(root / "utterances.tsv", newline="") as f:
-        return {(r["set"], r["speaker"]): r["gender_or_note"] for r in csv.DictReader(f, delimiter="\t")
-                if r["set"] in SETS}
+        return {
+            (r["set"], r["speaker"]): r["gender_or_note"] for r in csv.DictReader(f, delimiter="\t") if r["set"] in SETS
+        }
 
 
 def speaker_files(side: str, root: Path = SPEAKERS_ROOT) -> dict[str, list[Path]]:

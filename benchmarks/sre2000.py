@@ -28,6 +28,7 @@ Kaldi's `sph2pipe -f wav -p` does), otherwise the recipe stops and says how to c
 Model card (TitaNet-Large, oracle VAD, forgiving = 0.25 s collar each side + overlap ignored):
 NIST-SRE2000 6.73 (known #spk) / 5.38 (unknown).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _recipe import (Recording, RecipeError, add_common_arguments, limited, load_rttm,  # noqa: E402
-                     main_wrapper, readable_sphere, require_dir, require_file, run_recipe)
+from _recipe import (
+    Recording,
+    RecipeError,
+    add_common_arguments,
+    limited,
+    load_rttm,  # noqa: E402
+    main_wrapper,
+    readable_sphere,
+    require_dir,
+    require_file,
+    run_recipe,
+)
 
 MODEL_CARD = (6.73, 5.38)
 
@@ -76,8 +87,11 @@ def sre2000_recordings(audio: Path, key: Path, cache: Path, limit: int | None = 
             raise RecipeError(f"{key / 'fullref.rttm'}: expected turns for call {reco!r} (listed in reco2num)")
         if reco not in sph:
             raise RecipeError(f"expected {reco}.sph under {audio} (not found)")
-        recs.append(Recording(uri=reco, audio=readable_sphere(sph[reco], cache), reference=refs[reco],
-                              num_speakers=reco2num[reco]))
+        recs.append(
+            Recording(
+                uri=reco, audio=readable_sphere(sph[reco], cache), reference=refs[reco], num_speakers=reco2num[reco]
+            )
+        )
     return recs
 
 

@@ -11,6 +11,7 @@ depend on the weights). Step 1, in diarize's env, writes the windows; step 2 run
     python benchmarks/titanet_speed.py ours  campplus --minutes 2 --out /tmp/cspeed   # CAM++ (ours only)
     /work/nemo-venv/bin/python benchmarks/titanet_speed.py nemo /tmp/parity/titanet_large.nemo --out /tmp/tspeed
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,8 +49,9 @@ def ours(args) -> None:
         return embed_all_scales(audio, scales, model, batch_size=64, min_embed_s=0.0)
 
     def fast():
-        return embed_scales_fast(audio, regions, scales, model, chunk_s=args.chunk_s, min_embed_s=0.0,
-                                 local_context_s=args.local_context_s)
+        return embed_scales_fast(
+            audio, regions, scales, model, chunk_s=args.chunk_s, min_embed_s=0.0, local_context_s=args.local_context_s
+        )
 
     embed_all_scales(audio, scales[:1], model, 64)  # warm-up
     fast()
@@ -64,12 +66,17 @@ def ours(args) -> None:
             else:
                 embs_fast = out
     args.out.mkdir(parents=True, exist_ok=True)
-    np.savez(args.out / "windows.npz", audio=audio,
-             **{f"starts{i}": s.starts for i, s in enumerate(scales)},
-             **{f"ends{i}": s.ends for i, s in enumerate(scales)},
-             **{f"emb{i}": e for i, e in enumerate(embs)})
-    print(f"model={model.name} audio {len(audio) / 16000:.0f} s, speech {float((regions[:, 1] - regions[:, 0]).sum()):.0f} s "
-          f"in {len(regions)} regions, {n} windows, threads {torch.get_num_threads()}, chunk_s {args.chunk_s}")
+    np.savez(
+        args.out / "windows.npz",
+        audio=audio,
+        **{f"starts{i}": s.starts for i, s in enumerate(scales)},
+        **{f"ends{i}": s.ends for i, s in enumerate(scales)},
+        **{f"emb{i}": e for i, e in enumerate(embs)},
+    )
+    print(
+        f"model={model.name} audio {len(audio) / 16000:.0f} s, speech {float((regions[:, 1] - regions[:, 0]).sum()):.0f} s "
+        f"in {len(regions)} regions, {n} windows, threads {torch.get_num_threads()}, chunk_s {args.chunk_s}"
+    )
     for name, ts in times.items():
         print(f"ours {name:5s}: " + ", ".join(f"{n / t:.1f}" for t in ts) + f" windows/s (best {n / min(ts):.1f})")
     ratios = [e / f for e, f in zip(times["exact"], times["fast"])]
@@ -79,8 +86,10 @@ def ours(args) -> None:
         c = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
         mu = a.mean(0)  # random checkpoints share a large common offset: also compare what varies
         cc = ((a - mu) * (b - mu)).sum(1) / np.linalg.norm(a - mu, axis=1) / np.linalg.norm(b - mu, axis=1)
-        print(f"  {s.window:.2f} s ({len(c)}): {c.min():.3f} / {np.percentile(c, 1):.3f} / {np.median(c):.3f};"
-              f" centred on the exact-mode mean: {cc.min():.3f} / {np.percentile(cc, 1):.3f} / {np.median(cc):.3f}")
+        print(
+            f"  {s.window:.2f} s ({len(c)}): {c.min():.3f} / {np.percentile(c, 1):.3f} / {np.median(c):.3f};"
+            f" centred on the exact-mode mean: {cc.min():.3f} / {np.percentile(cc, 1):.3f} / {np.median(cc):.3f}"
+        )
 
 
 def nemo(args) -> None:
@@ -94,20 +103,22 @@ def nemo(args) -> None:
     segs = []
     i = 0
     while f"starts{i}" in d:
-        segs.append([audio[int(round(s * 16000)): int(round(e * 16000))] for s, e in zip(d[f"starts{i}"], d[f"ends{i}"])])
+        segs.append(
+            [audio[int(round(s * 16000)) : int(round(e * 16000))] for s, e in zip(d[f"starts{i}"], d[f"ends{i}"])]
+        )
         i += 1
     n = sum(len(s) for s in segs)
 
     def tile(x, L):  # NeMo's fixed_seq_collate_fn: repeat, then the last (L mod len) samples
         reps, rem = divmod(L, len(x))
-        return np.concatenate([np.tile(x, reps), x[len(x) - rem:]]) if rem else np.tile(x, reps)
+        return np.concatenate([np.tile(x, reps), x[len(x) - rem :]]) if rem else np.tile(x, reps)
 
     for mode in ("autocast", "fp32"):
         out, t0 = [], time.perf_counter()
         with torch.inference_mode():
             for scale in segs:
                 for b in range(0, len(scale), 64):
-                    batch = scale[b: b + 64]
+                    batch = scale[b : b + 64]
                     L = max(len(x) for x in batch)
                     sig = torch.from_numpy(np.stack([tile(x, L) for x in batch]))
                     lens = torch.full((len(batch),), L)
@@ -117,11 +128,14 @@ def nemo(args) -> None:
         dt = time.perf_counter() - t0
         got = np.concatenate(out)
         ref = np.concatenate([d[f"emb{k}"] for k in range(len(segs))])
-        full = np.concatenate([[len(x) == max(len(y) for y in s[b - b % 64: b - b % 64 + 64]) for b, x in enumerate(s)]
-                               for s in segs])
+        full = np.concatenate(
+            [[len(x) == max(len(y) for y in s[b - b % 64 : b - b % 64 + 64]) for b, x in enumerate(s)] for s in segs]
+        )
         diff = np.abs(got[full] - ref[full]).max() / np.abs(ref).max()
-        print(f"nemo {mode}: {n} windows in {dt:.1f} s = {n / dt:.1f} windows/s; "
-              f"max |diff| / max |emb| vs ours on untiled windows: {diff:.2e}")
+        print(
+            f"nemo {mode}: {n} windows in {dt:.1f} s = {n / dt:.1f} windows/s; "
+            f"max |diff| / max |emb| vs ours on untiled windows: {diff:.2e}"
+        )
 
 
 def main(argv=None) -> int:

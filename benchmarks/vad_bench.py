@@ -8,6 +8,7 @@ Prints a markdown table of full DER (no collar, overlap scored), forgiving DER
     python benchmarks/vad_bench.py --data ../shared/data/diarization --model campplus \
         [--senko-python /path/to/senko-venv/bin/python]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,7 +63,7 @@ def overlap_timeline(ann: Annotation) -> Timeline:
     segs = []
     tracks = list(ann.itertracks(yield_label=True))
     for i, (s1, _, l1) in enumerate(tracks):
-        for s2, _, l2 in tracks[i + 1:]:
+        for s2, _, l2 in tracks[i + 1 :]:
             if l1 != l2 and s1.intersects(s2):
                 segs.append(s1 & s2)
     return Timeline(segs).support()
@@ -87,9 +88,11 @@ class Scores:
         total = c["total"]
         rtf = f"{self.vad_s / self.audio_s:.4f}" if self.audio_s else "-"
         files = " ".join(f"{100 * self.per_file[k]:.1f}" for k in sorted(self.per_file))
-        return (f"| {name} | {100 * abs(self.full):.2f} | {100 * abs(self.forgiving):.2f} | "
-                f"{100 * c['missed detection'] / total:.2f} | {100 * c['false alarm'] / total:.2f} | "
-                f"{100 * c['confusion'] / total:.2f} | {rtf} | {files} |")
+        return (
+            f"| {name} | {100 * abs(self.full):.2f} | {100 * abs(self.forgiving):.2f} | "
+            f"{100 * c['missed detection'] / total:.2f} | {100 * c['false alarm'] / total:.2f} | "
+            f"{100 * c['confusion'] / total:.2f} | {rtf} | {files} |"
+        )
 
 
 def main() -> int:
@@ -98,9 +101,14 @@ def main() -> int:
     ap.add_argument("--model", default="campplus")
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     ap.add_argument("--senko-python", help="python of a virtualenv with senko installed (runs senko's CPU path)")
-    ap.add_argument("--oracle-num-speakers", action="store_true",
-                    help="diagnostic: give the reference speaker count, to separate VAD errors from counting errors")
-    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="extra vad config overrides, e.g. seg_soft=true")
+    ap.add_argument(
+        "--oracle-num-speakers",
+        action="store_true",
+        help="diagnostic: give the reference speaker count, to separate VAD errors from counting errors",
+    )
+    ap.add_argument(
+        "--set", nargs="*", default=[], metavar="KEY=VALUE", help="extra vad config overrides, e.g. seg_soft=true"
+    )
     args = ap.parse_args()
 
     files = find_files(args.data)
@@ -110,8 +118,10 @@ def main() -> int:
     model = load_model(args.model, "cpu")
     audio = {uri: load_audio(wav) for uri, wav, _ in files}
     total_audio = sum(len(a) for a in audio.values()) / SAMPLE_RATE
-    print(f"{len(files)} files, {total_audio:.1f} s; embedder {model.name}; CPU threads {__import__('torch').get_num_threads()}",
-          file=sys.stderr)
+    print(
+        f"{len(files)} files, {total_audio:.1f} s; embedder {model.name}; CPU threads {__import__('torch').get_num_threads()}",
+        file=sys.stderr,
+    )
 
     rows: list[str] = []
     ovl_lines: list[str] = []
@@ -149,19 +159,23 @@ def main() -> int:
         rows.append(plain.row(method))
         if method == "pyannote-seg":
             rows.append(ovl.row("pyannote-seg + overlap assignment"))
-            ovl_lines.append(f"overlap detection (pyannote-seg): reference overlap {ovl.ovl_ref:.2f} s, detected "
-                             f"{ovl.ovl_det:.2f} s, precision {ovl.ovl_hit / max(ovl.ovl_det, 1e-9):.2f}, "
-                             f"recall {ovl.ovl_hit / max(ovl.ovl_ref, 1e-9):.2f}")
+            ovl_lines.append(
+                f"overlap detection (pyannote-seg): reference overlap {ovl.ovl_ref:.2f} s, detected "
+                f"{ovl.ovl_det:.2f} s, precision {ovl.ovl_hit / max(ovl.ovl_det, 1e-9):.2f}, "
+                f"recall {ovl.ovl_hit / max(ovl.ovl_ref, 1e-9):.2f}"
+            )
 
     if args.senko_python and not args.oracle_num_speakers:
         with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
             f.write(SENKO_RUNNER)
-        proc = subprocess.run([args.senko_python, f.name, *[str(w) for _, w, _ in files]], capture_output=True, text=True)
+        proc = subprocess.run(
+            [args.senko_python, f.name, *[str(w) for _, w, _ in files]], capture_output=True, text=True
+        )
         line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("SENKO_JSON ")), None)
         if line is None:
             rows.append(f"| senko 0.2.2 | failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]} |")
         else:
-            out = json.loads(line[len("SENKO_JSON "):])
+            out = json.loads(line[len("SENKO_JSON ") :])
             sc = Scores()
             for uri, wav, ref in files:
                 r = out["files"][str(wav)]
@@ -175,7 +189,11 @@ def main() -> int:
             rows.append(sc.row(f"senko 0.2.2 (CPU, {out['vad']} VAD)"))
 
     names = " ".join(sorted(uri for uri, _, _ in files))
-    print("| VAD | full DER % | forgiving DER % | miss % | FA % | confusion % | VAD RTF | per-file full DER % (" + names + ") |")
+    print(
+        "| VAD | full DER % | forgiving DER % | miss % | FA % | confusion % | VAD RTF | per-file full DER % ("
+        + names
+        + ") |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
     for ln in ovl_lines:

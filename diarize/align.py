@@ -10,6 +10,7 @@ The overlap of N intervals with each of S speakers comes from per-speaker cumula
 time evaluated with binary search: O((N + T) log T) per speaker for T turns, never N x T, so
 three hours of words take a few milliseconds (benchmarks/align_speed.py).
 """
+
 from __future__ import annotations
 
 import copy
@@ -245,5 +246,12 @@ def write_transcript(path: str | os.PathLike, doc: dict, fmt: str | None = None)
     atomic_write(path, text)
 
 
-__all__ = ["TRANSCRIPT_FORMATS", "assign_speakers", "label_transcript", "normalise_transcript", "parse_cues",
-           "read_transcript", "write_transcript"]
+__all__ = [
+    "TRANSCRIPT_FORMATS",
+    "assign_speakers",
+    "label_transcript",
+    "normalise_transcript",
+    "parse_cues",
+    "read_transcript",
+    "write_transcript",
+]

@@ -1,4 +1,5 @@
 """Audio in: any file soundfile reads -> mono float32 at 16 kHz, whole or in blocks."""
+
 from __future__ import annotations
 
 import os
@@ -34,7 +35,7 @@ class DecodedAudio:
 
     def read(self, n: int = -1, dtype: str = "float32", always_2d: bool = True) -> np.ndarray:
         end = self.frames if n < 0 else min(self.frames, self._pos + n)
-        out, self._pos = self._x[self._pos: end], end
+        out, self._pos = self._x[self._pos : end], end
         return out.astype(dtype, copy=False) if always_2d else out[:, 0].astype(dtype, copy=False)
 
     def close(self) -> None:
@@ -67,7 +68,9 @@ def decode_with_av(path: str | os.PathLike) -> DecodedAudio:
     except AudioError:
         raise
     except Exception as e:  # PyAV raises its own FFmpeg error family; any of them means "cannot decode"
-        raise AudioError(f"{path}: not a readable audio file (PyAV: {str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        raise AudioError(
+            f"{path}: not a readable audio file (PyAV: {str(e).splitlines()[0] if str(e) else type(e).__name__})"
+        ) from None
     x = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, dtype=np.float32)
     if not np.isfinite(x).all():
         raise AudioError(f"{path}: audio contains NaN or infinite samples")
@@ -113,18 +116,23 @@ def to_mono_16k(samples: np.ndarray, sample_rate: int, source: str = "<waveform>
     if x.ndim == 2:
         x = x.mean(axis=1 if x.shape[0] >= x.shape[1] else 0, dtype=np.float32)
     elif x.ndim != 1:
-        raise AudioError(f"{source}: expected (samples,), (samples, channels) or (channels, samples) audio, "
-                         f"got shape {x.shape}")
+        raise AudioError(
+            f"{source}: expected (samples,), (samples, channels) or (channels, samples) audio, got shape {x.shape}"
+        )
     if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
         raise AudioError(f"{source}: expected numeric samples, got dtype {x.dtype}")
     x = x.astype(np.float32, copy=False)
     if not np.isfinite(x).all():
         raise AudioError(f"{source}: audio contains NaN or infinite samples")
     if sample_rate != SAMPLE_RATE:
-        if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) \
-                or not MIN_SAMPLE_RATE <= sample_rate <= 10_000_000:
-            raise AudioError(f"{source}: invalid sample rate {sample_rate!r} (need a whole number of Hz "
-                             f">= {MIN_SAMPLE_RATE})")
+        if (
+            isinstance(sample_rate, bool)
+            or not isinstance(sample_rate, (int, np.integer))
+            or not MIN_SAMPLE_RATE <= sample_rate <= 10_000_000
+        ):
+            raise AudioError(
+                f"{source}: invalid sample rate {sample_rate!r} (need a whole number of Hz >= {MIN_SAMPLE_RATE})"
+            )
         g = gcd(int(sample_rate), SAMPLE_RATE)
         x = resample_poly(x, SAMPLE_RATE // g, int(sample_rate) // g).astype(np.float32)
     return x
@@ -174,7 +182,7 @@ def read_blocks(path: str | os.PathLike, block_seconds: float = BLOCK_SECONDS) -
             off = int(round((start - lo) * up / down))
             end_out = total_out if start + block >= f.frames else int(round((start + block) * up / down))
             n = end_out - out_done
-            piece = y[off: off + n]
+            piece = y[off : off + n]
             out_done += len(piece)
             start += block
             yield piece
@@ -200,8 +208,9 @@ class AudioSource:
         self.uri, self.num_samples, self.path, self._waveform = uri, num_samples, path, waveform
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike, uri: str | None = None,
-                  block_seconds: float = BLOCK_SECONDS) -> "AudioSource":
+    def from_file(
+        cls, path: str | os.PathLike, uri: str | None = None, block_seconds: float = BLOCK_SECONDS
+    ) -> "AudioSource":
         path = Path(path)
         n = num_samples_16k(path)
         if n == 0:
@@ -227,7 +236,7 @@ class AudioSource:
         if self._waveform is not None:
             step = max(1, int(block_seconds * SAMPLE_RATE))
             for i in range(0, len(self._waveform), step):
-                yield self._waveform[i: i + step]
+                yield self._waveform[i : i + step]
         else:
             assert self.path is not None
             yield from read_blocks(self.path, block_seconds)

@@ -4,6 +4,7 @@ the console (notices, warnings, progress) and the exit codes.
 Exit codes: 0 success, 1 some inputs of a batch failed, 2 usage error or bad input,
 3 internal error (a bug: please report it).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -92,56 +93,119 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="diarize audio files into RTTM")
     r.add_argument("audio", nargs="*", type=Path, help="audio files (any format soundfile reads)")
-    r.add_argument("--manifest", type=Path,
-                   help="NeMo-style JSON-lines manifest (audio_filepath, offset, duration, num_speakers, "
-                        "rttm_filepath, uem_filepath per line); its entries are added")
-    r.add_argument("--out", type=Path, required=True,
-                   help="output file for one input (.rttm/.json/.srt/.vtt/.csv: the extension picks the format), "
-                        "or a directory (one file per input and format) for several")
-    r.add_argument("--format", default=None, metavar="FMT[,FMT]",
-                   help="output formats, any of rttm,json,srt,vtt,csv [the --out extension, else rttm]")
-    r.add_argument("--exclusive", action="store_true",
-                   help="one speaker at a time: overlapped speech goes to the speaker with the longer turn")
-    r.add_argument("--labels", choices=["diarize", "pyannote"], default="diarize",
-                   help="speaker label style: speaker_0, ... or pyannote's SPEAKER_00, ... [diarize]")
+    r.add_argument(
+        "--manifest",
+        type=Path,
+        help="NeMo-style JSON-lines manifest (audio_filepath, offset, duration, num_speakers, "
+        "rttm_filepath, uem_filepath per line); its entries are added",
+    )
+    r.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="output file for one input (.rttm/.json/.srt/.vtt/.csv: the extension picks the format), "
+        "or a directory (one file per input and format) for several",
+    )
+    r.add_argument(
+        "--format",
+        default=None,
+        metavar="FMT[,FMT]",
+        help="output formats, any of rttm,json,srt,vtt,csv [the --out extension, else rttm]",
+    )
+    r.add_argument(
+        "--exclusive",
+        action="store_true",
+        help="one speaker at a time: overlapped speech goes to the speaker with the longer turn",
+    )
+    r.add_argument(
+        "--labels",
+        choices=["diarize", "pyannote"],
+        default="diarize",
+        help="speaker label style: speaker_0, ... or pyannote's SPEAKER_00, ... [diarize]",
+    )
     r.add_argument("--centroids", action="store_true", help="JSON output: add each speaker's centroid embedding")
-    r.add_argument("--speakers", type=Path, metavar="DB.npz",
-                   help="name clusters that match a person enrolled with `diarize enroll`")
-    r.add_argument("--speaker-threshold", type=float, default=None, metavar="COS",
-                   help="cosine needed to name a cluster after an enrolled person [measured per model]")
-    r.add_argument("--transcript", type=Path, metavar="ASR.json|.srt|.vtt",
-                   help="also label this transcript (whisper/whisperX JSON, SRT, VTT, word list) with speakers; "
-                        "written beside the output as NAME.speakers.EXT")
-    r.add_argument("--oracle-vad", type=Path, metavar="REF.rttm",
-                   help="take speech regions from this reference RTTM (matched by file id = audio stem)")
+    r.add_argument(
+        "--speakers",
+        type=Path,
+        metavar="DB.npz",
+        help="name clusters that match a person enrolled with `diarize enroll`",
+    )
+    r.add_argument(
+        "--speaker-threshold",
+        type=float,
+        default=None,
+        metavar="COS",
+        help="cosine needed to name a cluster after an enrolled person [measured per model]",
+    )
+    r.add_argument(
+        "--transcript",
+        type=Path,
+        metavar="ASR.json|.srt|.vtt",
+        help="also label this transcript (whisper/whisperX JSON, SRT, VTT, word list) with speakers; "
+        "written beside the output as NAME.speakers.EXT",
+    )
+    r.add_argument(
+        "--oracle-vad",
+        type=Path,
+        metavar="REF.rttm",
+        help="take speech regions from this reference RTTM (matched by file id = audio stem)",
+    )
     r.add_argument("--uem", type=Path, help="UEM file restricting the regions processed")
-    r.add_argument("--vad", choices=VAD_METHODS, default=None,
-                   help="system VAD when no --oracle-vad is given [config's vad.method]")
+    r.add_argument(
+        "--vad",
+        choices=VAD_METHODS,
+        default=None,
+        help="system VAD when no --oracle-vad is given [config's vad.method]",
+    )
     r.add_argument("--num-speakers", type=_positive_int, help="known number of speakers")
     r.add_argument("--min-speakers", type=_positive_int)
     r.add_argument("--max-speakers", type=_positive_int)
     r.add_argument("--config", default="general", help=f"preset ({', '.join(PRESET_NAMES)}) or YAML file [general]")
-    r.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override one config value, e.g. --set clustering.max_num_speakers=4 (repeatable)")
-    r.add_argument("--model", default=None,
-                   help="titanet-large, campplus, or a .nemo path [config; default auto: titanet-large if at hand]")
+    r.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one config value, e.g. --set clustering.max_num_speakers=4 (repeatable)",
+    )
+    r.add_argument(
+        "--model",
+        default=None,
+        help="titanet-large, campplus, or a .nemo path [config; default auto: titanet-large if at hand]",
+    )
     r.add_argument("--device", default=None, help="auto | cpu | cuda [auto]")
-    r.add_argument("--plot", type=Path, metavar="PNG|HTML",
-                   help="also draw a speaker timeline (one input only): .html is an interactive page that plays "
-                        "the audio when it sits beside the page; .png/.svg need matplotlib (pip install 'diarize[plot]')")
-    r.add_argument("--overwrite", action="store_true", help="re-diarize files whose RTTM already exists (directory output)")
+    r.add_argument(
+        "--plot",
+        type=Path,
+        metavar="PNG|HTML",
+        help="also draw a speaker timeline (one input only): .html is an interactive page that plays "
+        "the audio when it sits beside the page; .png/.svg need matplotlib (pip install 'diarize[plot]')",
+    )
+    r.add_argument(
+        "--overwrite", action="store_true", help="re-diarize files whose RTTM already exists (directory output)"
+    )
     r.add_argument("--quiet", action="store_true", help="no notices, progress or summary")
-    r.add_argument("--engine", choices=["local", "ray"], default="local",
-                   help="local: one process; ray: spread files over a Ray cluster (pip install -e '.[ray]')")
+    r.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help="local: one process; ray: spread files over a Ray cluster (pip install -e '.[ray]')",
+    )
     r.add_argument("--ray-address", default=None, help="address of an existing Ray cluster [start a local one]")
     r.add_argument("--workers", type=_positive_int, default=None, help="Ray actors [one per available CPU]")
-    r.add_argument("--threads", type=_positive_int, default=None,
-                   help="CPU threads for this process [all cores]; give each of several parallel jobs its share "
-                        "(torch threads of jobs side by side otherwise oversubscribe the cores)")
+    r.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=None,
+        help="CPU threads for this process [all cores]; give each of several parallel jobs its share "
+        "(torch threads of jobs side by side otherwise oversubscribe the cores)",
+    )
 
     e = sub.add_parser("embed", help="one raw embedding per audio file, saved as .npz")
     e.add_argument("audio", nargs="*", type=Path)
-    e.add_argument("--manifest", type=Path, help="NeMo-style JSON-lines manifest (audio_filepath, offset, duration, label)")
+    e.add_argument(
+        "--manifest", type=Path, help="NeMo-style JSON-lines manifest (audio_filepath, offset, duration, label)"
+    )
     e.add_argument("--out", type=Path, required=True)
     e.add_argument("--model", default="auto")
     e.add_argument("--device", default="auto")
@@ -157,8 +221,13 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("transcript", type=Path, help="whisper/whisperX JSON, SRT, VTT, or a JSON list of words")
     a.add_argument("diarization", type=Path, help="diarization as RTTM or diarize JSON")
     a.add_argument("--out", type=Path, required=True, help="labelled transcript: .json, .srt or .vtt")
-    a.add_argument("--tolerance", type=float, default=1.0, metavar="SECONDS",
-                   help="a word in a gap takes the nearest speaker within this distance [1.0]")
+    a.add_argument(
+        "--tolerance",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="a word in a gap takes the nearest speaker within this distance [1.0]",
+    )
     a.add_argument("--uri", default=None, help="file id to take from a multi-file RTTM [its only one]")
 
     n = sub.add_parser("enroll", help="store a speaker's centroid embedding in a speakers database")
@@ -173,8 +242,13 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("models", help="list or fetch model weights")
     msub = m.add_subparsers(dest="models_command", required=True)
     f = msub.add_parser("fetch", help="fetch weights into the cache")
-    f.add_argument("name", nargs="?", default="all", choices=["all", *WEIGHTS],
-                   help=f"all = everything the default pipeline needs offline ({', '.join(DEFAULT_FETCH)}) [all]")
+    f.add_argument(
+        "name",
+        nargs="?",
+        default="all",
+        choices=["all", *WEIGHTS],
+        help=f"all = everything the default pipeline needs offline ({', '.join(DEFAULT_FETCH)}) [all]",
+    )
     msub.add_parser("list", help="show which models are at hand")
     return p
 
@@ -191,8 +265,15 @@ def main(argv: list[str] | None = None) -> int:
             warnings.filterwarnings("ignore", category=DeprecationWarning)
             warnings.filterwarnings("default", category=DeprecationWarning, module="diarize")
             warnings.showwarning = console.showwarning
-            return {"run": cmd_run, "embed": cmd_embed, "verify": cmd_verify, "score": cmd_score,
-                    "models": cmd_models, "align": cmd_align, "enroll": cmd_enroll}[args.command](args)
+            return {
+                "run": cmd_run,
+                "embed": cmd_embed,
+                "verify": cmd_verify,
+                "score": cmd_score,
+                "models": cmd_models,
+                "align": cmd_align,
+                "enroll": cmd_enroll,
+            }[args.command](args)
     except USER_ERRORS as e:
         print(f"diarize: error: {_one_line(e)}", file=sys.stderr)
         return 2
@@ -200,8 +281,11 @@ def main(argv: list[str] | None = None) -> int:
         print("diarize: interrupted", file=sys.stderr)
         return 130
     except Exception as e:  # a bug: say so, so it is never mistaken for bad input or a failed batch
-        print(f"diarize: internal error: {type(e).__name__}: {_one_line(e)[:300]} "
-              "(this is a bug in diarize; please report it with the command that caused it)", file=sys.stderr)
+        print(
+            f"diarize: internal error: {type(e).__name__}: {_one_line(e)[:300]} "
+            "(this is a bug in diarize; please report it with the command that caused it)",
+            file=sys.stderr,
+        )
         return 3
 
 
@@ -329,8 +413,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         SpeakerCount(args.num_speakers, args.min_speakers, args.max_speakers)
     except DiarizeError as e:
-        raise UsageError(str(e).replace("num_speakers", "--num-speakers").replace("min_speakers", "--min-speakers")
-                         .replace("max_speakers", "--max-speakers")) from None
+        raise UsageError(
+            str(e)
+            .replace("num_speakers", "--num-speakers")
+            .replace("min_speakers", "--min-speakers")
+            .replace("max_speakers", "--max-speakers")
+        ) from None
     cfg = load_config(args.config, args.set)
     if args.threads is not None:
         import torch
@@ -352,9 +440,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     outputs, batch = _output_paths(audio_paths, args.out, fmts[0])
     # Never overwrite an input: an RTTM output, or the plot, that is the audio, the reference ...
     inputs = [("audio file", a) for a in audio_paths] + [
-        (name, path) for name, path in (("--oracle-vad reference", args.oracle_vad), ("--uem file", args.uem),
-                                        ("--manifest", args.manifest), ("--config file", Path(args.config)))
-        if path is not None and path.is_file()]
+        (name, path)
+        for name, path in (
+            ("--oracle-vad reference", args.oracle_vad),
+            ("--uem file", args.uem),
+            ("--manifest", args.manifest),
+            ("--config file", Path(args.config)),
+        )
+        if path is not None and path.is_file()
+    ]
     for out in outputs:
         _refuse_input_as_output(out, inputs)
     if args.plot is not None:
@@ -364,7 +458,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise UsageError(f"--plot {args.plot} is the --out file; give them different names")
         _refuse_input_as_output(args.plot, inputs, "--plot")
         if not args.plot.parent.is_dir() or args.plot.is_dir():
-            raise OutputError(f"--plot {args.plot}: output folder {args.plot.parent} does not exist or it is a directory")
+            raise OutputError(
+                f"--plot {args.plot}: output folder {args.plot.parent} does not exist or it is a directory"
+            )
         _check_writable_folder(args.plot.parent)
     if not batch:
         audio = audio_paths[0]
@@ -372,8 +468,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise AudioError(f"{audio}: no such file")
         uri = rttm_token(audio.stem)
         if refs is not None and uri not in refs:
-            raise FormatError(f"{args.oracle_vad}: no turns for file id {uri!r} "
-                              f"(has {', '.join(sorted(refs)) or 'none'})")
+            raise FormatError(
+                f"{args.oracle_vad}: no turns for file id {uri!r} (has {', '.join(sorted(refs)) or 'none'})"
+            )
         if uems is not None and uri not in uems:
             raise FormatError(f"{args.uem}: no region for file id {uri!r} (has {', '.join(sorted(uems)) or 'none'})")
     run_log = args.out / "diarize_run.log" if batch else None
@@ -403,12 +500,21 @@ def cmd_run(args: argparse.Namespace) -> int:
             failures.append((audio, f"{args.uem}: no region for file id {uri!r}"))
         elif entry is not None:  # a manifest line: its own references (else the global ones), part and count
             oracle, scored = load_references(entry)
-            jobs.append(Job(audio, out, uri, oracle if oracle is not None else refs[uri] if refs is not None else None,
-                            scored if scored is not None else uems[uri] if uems is not None else None,
-                            window=entry.window(), num_speakers=entry.num_speakers))
+            jobs.append(
+                Job(
+                    audio,
+                    out,
+                    uri,
+                    oracle if oracle is not None else refs[uri] if refs is not None else None,
+                    scored if scored is not None else uems[uri] if uems is not None else None,
+                    window=entry.window(),
+                    num_speakers=entry.num_speakers,
+                )
+            )
         else:
-            jobs.append(Job(audio, out, uri, refs[uri] if refs is not None else None,
-                            uems[uri] if uems is not None else None))
+            jobs.append(
+                Job(audio, out, uri, refs[uri] if refs is not None else None, uems[uri] if uems is not None else None)
+            )
     for audio, msg in failures:
         log(f"fail\t{audio}\t{msg}")
         print(f"diarize: error: {msg}", file=sys.stderr)
@@ -419,8 +525,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     elif args.engine == "ray":
         results = run_ray(cfg, args.model, args.device, jobs, opts, address=args.ray_address, workers=args.workers)
     else:
-        results = run_local(Diarizer(cfg, model=args.model), jobs, opts,
-                            hook_for=(lambda job: _ProgressBar(job.uri)) if show_progress else None)
+        results = run_local(
+            Diarizer(cfg, model=args.model),
+            jobs,
+            opts,
+            hook_for=(lambda job: _ProgressBar(job.uri)) if show_progress else None,
+        )
     for r in results:
         audio, out = r.job.audio, r.job.out
         if r.error is not None:
@@ -450,15 +560,23 @@ def cmd_run(args: argparse.Namespace) -> int:
             except OSError as e:
                 raise OutputError(_write_error(args.plot, e)) from None
         done += 1
-        log(f"ok\t{audio}\t{out}\tspeakers={r.num_speakers}\tduration={r.duration:.1f}s\t"
-            f"rtf={r.seconds / max(r.duration, 1e-9):.3f}")
+        log(
+            f"ok\t{audio}\t{out}\tspeakers={r.num_speakers}\tduration={r.duration:.1f}s\t"
+            f"rtf={r.seconds / max(r.duration, 1e-9):.3f}"
+        )
         if not args.quiet:
-            print(f"{audio}: {r.num_speakers} speakers, {len(r.annotation)} turns, "
-                  f"{r.duration:.1f} s in {r.seconds:.1f} s -> {', '.join(map(str, written))}", file=sys.stderr)
+            print(
+                f"{audio}: {r.num_speakers} speakers, {len(r.annotation)} turns, "
+                f"{r.duration:.1f} s in {r.seconds:.1f} s -> {', '.join(map(str, written))}",
+                file=sys.stderr,
+            )
     if batch:
         if not args.quiet:
-            print(f"diarize: {done} diarized, {skipped} skipped (RTTM exists), {len(failures)} failed "
-                  f"in {time.perf_counter() - t_start:.1f} s", file=sys.stderr)
+            print(
+                f"diarize: {done} diarized, {skipped} skipped (RTTM exists), {len(failures)} failed "
+                f"in {time.perf_counter() - t_start:.1f} s",
+                file=sys.stderr,
+            )
         if failures:
             for audio, msg in failures:
                 print(f"diarize: failed: {audio}: {msg}", file=sys.stderr)
@@ -480,8 +598,10 @@ def _embedding_keys(items: list) -> list[str]:
     first: dict[str, str] = {}
     for key, item in zip(keys, items):
         if key in first or key in ("__labels__", "__keys__"):
-            raise FormatError(f"{item.where}: {short(str(item.audio))} would be stored under the key {short(key)} "
-                              f"already used by {first.get(key, 'diarize')}; give each segment its own file or offset")
+            raise FormatError(
+                f"{item.where}: {short(str(item.audio))} would be stored under the key {short(key)} "
+                f"already used by {first.get(key, 'diarize')}; give each segment its own file or offset"
+            )
         first[key] = item.where
     return keys
 
@@ -512,9 +632,11 @@ def cmd_embed(args: argparse.Namespace) -> int:
         audio = load_audio(item.audio)
         start = int(item.offset * SAMPLE_RATE)
         if start >= len(audio):
-            raise FormatError(f"{item.where}: offset {item.offset} s is past the end of {item.audio} "
-                              f"({len(audio) / SAMPLE_RATE:.2f} s)")
-        audio = audio[start: None if item.duration is None else start + max(1, int(item.duration * SAMPLE_RATE))]
+            raise FormatError(
+                f"{item.where}: offset {item.offset} s is past the end of {item.audio} "
+                f"({len(audio) / SAMPLE_RATE:.2f} s)"
+            )
+        audio = audio[start : None if item.duration is None else start + max(1, int(item.duration * SAMPLE_RATE))]
         embs.append(embed_waveform(model, audio))
         labels.append(item.label)
     data = {k: e for k, e in zip(keys, embs)}
@@ -569,13 +691,17 @@ def cmd_align(args: argparse.Namespace) -> int:
     found = read_diarization(args.diarization)
     uri = args.uri if args.uri is not None else next(iter(found)) if len(found) == 1 else None
     if uri is None or uri not in found:
-        raise FormatError(f"{args.diarization}: {'no file id ' + repr(uri) if uri else 'several file ids'} "
-                          f"(has {', '.join(sorted(found)) or 'none'}); pick one with --uri")
+        raise FormatError(
+            f"{args.diarization}: {'no file id ' + repr(uri) if uri else 'several file ids'} "
+            f"(has {', '.join(sorted(found)) or 'none'}); pick one with --uri"
+        )
     labelled = label_transcript(doc, found[uri], tolerance=args.tolerance)
     write_transcript(args.out, labelled)
     n = sum(len(seg.get("words") or []) for seg in labelled["segments"]) + len(labelled.get("words") or [])
-    print(f"{args.transcript}: {len(labelled['segments'])} segments, {n} words labelled with {len(found[uri].labels())} speakers -> {args.out}",
-          file=sys.stderr)
+    print(
+        f"{args.transcript}: {len(labelled['segments'])} segments, {n} words labelled with {len(found[uri].labels())} speakers -> {args.out}",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -594,8 +720,10 @@ def cmd_enroll(args: argparse.Namespace) -> int:
         raise UsageError(f"--db {args.db}: enrolled with {db_model}, not {model.name} (use --model {db_model})")
     db[args.name] = enroll_embeddings([embed_waveform(model, w) for w in waves])
     save_db(args.db, db, model.name)
-    print(f"enrolled {args.name!r} from {len(waves)} recording(s) ({model.name}); {len(db)} speaker(s) in {args.db}",
-          file=sys.stderr)
+    print(
+        f"enrolled {args.name!r} from {len(waves)} recording(s) ({model.name}); {len(db)} speaker(s) in {args.db}",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -605,8 +733,11 @@ def add_score_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--uem", type=Path, help="UEM file (scored regions)")
     p.add_argument("--collar", type=float, default=None, help="seconds on EACH side of reference boundaries [0]")
     p.add_argument("--ignore-overlap", action="store_true", default=None, help="do not score overlapped speech")
-    p.add_argument("--preset", choices=sorted(COLLAR_PRESETS),
-                   help="forgiving: 0.25 s collar + overlap ignored (model card); full: no collar, overlap scored")
+    p.add_argument(
+        "--preset",
+        choices=sorted(COLLAR_PRESETS),
+        help="forgiving: 0.25 s collar + overlap ignored (model card); full: no collar, overlap scored",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
 

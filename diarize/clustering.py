@@ -2,6 +2,7 @@
 
 All functions are NumPy/SciPy and deterministic for a given seed.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -93,7 +94,7 @@ def eigengap_count(eigvals: np.ndarray, min_k: int, max_k: int) -> tuple[int, fl
     lo = min(max(min_k, 1), hi)
     if hi < 1:
         return 1, 0.0
-    k = lo + int(np.argmax(gaps[lo - 1: hi]))
+    k = lo + int(np.argmax(gaps[lo - 1 : hi]))
     return k, float(gaps[k - 1] / (lam[-1] + 1e-10))
 
 
@@ -136,7 +137,7 @@ def nme_sc(affinity: np.ndarray, cfg: ClusteringConfig, max_k: int, fixed_ratio:
     if not is_connected(binarize(m, p_star)):
         # A disconnected graph makes the eigengap count components, not speakers:
         # take the smallest larger p that connects the graph.
-        for _, p, lam in results[best + 1:]:
+        for _, p, lam in results[best + 1 :]:
             if is_connected(binarize(m, p)):
                 p_star, lam_star = p, lam
                 break
@@ -228,8 +229,9 @@ def enhanced_count(base_emb: np.ndarray, cfg: ClusteringConfig, min_k: int, max_
             anchors.append(center + 50 * std * (z / np.abs(z).max()))
         emb = np.concatenate([np.concatenate(anchors), base_emb])
         est = nme_sc(cosine_affinity(emb), sub, max(max_k + n_anchor, sub.max_num_speakers))
-        counts.append(int(np.clip(est.num_speakers, min(min_k + n_anchor, len(emb) - 1),
-                                  min(max_k + n_anchor, len(emb) - 1))))
+        counts.append(
+            int(np.clip(est.num_speakers, min(min_k + n_anchor, len(emb) - 1), min(max_k + n_anchor, len(emb) - 1)))
+        )
     values, freq = np.unique(counts, return_counts=True)
     mode = int(values[np.argmax(freq)])  # smallest value among ties, like torch.mode
     return int(np.clip(mode - n_anchor, min_k, max_k))
@@ -276,8 +278,9 @@ def window_items(embeddings: list[np.ndarray], scales: list[ScaleWindows]) -> Cl
     return ClusterItems(vectors, np.ones(len(scales[-1])))
 
 
-def centroid_similarity(labels: np.ndarray, items: ClusterItems,
-                        mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def centroid_similarity(
+    labels: np.ndarray, items: ClusterItems, mask: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Cosine similarity between cluster centroids, averaged over scales.
 
     A base window contributes its nearest window of every scale, so the centroids use the longer,
@@ -287,8 +290,15 @@ def centroid_similarity(labels: np.ndarray, items: ClusterItems,
     ids = np.unique(labels[mask])
     sims = np.zeros((len(ids), len(ids)))
     for x in items.vectors:
-        cen = unit_rows(np.stack([(items.sizes[sel, None] * x[sel]).sum(axis=0)
-                                  for sel in (np.flatnonzero(mask & (labels == k)) for k in ids)]), eps=1e-12)
+        cen = unit_rows(
+            np.stack(
+                [
+                    (items.sizes[sel, None] * x[sel]).sum(axis=0)
+                    for sel in (np.flatnonzero(mask & (labels == k)) for k in ids)
+                ]
+            ),
+            eps=1e-12,
+        )
         sims += cen @ cen.T
     return ids, sims / len(items.vectors)
 
@@ -306,8 +316,9 @@ def _result(labels: np.ndarray, p: int | None) -> ClusteringResult:
     return ClusteringResult(labels, int(len(np.unique(labels))), p)
 
 
-def cluster_items(affinity: np.ndarray, items: ClusterItems, cfg: ClusteringConfig,
-                  count: SpeakerCount = SpeakerCount()) -> ClusteringResult:
+def cluster_items(
+    affinity: np.ndarray, items: ClusterItems, cfg: ClusteringConfig, count: SpeakerCount = SpeakerCount()
+) -> ClusteringResult:
     """Count bounds -> NME-SC -> spectral labels -> refinements, on an N x N affinity of `items`.
 
     Refinements: with an unknown count, clusters whose spectral halves are unlike are split
@@ -357,8 +368,13 @@ def cluster_items(affinity: np.ndarray, items: ClusterItems, cfg: ClusteringConf
     return _result(labels, est.p)
 
 
-def cluster(embeddings: list[np.ndarray], scales: list[ScaleWindows], cfg: ClusteringConfig,
-            count: SpeakerCount = SpeakerCount(), model_name: str | None = None) -> ClusteringResult:
+def cluster(
+    embeddings: list[np.ndarray],
+    scales: list[ScaleWindows],
+    cfg: ClusteringConfig,
+    count: SpeakerCount = SpeakerCount(),
+    model_name: str | None = None,
+) -> ClusteringResult:
     """Speaker label for every base-scale window. "auto" thresholds take `model_name`'s values.
 
     Sessions with more base windows than `embeddings_per_chunk` are first reduced (each chunk
@@ -379,8 +395,14 @@ def cluster(embeddings: list[np.ndarray], scales: list[ScaleWindows], cfg: Clust
 
 
 # --------------------------------------------------------------------------- refinements
-def split_mixed_clusters(labels: np.ndarray, affinity: np.ndarray, items: ClusterItems, cfg: ClusteringConfig,
-                         max_k: int, threshold: float | None = None) -> np.ndarray:
+def split_mixed_clusters(
+    labels: np.ndarray,
+    affinity: np.ndarray,
+    items: ClusterItems,
+    cfg: ClusteringConfig,
+    max_k: int,
+    threshold: float | None = None,
+) -> np.ndarray:
     """Split off a group of items that a cluster absorbed although it is another speaker.
 
     NME-SC's p (the neighbours kept per row) is chosen for the whole session; a speaker with fewer
@@ -409,8 +431,9 @@ def split_mixed_clusters(labels: np.ndarray, affinity: np.ndarray, items: Cluste
     return np.unique(labels, return_inverse=True)[1]
 
 
-def _bisect(idx: np.ndarray, labels: np.ndarray, affinity: np.ndarray, items: ClusterItems,
-            cfg: ClusteringConfig) -> tuple[float, np.ndarray] | None:
+def _bisect(
+    idx: np.ndarray, labels: np.ndarray, affinity: np.ndarray, items: ClusterItems, cfg: ClusteringConfig
+) -> tuple[float, np.ndarray] | None:
     """Spectral 2-way split of the items `idx`: (centroid cosine of the halves, one half), or None."""
     if items.sizes[idx].sum() < 2 * cfg.split_min_windows or len(idx) < 4:
         return None
@@ -468,7 +491,9 @@ def unit_rows(x: np.ndarray, eps: float = 3.5e-4) -> np.ndarray:
     return x / (np.linalg.norm(x, axis=1, keepdims=True) + eps)
 
 
-def fused_vectors(embeddings: list[np.ndarray], maps: list[np.ndarray], weights: list[float], rows: slice) -> np.ndarray:
+def fused_vectors(
+    embeddings: list[np.ndarray], maps: list[np.ndarray], weights: list[float], rows: slice
+) -> np.ndarray:
     """Fused vectors of base windows `rows`: concatenation of sqrt(w_s) * unit embedding of the mapped window.
 
     Rows are normalised after gathering, so no full-size normalised copy of the embeddings exists.
@@ -483,8 +508,9 @@ def _group_sums(labels: np.ndarray, x: np.ndarray, k: int) -> np.ndarray:
     return np.asarray(onehot @ x)
 
 
-def spherical_kmeans(x: np.ndarray, k: int, seed: int = 0, n_init: int = 2, max_iter: int = 30,
-                     tol: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
+def spherical_kmeans(
+    x: np.ndarray, k: int, seed: int = 0, n_init: int = 2, max_iter: int = 30, tol: float = 1e-3
+) -> tuple[np.ndarray, np.ndarray]:
     """k-means on the unit sphere (cosine similarity); returns (labels, centroids of the raw rows).
 
     Uses x @ centres.T rather than pairwise differences, so memory is O(n * k), not O(n * k * d).
@@ -538,8 +564,9 @@ def chunk_bounds(n: int, per_chunk: int) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:]) if b > a]
 
 
-def reduce_long_form(embeddings: list[np.ndarray], scales: list[ScaleWindows], cfg: ClusteringConfig,
-                     groups_per_chunk: int) -> tuple[np.ndarray, np.ndarray, ClusterItems]:
+def reduce_long_form(
+    embeddings: list[np.ndarray], scales: list[ScaleWindows], cfg: ClusteringConfig, groups_per_chunk: int
+) -> tuple[np.ndarray, np.ndarray, ClusterItems]:
     """Over-cluster chunk by chunk.
 
     Returns (representatives (M, D'), owner (N_base,) index of each window's group, the groups as

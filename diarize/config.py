@@ -4,6 +4,7 @@ Every value is type- and range-checked when a config is built (`config_from_dict
 before any audio is read; a bad value is a `ConfigError` naming its key. Tuned constants cite
 their measurement in benchmarks/RESULTS.md.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -226,13 +227,40 @@ _SECTIONS = {"vad": VADConfig, "windows": WindowConfig, "embedding": EmbeddingCo
 
 # Flat VAD keys of configs written before the per-method split: old key -> (method section, new key).
 _OLD_VAD_KEYS = {
-    **{k: ("energy", k) for k in ("frame_s", "smooth_frames", "noise_percentile", "dynamic_range_db", "onset_db",
-                                  "offset_db", "min_speech_s", "min_silence_s", "pad_s")},
-    "silero_threshold": ("silero", "onset"), "silero_neg_threshold": ("silero", "offset"),
+    **{
+        k: ("energy", k)
+        for k in (
+            "frame_s",
+            "smooth_frames",
+            "noise_percentile",
+            "dynamic_range_db",
+            "onset_db",
+            "offset_db",
+            "min_speech_s",
+            "min_silence_s",
+            "pad_s",
+        )
+    },
+    "silero_threshold": ("silero", "onset"),
+    "silero_neg_threshold": ("silero", "offset"),
     **{f"silero_{k}": ("silero", k) for k in ("min_speech_s", "min_silence_s", "pad_s")},
-    **{f"seg_{k}": ("pyannote_seg", k) for k in ("step_s", "soft", "onset", "offset", "min_speech_s", "min_silence_s",
-                                                 "pad_s", "overlap_onset", "overlap_offset", "batch_size")},
-    "seg_min_overlap_s": ("pyannote_seg", "min_overlap_s"), "seg_device": (None, "device"),
+    **{
+        f"seg_{k}": ("pyannote_seg", k)
+        for k in (
+            "step_s",
+            "soft",
+            "onset",
+            "offset",
+            "min_speech_s",
+            "min_silence_s",
+            "pad_s",
+            "overlap_onset",
+            "overlap_offset",
+            "batch_size",
+        )
+    },
+    "seg_min_overlap_s": ("pyannote_seg", "min_overlap_s"),
+    "seg_device": (None, "device"),
 }
 
 
@@ -325,8 +353,12 @@ def upgrade_flat_vad_keys(vad: dict[str, Any], where: str) -> dict[str, Any]:
     old = [k for k in vad if k in _OLD_VAD_KEYS]
     if not old:
         return vad
-    warnings.warn(f"{where}: flat vad keys {sorted(old)} are deprecated; write them under vad.energy, "
-                  "vad.silero or vad.pyannote_seg", DeprecationWarning, stacklevel=3)
+    warnings.warn(
+        f"{where}: flat vad keys {sorted(old)} are deprecated; write them under vad.energy, "
+        "vad.silero or vad.pyannote_seg",
+        DeprecationWarning,
+        stacklevel=3,
+    )
     out = {k: v for k, v in vad.items() if k not in _OLD_VAD_KEYS}
     for k in old:
         section, new = _OLD_VAD_KEYS[k]
@@ -344,7 +376,9 @@ def validate(cfg: DiarizerConfig, where: str = "config") -> None:
     """Checks that involve several fields (single values are checked when the config is built)."""
     w = cfg.windows
     if not (len(w.window_lengths) == len(w.shifts) == len(w.weights)) or not w.window_lengths:
-        raise ConfigError(f"{where}: windows: window_lengths, shifts and weights must be non-empty lists of equal length")
+        raise ConfigError(
+            f"{where}: windows: window_lengths, shifts and weights must be non-empty lists of equal length"
+        )
     if any(b > a for a, b in zip(w.window_lengths, w.window_lengths[1:])):
         raise ConfigError(f"{where}: windows: window_lengths must be non-increasing (longest first)")
     if any(s > L for L, s in zip(w.window_lengths, w.shifts)):
@@ -354,7 +388,9 @@ def validate(cfg: DiarizerConfig, where: str = "config") -> None:
     if cfg.embedding.mode not in ("exact", "fast"):
         raise ConfigError(f"{where}: embedding.mode must be exact or fast, got {short(cfg.embedding.mode)}")
     if cfg.clustering.known_count not in ("merge", "nemo"):
-        raise ConfigError(f"{where}: clustering.known_count must be merge or nemo, got {short(cfg.clustering.known_count)}")
+        raise ConfigError(
+            f"{where}: clustering.known_count must be merge or nemo, got {short(cfg.clustering.known_count)}"
+        )
     if cfg.vad.method not in VAD_METHODS:
         raise ConfigError(f"{where}: vad.method must be one of {', '.join(VAD_METHODS)}, got {short(cfg.vad.method)}")
     from .models.base import resolve_device

@@ -1,5 +1,6 @@
 """Embed every multi-scale window, batching windows of equal length (no padding, no tiling waste),
 block by block over the audio (`embed_blocks`): only the (N, D) float32 embeddings are kept."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
@@ -15,7 +16,9 @@ from .windows import ScaleWindows
 Progress = Callable[[int], None]  # called with the number of windows just embedded
 
 
-def window_samples(starts: np.ndarray, ends: np.ndarray, sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarray, np.ndarray]:
+def window_samples(
+    starts: np.ndarray, ends: np.ndarray, sample_rate: int = SAMPLE_RATE
+) -> tuple[np.ndarray, np.ndarray]:
     first = np.round(starts * sample_rate).astype(np.int64)
     last = np.round(ends * sample_rate).astype(np.int64)
     return first, np.maximum(last - first, 1)
@@ -44,8 +47,9 @@ def embed_windows(
     if len(scale) == 0:
         return np.zeros((0, model.embedding_dim), dtype=np.float32)
     first, length = window_samples(scale.starts, scale.ends)
-    return embed_spans(audio, first, length, model, batch_size, min_embed_s, progress=progress,
-                       max_batch_seconds=max_batch_seconds)
+    return embed_spans(
+        audio, first, length, model, batch_size, min_embed_s, progress=progress, max_batch_seconds=max_batch_seconds
+    )
 
 
 def embed_spans(
@@ -74,7 +78,7 @@ def embed_spans(
         if max_batch_seconds:
             step = max(1, min(batch_size, int(max_batch_seconds * SAMPLE_RATE) // target))
         for b in range(0, len(idx), step):
-            chunk = idx[b: b + step]
+            chunk = idx[b : b + step]
             batch = np.stack([_window(audio, first[i] - offset, int(L), target) for i in chunk])
             emb = model.embed_batch(torch.from_numpy(batch))
             out[chunk] = emb.detach().float().cpu().numpy()
@@ -84,7 +88,7 @@ def embed_spans(
 
 
 def _window(audio: np.ndarray, start: int, length: int, target: int) -> np.ndarray:
-    x = audio[start: start + length]
+    x = audio[start : start + length]
     if len(x) < length:  # a window touching the very end of a resampled file
         x = np.pad(x, (0, length - len(x)))
     return tile_to(x, target) if target > length else x
@@ -138,8 +142,17 @@ def embed_blocks(
             if ready.any():
                 idx = np.flatnonzero(ready)
                 assert first[idx].min() >= buf_start, "a window's samples were dropped before embedding"
-                emb[idx] = embed_spans(buf, first[idx], length[idx], model, cfg.batch_size, cfg.min_embed_s,
-                                       offset=buf_start, progress=progress, max_batch_seconds=max_batch_s)
+                emb[idx] = embed_spans(
+                    buf,
+                    first[idx],
+                    length[idx],
+                    model,
+                    cfg.batch_size,
+                    cfg.min_embed_s,
+                    offset=buf_start,
+                    progress=progress,
+                    max_batch_seconds=max_batch_s,
+                )
                 todo[idx] = False
 
     for block in blocks:
@@ -148,7 +161,7 @@ def embed_blocks(
         # Keep only the tail that windows still to come start in (< one window long).
         starts = [first[todo].min() for (first, _), todo in zip(spans, pending) if todo.any()]
         keep_from = min(min(starts) if starts else buf_start + len(buf), buf_start + len(buf))
-        buf = buf[keep_from - buf_start:].copy()  # a view would keep the whole block alive
+        buf = buf[keep_from - buf_start :].copy()  # a view would keep the whole block alive
         buf_start = keep_from
     embed_ready(final=True)
     return out
@@ -231,7 +244,7 @@ def embed_scales_fast(
     order = np.argsort(region_of, kind="stable")
     bounds = np.searchsorted(region_of[order], np.arange(len(regions) + 1))
     for k in range(len(regions)):
-        members = order[bounds[k]: bounds[k + 1]]
+        members = order[bounds[k] : bounds[k + 1]]
         if len(members) == 0:
             continue
         r0, rn = int(r_first[k]), int(r_len[k])
@@ -244,8 +257,11 @@ def embed_scales_fast(
                 continue
             wav = _window(audio, r0 + c0, c1 - c0, max(c1 - c0, min_len))
             x = torch.from_numpy(np.ascontiguousarray(wav))[None]
-            frames, n_valid = (model.encode_frames(x) if local_context_s is None
-                               else model.encode_frames(x, local_context_s=local_context_s))
+            frames, n_valid = (
+                model.encode_frames(x)
+                if local_context_s is None
+                else model.encode_frames(x, local_context_s=local_context_s)
+            )
             nv = int(n_valid[0])
             k0 = np.round((first[idx] - r0 - c0) / hop).astype(np.int64)
             nf = model.num_frames(torch.from_numpy(length[idx])).cpu().numpy()
@@ -264,8 +280,14 @@ def embed_scales_fast(
     return out
 
 
-def _embed_blocks_fast(blocks: Iterable[np.ndarray], regions: np.ndarray, scales: list[ScaleWindows],
-                       model: SpeakerEmbedder, cfg: EmbeddingConfig, progress: Progress | None) -> list[np.ndarray]:
+def _embed_blocks_fast(
+    blocks: Iterable[np.ndarray],
+    regions: np.ndarray,
+    scales: list[ScaleWindows],
+    model: SpeakerEmbedder,
+    cfg: EmbeddingConfig,
+    progress: Progress | None,
+) -> list[np.ndarray]:
     """`embed_blocks` in fast mode: `embed_scales_fast` on the regions each block completes."""
     regions = np.asarray(regions, dtype=np.float64).reshape(-1, 2)
     out = [np.zeros((len(s), model.embedding_dim), dtype=np.float32) for s in scales]
@@ -282,11 +304,20 @@ def _embed_blocks_fast(blocks: Iterable[np.ndarray], regions: np.ndarray, scales
             return
         off = buf_start / SAMPLE_RATE
         picks = [np.flatnonzero(ready[np.clip(o, 0, None)] & (o >= 0)) for o in owner]
-        sub = [ScaleWindows(s.window, s.shift, s.weight, s.starts[i] - off, s.ends[i] - off)
-               for s, i in zip(scales, picks)]
-        embs = embed_scales_fast(buf, regions[ready] - off, sub, model, chunk_s=cfg.fast_chunk_s,
-                                 context_s=cfg.fast_context_s, min_embed_s=cfg.min_embed_s, progress=progress,
-                                 local_context_s=local)
+        sub = [
+            ScaleWindows(s.window, s.shift, s.weight, s.starts[i] - off, s.ends[i] - off) for s, i in zip(scales, picks)
+        ]
+        embs = embed_scales_fast(
+            buf,
+            regions[ready] - off,
+            sub,
+            model,
+            chunk_s=cfg.fast_chunk_s,
+            context_s=cfg.fast_context_s,
+            min_embed_s=cfg.min_embed_s,
+            progress=progress,
+            local_context_s=local,
+        )
         for o, i, e in zip(out, picks, embs):
             o[i] = e
         pending[ready] = False
@@ -296,7 +327,7 @@ def _embed_blocks_fast(blocks: Iterable[np.ndarray], regions: np.ndarray, scales
         embed_ready(final=False)
         keep_from = int(r_first[pending].min()) if pending.any() else buf_start + len(buf)
         keep_from = max(buf_start, min(keep_from, buf_start + len(buf)))
-        buf = buf[keep_from - buf_start:].copy()
+        buf = buf[keep_from - buf_start :].copy()
         buf_start = keep_from
     embed_ready(final=True)
     return out

@@ -3,6 +3,7 @@
 Both engines yield one `JobResult` per file as soon as it is done; the caller writes the RTTM
 (atomically), so an interrupted batch keeps every finished file and can be resumed.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -57,18 +58,36 @@ def run_job(diarizer, job: Job, opts: RunOptions, hook=None) -> JobResult:
     uem = job.uem
     if job.window is not None:  # the part to diarize is one more restriction of the scored regions
         uem = job.window if uem is None else uem.crop(job.window)
-    count = (job.num_speakers, None, None) if job.num_speakers is not None else \
-        (opts.num_speakers, opts.min_speakers, opts.max_speakers)
+    count = (
+        (job.num_speakers, None, None)
+        if job.num_speakers is not None
+        else (opts.num_speakers, opts.min_speakers, opts.max_speakers)
+    )
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            res = diarizer.run(job.audio, uri=job.uri, oracle_vad=job.oracle_vad, uem=uem,
-                               num_speakers=count[0], min_speakers=count[1], max_speakers=count[2], hook=hook)
+            res = diarizer.run(
+                job.audio,
+                uri=job.uri,
+                oracle_vad=job.oracle_vad,
+                uem=uem,
+                num_speakers=count[0],
+                min_speakers=count[1],
+                max_speakers=count[2],
+                hook=hook,
+            )
     except JOB_ERRORS as e:
         lines = str(e).strip().splitlines()
         return JobResult(job, error=lines[0] if lines else type(e).__name__)
-    return JobResult(job, res.annotation, res.num_speakers, res.duration, sum(res.timings.values()),
-                     [str(w.message) for w in caught], centroids=res.centroids)
+    return JobResult(
+        job,
+        res.annotation,
+        res.num_speakers,
+        res.duration,
+        sum(res.timings.values()),
+        [str(w.message) for w in caught],
+        centroids=res.centroids,
+    )
 
 
 def run_local(diarizer, jobs: list[Job], opts: RunOptions, hook_for=None) -> Iterator[JobResult]:
@@ -120,12 +139,21 @@ def check_ray_address(address: str, timeout: float = RAY_CONNECT_TIMEOUT_S) -> N
         with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=timeout):
             pass
     except OSError as e:
-        raise ConfigError(f"--ray-address {address}: cannot reach a Ray cluster there within {timeout:g} s "
-                          f"({e.strerror or type(e).__name__})") from None
+        raise ConfigError(
+            f"--ray-address {address}: cannot reach a Ray cluster there within {timeout:g} s "
+            f"({e.strerror or type(e).__name__})"
+        ) from None
 
 
-def run_ray(config: DiarizerConfig, model: str | None, device: str | None, jobs: list[Job], opts: RunOptions,
-            address: str | None = None, workers: int | None = None) -> Iterator[JobResult]:
+def run_ray(
+    config: DiarizerConfig,
+    model: str | None,
+    device: str | None,
+    jobs: list[Job],
+    opts: RunOptions,
+    address: str | None = None,
+    workers: int | None = None,
+) -> Iterator[JobResult]:
     """Spread files over Ray actors; each actor loads the model once and diarizes many files.
 
     `address=None` starts (or joins) a local Ray instance; otherwise connects to that cluster.
@@ -141,11 +169,17 @@ def run_ray(config: DiarizerConfig, model: str | None, device: str | None, jobs:
             check_ray_address(address)
         with _utf8_entrypoint():
             try:
-                ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                         **({} if address else {"num_cpus": workers}))
+                ray.init(
+                    address=address,
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    **({} if address else {"num_cpus": workers}),
+                )
             except UnicodeEncodeError:
-                raise ConfigError("Ray cannot start from a command line holding a non-UTF-8 file name; "
-                                  "list the files in a --manifest instead") from None
+                raise ConfigError(
+                    "Ray cannot start from a command line holding a non-UTF-8 file name; "
+                    "list the files in a --manifest instead"
+                ) from None
 
     @ray.remote(num_cpus=1)
     class Worker:

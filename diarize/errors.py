@@ -1,5 +1,6 @@
 """The errors diarize raises for input it cannot use. One family, so the CLI and the batch
 engine catch `DiarizeError` and print its one-line message (exit 2, or a per-file failure)."""
+
 from __future__ import annotations
 
 

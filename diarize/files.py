@@ -1,6 +1,7 @@
 """Writing files atomically: a temp file in the target's folder, fsync, rename. A reader never
 sees a partial file, a failed write leaves nothing behind, and permissions follow the umask
 (or the mode of the file being replaced), as a plain `open(path, "w")` would."""
+
 from __future__ import annotations
 
 import contextlib

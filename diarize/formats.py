@@ -11,6 +11,7 @@ SRT / VTT carry one cue per turn with the speaker label as its text; CSV has a h
 ``uri,start,end,duration,speaker``. `exclusive` turns an annotation into one speaker at a time,
 which is what transcript alignment and subtitles want.
 """
+
 from __future__ import annotations
 
 import csv
@@ -38,7 +39,7 @@ def format_from_path(path: str | os.PathLike) -> str | None:
 
 
 def parse_formats(text: str) -> list[str]:
-    """"rttm,json" -> ["rttm", "json"]; raises FormatError naming an unknown one."""
+    """ "rttm,json" -> ["rttm", "json"]; raises FormatError naming an unknown one."""
     names = [t.strip().lower() for t in text.split(",") if t.strip()]
     bad = [n for n in names if n not in FORMATS]
     if bad or not names:
@@ -152,8 +153,9 @@ def cues_to_vtt(cues: Iterable[tuple[float, float, str]]) -> str:
     return "WEBVTT\n\n" + "".join(f"{vtt_time(a)} --> {vtt_time(b)}\n{text}\n\n" for a, b, text in cues)
 
 
-def to_json(annotation: Annotation, duration: float | None = None,
-            centroids: dict[str, np.ndarray] | None = None) -> dict:
+def to_json(
+    annotation: Annotation, duration: float | None = None, centroids: dict[str, np.ndarray] | None = None
+) -> dict:
     """The JSON document (a dict) described in the module docstring."""
     speech = speech_per_speaker(annotation)
     order = list(dict.fromkeys(lab for _, _, lab in turns(annotation)))
@@ -169,8 +171,9 @@ def to_json(annotation: Annotation, duration: float | None = None,
         "duration": None if duration is None else round(float(duration), 3),
         "speakers": speakers,
         "turns": [{"start": round(a, 3), "end": round(b, 3), "speaker": lab} for a, b, lab in turns(annotation)],
-        "overlap": [{"start": round(a, 3), "end": round(b, 3), "speakers": labs}
-                    for a, b, labs in overlap_regions(annotation)],
+        "overlap": [
+            {"start": round(a, 3), "end": round(b, 3), "speakers": labs} for a, b, labs in overlap_regions(annotation)
+        ],
     }
 
 
@@ -186,8 +189,9 @@ def dump_json(doc: dict) -> str:
     return "{\n" + ",\n".join(parts) + "\n}\n"
 
 
-def render(fmt: str, annotation: Annotation, duration: float | None = None,
-           centroids: dict[str, np.ndarray] | None = None) -> str:
+def render(
+    fmt: str, annotation: Annotation, duration: float | None = None, centroids: dict[str, np.ndarray] | None = None
+) -> str:
     """The text of `annotation` in format `fmt` (one of FORMATS)."""
     if fmt == "rttm":
         return "".join(rttm_lines(annotation))
@@ -207,8 +211,13 @@ def render(fmt: str, annotation: Annotation, duration: float | None = None,
     raise FormatError(f"unknown output format {fmt!r} (known: {', '.join(FORMATS)})")
 
 
-def write(path: str | os.PathLike, annotation: Annotation, fmt: str | None = None, duration: float | None = None,
-          centroids: dict[str, np.ndarray] | None = None) -> None:
+def write(
+    path: str | os.PathLike,
+    annotation: Annotation,
+    fmt: str | None = None,
+    duration: float | None = None,
+    centroids: dict[str, np.ndarray] | None = None,
+) -> None:
     """Write `annotation` atomically; the format is `fmt` or the file's extension."""
     fmt = fmt or format_from_path(path)
     if fmt is None:
@@ -253,6 +262,20 @@ def read_diarization(path: str | os.PathLike) -> dict[str, Annotation]:
     return read_rttm(path)
 
 
-__all__ = ["FORMATS", "exclusive", "format_from_path", "from_json", "overlap_regions", "parse_formats",
-           "pyannote_labels", "read_diarization", "read_json", "relabel", "render", "speech_per_speaker",
-           "to_json", "turns", "write"]
+__all__ = [
+    "FORMATS",
+    "exclusive",
+    "format_from_path",
+    "from_json",
+    "overlap_regions",
+    "parse_formats",
+    "pyannote_labels",
+    "read_diarization",
+    "read_json",
+    "relabel",
+    "render",
+    "speech_per_speaker",
+    "to_json",
+    "turns",
+    "write",
+]

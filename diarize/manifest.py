@@ -7,6 +7,7 @@ file), ``num_speakers`` (null or a whole number >= 1), ``rttm_filepath`` (refere
 from the current folder, then from the manifest's folder. Every bad value is a FormatError
 ``MANIFEST:LINE: what is wrong``.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,6 +24,7 @@ from .rttm import read_rttm, read_uem, rttm_token
 @dataclass
 class ManifestEntry:
     """One manifest line, checked; `where` is "MANIFEST:LINE" for messages."""
+
     audio: Path
     where: str
     offset: float = 0.0
@@ -58,8 +60,9 @@ def _pick(by_uri: dict, entry: ManifestEntry, path: Path, what: str):
         return by_uri[entry.uri]
     if len(by_uri) == 1:  # NeMo writes one RTTM per recording; its file id may differ from the stem
         return next(iter(by_uri.values()))
-    raise FormatError(f"{entry.where}: {path} has no {what} for file id {entry.uri!r} "
-                      f"(has {', '.join(sorted(by_uri)) or 'none'})")
+    raise FormatError(
+        f"{entry.where}: {path} has no {what} for file id {entry.uri!r} (has {', '.join(sorted(by_uri)) or 'none'})"
+    )
 
 
 def _path(value: object, key: str, where: str, base: Path, must_exist: bool) -> Path:
@@ -74,7 +77,12 @@ def _path(value: object, key: str, where: str, base: Path, must_exist: bool) -> 
 
 
 def _seconds(value: object, key: str, where: str, positive: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value in (float("inf"), float("-inf")):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or value != value
+        or value in (float("inf"), float("-inf"))
+    ):
         raise FormatError(f"{where}: {key!r} must be a number of seconds, got {value!r}")
     if value < 0 or (positive and value == 0):
         raise FormatError(f"{where}: {key!r} must be {'> 0' if positive else '>= 0'}, got {value!r}")

@@ -7,6 +7,7 @@ embedding among the *other* speakers heard within `context_s` of the region: an 
 is nearly always an interruption or backchannel by someone who is in the conversation
 nearby, and restricting to them keeps a distant, similar-sounding cluster out.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -16,8 +17,14 @@ from .clustering import unit_rows
 from .rttm import cut_at_midpoints, labels_to_annotation, speaker_names
 
 
-def second_speakers(starts: np.ndarray, ends: np.ndarray, labels: np.ndarray, embeddings: np.ndarray,
-                    overlap: np.ndarray, context_s: float = 3.0) -> list[tuple[float, float, int]]:
+def second_speakers(
+    starts: np.ndarray,
+    ends: np.ndarray,
+    labels: np.ndarray,
+    embeddings: np.ndarray,
+    overlap: np.ndarray,
+    context_s: float = 3.0,
+) -> list[tuple[float, float, int]]:
     """(start, end, label) turns of the second speaker inside `overlap` regions ((K, 2) seconds)."""
     labels = np.asarray(labels)
     if len(labels) == 0 or len(overlap) == 0:
@@ -41,8 +48,15 @@ def second_speakers(starts: np.ndarray, ends: np.ndarray, labels: np.ndarray, em
     return out
 
 
-def overlap_aware_annotation(starts: np.ndarray, ends: np.ndarray, labels: np.ndarray, embeddings: np.ndarray,
-                             overlap: np.ndarray, uri: str, context_s: float = 3.0) -> Annotation:
+def overlap_aware_annotation(
+    starts: np.ndarray,
+    ends: np.ndarray,
+    labels: np.ndarray,
+    embeddings: np.ndarray,
+    overlap: np.ndarray,
+    uri: str,
+    context_s: float = 3.0,
+) -> Annotation:
     """`labels_to_annotation` of the base windows plus second-speaker turns in `overlap` regions
     (so turns of different speakers may overlap there). Speaker names match labels_to_annotation's."""
     base = labels_to_annotation(starts, ends, labels, uri=uri)

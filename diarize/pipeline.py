@@ -6,6 +6,7 @@ A short recording is a recording with one block. Audio is read block by block tw
 embeddings) unless it fits in one block, which is kept in memory. `Diarizer`, the CLI, the
 batch engines and the benchmarks all call `diarize`.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -140,31 +141,41 @@ def diarize(
     with timer("output"):
         base = scales[-1]
         if cfg.vad.overlap_assignment and len(overlap) and len(base):
-            annotation = overlap_aware_annotation(base.starts, base.ends, result.labels, embeddings[-1], overlap,
-                                                  uri=source.uri, context_s=cfg.vad.overlap_context_s)
+            annotation = overlap_aware_annotation(
+                base.starts,
+                base.ends,
+                result.labels,
+                embeddings[-1],
+                overlap,
+                uri=source.uri,
+                context_s=cfg.vad.overlap_context_s,
+            )
         else:
             annotation = labels_to_annotation(base.starts, base.ends, result.labels, uri=source.uri)
         centroids = speaker_centroids(base.starts, base.ends, result.labels, embeddings[-1]) if len(base) else {}
-    return DiarizationResult(annotation, speech, len(annotation.labels()), duration, timer.seconds, overlap,
-                             centroids)
+    return DiarizationResult(annotation, speech, len(annotation.labels()), duration, timer.seconds, overlap, centroids)
 
 
-def speaker_centroids(starts: np.ndarray, ends: np.ndarray, labels: np.ndarray,
-                      embeddings: np.ndarray) -> dict[str, np.ndarray]:
+def speaker_centroids(
+    starts: np.ndarray, ends: np.ndarray, labels: np.ndarray, embeddings: np.ndarray
+) -> dict[str, np.ndarray]:
     """Unit-length mean of the unit (N, D) window embeddings of each cluster, keyed by the speaker
     name `labels_to_annotation` gives that cluster."""
     labels = np.asarray(labels)
     emb = unit_rows(np.asarray(embeddings, dtype=np.float32), eps=1e-12)
     names = speaker_names(labels, starts, ends)
-    return {name: unit_rows(emb[labels == k].mean(axis=0, keepdims=True), eps=1e-12)[0].astype(np.float32)
-            for k, name in names.items()}
+    return {
+        name: unit_rows(emb[labels == k].mean(axis=0, keepdims=True), eps=1e-12)[0].astype(np.float32)
+        for k, name in names.items()
+    }
 
 
 AudioInput = Any  # path, (T,) / (T, C) / (C, T) array or tensor, or pyannote's {"waveform", "sample_rate"} dict
 
 
-def open_source(audio: AudioInput, sample_rate: int | None = None, uri: str | None = None,
-                block_seconds: float = BLOCK_SECONDS) -> AudioSource:
+def open_source(
+    audio: AudioInput, sample_rate: int | None = None, uri: str | None = None, block_seconds: float = BLOCK_SECONDS
+) -> AudioSource:
     """An `AudioSource` from a path, a waveform (array or tensor, with `sample_rate`) or pyannote's
     `{"waveform": (C, T) tensor, "sample_rate": sr}` dict (optionally with "uri" or "audio")."""
     if isinstance(audio, dict):
@@ -188,8 +199,12 @@ class Diarizer:
     Loads the embedding model once; `run` returns the full `DiarizationResult`.
     """
 
-    def __init__(self, config: DiarizerConfig | None = None, model: SpeakerEmbedder | str | None = None,
-                 device: str | None = None):
+    def __init__(
+        self,
+        config: DiarizerConfig | None = None,
+        model: SpeakerEmbedder | str | None = None,
+        device: str | None = None,
+    ):
         self.config = config or DiarizerConfig()
         if device is not None:
             self.config.embedding.device = device
@@ -211,10 +226,19 @@ class Diarizer:
         self.config.embedding.device = self.config.vad.device = str(dev)
         return self
 
-    def run(self, audio: AudioInput, sample_rate: int | None = None, *, uri: str | None = None,
-            oracle_vad: Annotation | None = None, uem: Timeline | None = None, num_speakers: int | None = None,
-            min_speakers: int | None = None, max_speakers: int | None = None,
-            hook: Hook | None = None) -> DiarizationResult:
+    def run(
+        self,
+        audio: AudioInput,
+        sample_rate: int | None = None,
+        *,
+        uri: str | None = None,
+        oracle_vad: Annotation | None = None,
+        uem: Timeline | None = None,
+        num_speakers: int | None = None,
+        min_speakers: int | None = None,
+        max_speakers: int | None = None,
+        hook: Hook | None = None,
+    ) -> DiarizationResult:
         """Diarize a file path, a waveform (with `sample_rate`) or pyannote's audio dict.
 
         Raises:
@@ -233,4 +257,13 @@ class Diarizer:
     __call__ = diarize
 
 
-__all__ = ["Diarizer", "DiarizationResult", "Hook", "STAGES", "StageTimer", "diarize", "open_source", "speaker_centroids"]
+__all__ = [
+    "Diarizer",
+    "DiarizationResult",
+    "Hook",
+    "STAGES",
+    "StageTimer",
+    "diarize",
+    "open_source",
+    "speaker_centroids",
+]

@@ -1,6 +1,7 @@
 """Speaker timelines: a picture (PNG/SVG/PDF with matplotlib, the `plot` extra) or a self-contained
 HTML page (no dependencies): one lane per speaker, overlapped speech marked, times on hover, and a
 click plays the recording from that point when the audio file sits beside the page."""
+
 from __future__ import annotations
 
 import html
@@ -20,8 +21,13 @@ class MissingExtra(OutputError):
     """An optional dependency needed for this output is not installed; the message names the extra."""
 
 
-def plot_timeline(annotation: Annotation, path: str | os.PathLike, duration: float | None = None,
-                  reference: Annotation | None = None, audio: str | os.PathLike | None = None) -> None:
+def plot_timeline(
+    annotation: Annotation,
+    path: str | os.PathLike,
+    duration: float | None = None,
+    reference: Annotation | None = None,
+    audio: str | os.PathLike | None = None,
+) -> None:
     """Draw the timeline to `path`: HTML for .html/.htm (see `timeline_html`), else a matplotlib image."""
     path = Path(path)
     if path.suffix.lower() in (".html", ".htm"):
@@ -30,8 +36,10 @@ def plot_timeline(annotation: Annotation, path: str | os.PathLike, duration: flo
     try:
         import matplotlib
     except ImportError:
-        raise MissingExtra(f"{path}: image plots need matplotlib: pip install 'diarize[plot]' "
-                           "(or write an .html timeline, which needs nothing)") from None
+        raise MissingExtra(
+            f"{path}: image plots need matplotlib: pip install 'diarize[plot]' "
+            "(or write an .html timeline, which needs nothing)"
+        ) from None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -142,8 +150,12 @@ for (let t = 0; t <= T + 1e-9; t += step) {{
 """
 
 
-def timeline_html(annotation: Annotation, duration: float | None = None, reference: Annotation | None = None,
-                  audio_src: str | None = None) -> str:
+def timeline_html(
+    annotation: Annotation,
+    duration: float | None = None,
+    reference: Annotation | None = None,
+    audio_src: str | None = None,
+) -> str:
     """A self-contained HTML page (inline CSS/JS, no network) with one lane per speaker.
 
     `reference` adds its speakers as "ref: NAME" lanes; `audio_src` (a URL relative to the page)
@@ -154,19 +166,29 @@ def timeline_html(annotation: Annotation, duration: float | None = None, referen
     speakers = list(dict.fromkeys(lab for _, _, lab in sorted(items)))
     end = duration or max((b for _, b, _ in items), default=1.0)
     data = {
-        "uri": annotation.uri, "duration": float(end), "speakers": speakers,
+        "uri": annotation.uri,
+        "duration": float(end),
+        "speakers": speakers,
         "turns": [{"start": round(a, 3), "end": round(b, 3), "speaker": lab} for a, b, lab in items],
-        "overlap": [{"start": round(a, 3), "end": round(b, 3), "speakers": labs}
-                    for a, b, labs in overlap_regions(annotation)],
+        "overlap": [
+            {"start": round(a, 3), "end": round(b, 3), "speakers": labs} for a, b, labs in overlap_regions(annotation)
+        ],
     }
     speech = sum(b - a for a, b, lab in items if not lab.startswith("ref: "))
     summary = f"{len(annotation.labels())} speakers, {len(annotation)} turns, {speech:.1f} s of turns in {end:.1f} s"
     # "</" inside the JSON would end the <script> element early; "<\/" means the same to JSON.
     payload = json.dumps(data).replace("</", "<\\/")
-    audio_tag = (f'<p><audio id="audio" controls preload="metadata" src="{html.escape(audio_src, quote=True)}">'
-                 "</audio></p>") if audio_src else ""
-    return _PAGE.format(title=html.escape(str(annotation.uri or "diarization")), summary=html.escape(summary),
-                        data=payload, audio_tag=audio_tag)
+    audio_tag = (
+        (f'<p><audio id="audio" controls preload="metadata" src="{html.escape(audio_src, quote=True)}"></audio></p>')
+        if audio_src
+        else ""
+    )
+    return _PAGE.format(
+        title=html.escape(str(annotation.uri or "diarization")),
+        summary=html.escape(summary),
+        data=payload,
+        audio_tag=audio_tag,
+    )
 
 
 __all__ = ["MissingExtra", "plot_timeline", "timeline_html"]

@@ -8,6 +8,7 @@ intersect    .  |---|    |--|
 merge(a ∪ b) |------------------|
 ```
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -4,6 +4,7 @@ RTTM (NIST Rich Transcription Time Marked) lines have ten fields:
 ``SPEAKER <file> <chnl> <tbeg> <tdur> <NA> <NA> <speaker> <NA> <NA>``.
 UEM lines are ``<file> <chnl> <tbeg> <tend>``.
 """
+
 from __future__ import annotations
 
 import math
@@ -35,8 +36,24 @@ def rttm_token(name: str) -> str:
 # Every record type of the NIST RTTM format (the RT-09 validator's list, matched case-insensitively).
 # Only SPEAKER lines carry speaker turns; the others are ignored on purpose. A type outside this
 # list (a misspelt `SPEKAER`, free text) is an error rather than a silently lost turn.
-RTTM_TYPES = frozenset({"SPEAKER", "SPKR-INFO", "SEGMENT", "NOSCORE", "NO_RT_METADATA", "LEXEME", "NON-LEX",
-                        "NON-SPEECH", "FILLER", "EDIT", "SU", "IP", "CB", "A/P"})
+RTTM_TYPES = frozenset(
+    {
+        "SPEAKER",
+        "SPKR-INFO",
+        "SEGMENT",
+        "NOSCORE",
+        "NO_RT_METADATA",
+        "LEXEME",
+        "NON-LEX",
+        "NON-SPEECH",
+        "FILLER",
+        "EDIT",
+        "SU",
+        "IP",
+        "CB",
+        "A/P",
+    }
+)
 
 
 def _read_text(path: Path, what: str) -> str:
@@ -75,14 +92,17 @@ def parse_rttm(lines: Iterable[str], source: str = "<rttm>") -> dict[str, Annota
     for where, fields in _records(lines, source):
         kind = fields[0].upper()
         if kind not in RTTM_TYPES:
-            raise FormatError(f"{where}: unknown RTTM record type {short(fields[0], 40)} "
-                              f"(expected SPEAKER or another NIST type)")
+            raise FormatError(
+                f"{where}: unknown RTTM record type {short(fields[0], 40)} (expected SPEAKER or another NIST type)"
+            )
         if kind != "SPEAKER":
             continue  # SPKR-INFO, LEXEME, ...: no turns
         if not 8 <= len(fields) <= 10:
             hint = " (a file id or speaker label with spaces? they are written with '_')" if len(fields) > 10 else ""
-            raise FormatError(f"{where}: expected 10 fields 'SPEAKER file chnl tbeg tdur <NA> <NA> speaker <NA> <NA>', "
-                              f"got {len(fields)}{hint}")
+            raise FormatError(
+                f"{where}: expected 10 fields 'SPEAKER file chnl tbeg tdur <NA> <NA> speaker <NA> <NA>', "
+                f"got {len(fields)}{hint}"
+            )
         uri, start_s, dur_s, speaker = fields[1], fields[3], fields[4], fields[7]
         start = _float_field(start_s, "onset", where)
         duration = _float_field(dur_s, "duration", where)
@@ -151,8 +171,9 @@ def cut_at_midpoints(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, 
     return order, s, e
 
 
-def speaker_names(labels: np.ndarray, starts: np.ndarray, ends: np.ndarray,
-                  label_prefix: str = "speaker_") -> dict[int, str]:
+def speaker_names(
+    labels: np.ndarray, starts: np.ndarray, ends: np.ndarray, label_prefix: str = "speaker_"
+) -> dict[int, str]:
     """Name cluster labels by first appearance in time (after `cut_at_midpoints`): stable output names."""
     order, s, e = cut_at_midpoints(starts, ends)
     names: dict[int, str] = {}

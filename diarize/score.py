@@ -6,6 +6,7 @@ as in NeMo and md-eval (`-c 0.25`). pyannote's `collar` is the total width, so w
 Without a UEM, the scored region of a file is the union extent of reference and
 hypothesis (pyannote's default).
 """
+
 from __future__ import annotations
 
 import math
@@ -41,8 +42,13 @@ class FileScore:
 
     def percent(self) -> dict[str, float]:
         pct = lambda x: 100.0 * _rate(x, self.total)  # noqa: E731
-        return {"der": 100.0 * self.der, "miss": pct(self.miss), "false_alarm": pct(self.false_alarm),
-                "confusion": pct(self.confusion), "total": self.total}
+        return {
+            "der": 100.0 * self.der,
+            "miss": pct(self.miss),
+            "false_alarm": pct(self.false_alarm),
+            "confusion": pct(self.confusion),
+            "total": self.total,
+        }
 
 
 @dataclass
@@ -56,8 +62,13 @@ class ScoreReport:
         """Pooled over files (sum of error seconds / sum of scored seconds), like NeMo and md-eval."""
         fs = list(self.files.values())
         jers = [f.jer for f in fs if f.jer is not None]
-        return FileScore(sum(f.total for f in fs), sum(f.miss for f in fs), sum(f.false_alarm for f in fs),
-                         sum(f.confusion for f in fs), sum(jers) / len(jers) if jers else None)
+        return FileScore(
+            sum(f.total for f in fs),
+            sum(f.miss for f in fs),
+            sum(f.false_alarm for f in fs),
+            sum(f.confusion for f in fs),
+            sum(jers) / len(jers) if jers else None,
+        )
 
     def to_json(self) -> dict:
         return {"files": {uri: f.percent() for uri, f in self.files.items()}, "total": self.total.percent()}
@@ -68,13 +79,21 @@ class ScoreReport:
         for uri, f in list(self.files.items()) + [("TOTAL (pooled)", self.total)]:
             p = f.percent()
             jer = f"{100 * f.jer:7.2f}" if f.jer is not None else f"{'-':>7s}"
-            lines.append(f"{uri:30s} {p['der']:7.2f} {p['miss']:7.2f} {p['false_alarm']:7.2f} {p['confusion']:7.2f} "
-                         f"{jer} {f.total:9.2f}")
+            lines.append(
+                f"{uri:30s} {p['der']:7.2f} {p['miss']:7.2f} {p['false_alarm']:7.2f} {p['confusion']:7.2f} "
+                f"{jer} {f.total:9.2f}"
+            )
         return "\n".join(lines)
 
 
-def score(refs: dict[str, Annotation], hyps: dict[str, Annotation], uems: dict[str, Timeline] | None = None,
-          collar: float = 0.0, ignore_overlap: bool = False, jer: bool = True) -> ScoreReport:
+def score(
+    refs: dict[str, Annotation],
+    hyps: dict[str, Annotation],
+    uems: dict[str, Timeline] | None = None,
+    collar: float = 0.0,
+    ignore_overlap: bool = False,
+    jer: bool = True,
+) -> ScoreReport:
     """Score every reference file; a file without hypothesis counts as all missed."""
     extra = sorted(set(hyps) - set(refs))
     if extra:
@@ -84,8 +103,10 @@ def score(refs: dict[str, Annotation], hyps: dict[str, Annotation], uems: dict[s
     missing = sorted(uri for uri in set(refs) - set(hyps) if len(refs[uri]))
     if missing:
         what = "has no turns at all" if not hyps else f"has no turns for {len(missing)} of {len(refs)} file(s)"
-        warnings.warn(f"hypothesis {what} ({', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}): "
-                      "scored as all missed", stacklevel=2)
+        warnings.warn(
+            f"hypothesis {what} ({', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}): scored as all missed",
+            stacklevel=2,
+        )
     from pyannote.metrics.diarization import DiarizationErrorRate, JaccardErrorRate  # slow to import: only here
 
     report = ScoreReport(collar=collar, ignore_overlap=ignore_overlap)

@@ -4,6 +4,7 @@ recording that match them.
 The database is an .npz file: one (D,) unit vector per name plus "__model__" (the embedding
 model's name, since centroids of different models are not comparable).
 """
+
 from __future__ import annotations
 
 import os
@@ -70,8 +71,11 @@ def match_threshold(model: str) -> float:
     """The measured cosine threshold for `model`; warns and falls back when it was never measured."""
     if model in MATCH_THRESHOLDS:
         return MATCH_THRESHOLDS[model]
-    warnings.warn(f"no measured speaker-match threshold for model {model!r}; using {FALLBACK_THRESHOLD} "
-                  "(set one with --speaker-threshold)", stacklevel=2)
+    warnings.warn(
+        f"no measured speaker-match threshold for model {model!r}; using {FALLBACK_THRESHOLD} "
+        "(set one with --speaker-threshold)",
+        stacklevel=2,
+    )
     return FALLBACK_THRESHOLD
 
 
@@ -84,8 +88,10 @@ def identify(centroids: dict[str, np.ndarray], db: dict[str, np.ndarray], thresh
     labels, names = list(centroids), list(db)
     dims = {centroids[labels[0]].shape[-1], db[names[0]].shape[-1]}
     if len(dims) > 1:
-        raise ConfigError(f"speaker database has {db[names[0]].shape[-1]}-dim centroids but the model gives "
-                          f"{centroids[labels[0]].shape[-1]}-dim ones (enrolled with another model?)")
+        raise ConfigError(
+            f"speaker database has {db[names[0]].shape[-1]}-dim centroids but the model gives "
+            f"{centroids[labels[0]].shape[-1]}-dim ones (enrolled with another model?)"
+        )
     sims = np.stack([_unit(centroids[k]) for k in labels]) @ np.stack([_unit(db[n]) for n in names]).T
     mapping: dict[str, str] = {}
     for flat in np.argsort(-sims, axis=None):
@@ -102,5 +108,12 @@ def name_speakers(annotation: Annotation, mapping: dict[str, str]) -> Annotation
     return annotation.rename_labels({k: v for k, v in mapping.items() if k in annotation.labels()})
 
 
-__all__ = ["MATCH_THRESHOLDS", "enroll_embeddings", "identify", "load_db", "match_threshold", "name_speakers",
-           "save_db"]
+__all__ = [
+    "MATCH_THRESHOLDS",
+    "enroll_embeddings",
+    "identify",
+    "load_db",
+    "match_threshold",
+    "name_speakers",
+    "save_db",
+]

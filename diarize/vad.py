@@ -6,6 +6,7 @@ Models only score frames (`models.silero.silero_probs`, `models.pyannet.sliding_
 rules that turn scores into regions live here. Regions are (K, 2) float64 arrays of [start, end]
 seconds, sorted and non-overlapping (see `regions.py`).
 """
+
 from __future__ import annotations
 
 import functools
@@ -61,8 +62,9 @@ def hysteresis(scores: np.ndarray, onset: float, offset: float) -> np.ndarray:
     return active
 
 
-def clean_regions(regions: np.ndarray, min_speech_s: float, min_silence_s: float, pad_s: float,
-                  total: float) -> np.ndarray:
+def clean_regions(
+    regions: np.ndarray, min_speech_s: float, min_silence_s: float, pad_s: float, total: float
+) -> np.ndarray:
     """Fill pauses shorter than `min_silence_s`, then drop regions shorter than `min_speech_s`,
     then pad by `pad_s` (within [0, total]).
 
@@ -73,8 +75,17 @@ def clean_regions(regions: np.ndarray, min_speech_s: float, min_silence_s: float
     return rg.pad(rg.drop_short(filled, min_speech_s), pad_s, total)
 
 
-def scores_to_regions(scores: np.ndarray, times: np.ndarray, step: float, onset: float, offset: float,
-                      min_speech_s: float, min_silence_s: float, pad_s: float, total: float) -> np.ndarray:
+def scores_to_regions(
+    scores: np.ndarray,
+    times: np.ndarray,
+    step: float,
+    onset: float,
+    offset: float,
+    min_speech_s: float,
+    min_silence_s: float,
+    pad_s: float,
+    total: float,
+) -> np.ndarray:
     """Regions from frame scores (frame i centred at `times[i]`, `step` s apart): hysteresis, then
     `clean_regions`."""
     runs = rg.runs(hysteresis(scores, onset, offset)).astype(int)
@@ -137,18 +148,21 @@ def _block_regions(block: np.ndarray, cfg: VADConfig) -> SpeechRegions:
         probs = silero_probs(block)
         step = FRAME / SAMPLE_RATE
         times = step * (np.arange(len(probs)) + 0.5)
-        speech = scores_to_regions(probs, times, step, s.onset, s.offset, s.min_speech_s, s.min_silence_s,
-                                   s.pad_s, total)
+        speech = scores_to_regions(
+            probs, times, step, s.onset, s.offset, s.min_speech_s, s.min_silence_s, s.pad_s, total
+        )
         return SpeechRegions(speech, rg.EMPTY.copy())
     from .models.pyannet import sliding_scores
 
     s = cfg.pyannote_seg
     model = _segmentation_model(str(resolve_device(cfg.device)))
     scores = sliding_scores(model, block, step_s=s.step_s, batch_size=s.batch_size, soft=s.soft)
-    speech = scores_to_regions(scores.speech, scores.times, scores.step, s.onset, s.offset, s.min_speech_s,
-                               s.min_silence_s, s.pad_s, total)
-    overlap = scores_to_regions(scores.overlap, scores.times, scores.step, s.overlap_onset, s.overlap_offset,
-                                s.min_overlap_s, 0.0, 0.0, total)
+    speech = scores_to_regions(
+        scores.speech, scores.times, scores.step, s.onset, s.offset, s.min_speech_s, s.min_silence_s, s.pad_s, total
+    )
+    overlap = scores_to_regions(
+        scores.overlap, scores.times, scores.step, s.overlap_onset, s.overlap_offset, s.min_overlap_s, 0.0, 0.0, total
+    )
     return SpeechRegions(speech, overlap)
 
 
@@ -157,8 +171,7 @@ def join_at_seams(parts: list[np.ndarray], seams: np.ndarray) -> np.ndarray:
     with a seam inside it)."""
     merged: list[list[float]] = []
     for s, e in rg.as_regions(np.concatenate(parts) if parts else rg.EMPTY):
-        if merged and s - merged[-1][1] < SEAM_GAP_S and np.any(
-                (seams >= merged[-1][1] - 1e-6) & (seams <= s + 1e-6)):
+        if merged and s - merged[-1][1] < SEAM_GAP_S and np.any((seams >= merged[-1][1] - 1e-6) & (seams <= s + 1e-6)):
             merged[-1][1] = max(merged[-1][1], e)
         else:
             merged.append([s, e])
@@ -166,8 +179,9 @@ def join_at_seams(parts: list[np.ndarray], seams: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- entry point
-def detect_speech(blocks: Iterable[np.ndarray], cfg: VADConfig,
-                  progress: Callable[[int], None] | None = None) -> SpeechRegions:
+def detect_speech(
+    blocks: Iterable[np.ndarray], cfg: VADConfig, progress: Callable[[int], None] | None = None
+) -> SpeechRegions:
     """Speech (and overlap) regions of 16 kHz mono audio given as consecutive blocks, by `cfg.method`.
 
     Energy VAD carries the partial frame at each block's end into the next block, so it gives

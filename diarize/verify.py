@@ -1,4 +1,5 @@
 """Whole-utterance embeddings and speaker verification (NeMo's get_embedding / verify_speakers)."""
+
 from __future__ import annotations
 
 import os
@@ -39,8 +40,9 @@ def require_speech(audio: np.ndarray, source: str) -> None:
         raise AudioError(f"{source}: no speech found (energy VAD); cannot verify a speaker from it")
 
 
-def verify(model: SpeakerEmbedder, a: str | os.PathLike | np.ndarray, b: str | os.PathLike | np.ndarray,
-           threshold: float = 0.7) -> tuple[float, bool]:
+def verify(
+    model: SpeakerEmbedder, a: str | os.PathLike | np.ndarray, b: str | os.PathLike | np.ndarray, threshold: float = 0.7
+) -> tuple[float, bool]:
     """Score and same-speaker decision for two files or 16 kHz waveforms.
 
     Raises AudioError for unreadable audio or an input without speech.

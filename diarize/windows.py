@@ -1,4 +1,5 @@
 """Multi-scale windows cut inside speech regions, the way NeMo's diarizer cuts them."""
+
 from __future__ import annotations
 
 import math
@@ -25,7 +26,9 @@ class ScaleWindows:
         return (self.starts + self.ends) / 2
 
 
-def cut_region(start: float, end: float, window: float, shift: float, min_window: float) -> tuple[np.ndarray, np.ndarray]:
+def cut_region(
+    start: float, end: float, window: float, shift: float, min_window: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Windows of `window` s every `shift` s inside [start, end).
 
     A region shorter than the window keeps one window of its own length; the last

@@ -1,4 +1,5 @@
 """Transcript alignment: diarize.align and `diarize align` / `diarize run --transcript`."""
+
 import json
 
 import numpy as np
@@ -60,8 +61,10 @@ def test_assign_speakers_matches_brute_force_on_random_turns(rng):
     words = np.stack([starts, starts + rng.uniform(0, 0.8, 500)], axis=1)
     got = assign_speakers(words, ann, tolerance=0.5)
     for (a, b), g in zip(words, got):
-        over = {lab: ann.label_timeline(lab).support().crop(Segment(a, b)).duration() if b > a else 0.0
-                for lab in ann.labels()}
+        over = {
+            lab: ann.label_timeline(lab).support().crop(Segment(a, b)).duration() if b > a else 0.0
+            for lab in ann.labels()
+        }
         best = max(over.values())
         if best > 1e-9:
             assert over[g] == pytest.approx(best, abs=1e-6)
@@ -71,10 +74,18 @@ def test_assign_speakers_matches_brute_force_on_random_turns(rng):
 
 
 def test_labelled_transcript_keeps_the_speaker_key_everywhere():
-    doc = {"text": "hi there", "segments": [
-        {"start": 0.0, "end": 1.0, "text": "hi there", "words": [
-            {"word": "hi", "start": 0.1, "end": 0.3}, {"word": "there"}]},  # whisperX leaves some words untimed
-        {"start": 30.0, "end": 31.0, "text": "far away", "words": []}]}
+    doc = {
+        "text": "hi there",
+        "segments": [
+            {
+                "start": 0.0,
+                "end": 1.0,
+                "text": "hi there",
+                "words": [{"word": "hi", "start": 0.1, "end": 0.3}, {"word": "there"}],
+            },  # whisperX leaves some words untimed
+            {"start": 30.0, "end": 31.0, "text": "far away", "words": []},
+        ],
+    }
     out = label_transcript(doc, _ann((0, 2, "A")))
     assert out["segments"][0]["speaker"] == "A"
     assert [w["speaker"] for w in out["segments"][0]["words"]] == ["A", "A"]
@@ -84,19 +95,24 @@ def test_labelled_transcript_keeps_the_speaker_key_everywhere():
 
 def test_srt_and_vtt_cues_are_read(tmp_path):
     srt = "1\n00:00:01,000 --> 00:00:02,500\nhello\nworld\n\n2\n00:01:00,000 --> 00:01:01,000\nbye\n"
-    assert parse_cues(srt)["segments"] == [{"start": 1.0, "end": 2.5, "text": "hello world"},
-                                           {"start": 60.0, "end": 61.0, "text": "bye"}]
+    assert parse_cues(srt)["segments"] == [
+        {"start": 1.0, "end": 2.5, "text": "hello world"},
+        {"start": 60.0, "end": 61.0, "text": "bye"},
+    ]
     vtt = tmp_path / "a.vtt"
     vtt.write_text("WEBVTT\n\n00:01.000 --> 00:02.000 align:start\nhi\n")
     assert read_transcript(vtt)["segments"] == [{"start": 1.0, "end": 2.0, "text": "hi"}]
 
 
-@pytest.mark.parametrize("text,msg", [
-    ('{"segments": [{"start": 1, "end": "x"}]}', "segments[0].end"),
-    ('{"segments": [{"start": 2, "end": 1}]}', "before start"),
-    ('{"segments": []}', "no segments or words"),
-    ('{"segments": [', "bad.json:1"),
-])
+@pytest.mark.parametrize(
+    "text,msg",
+    [
+        ('{"segments": [{"start": 1, "end": "x"}]}', "segments[0].end"),
+        ('{"segments": [{"start": 2, "end": 1}]}', "before start"),
+        ('{"segments": []}', "no segments or words"),
+        ('{"segments": [', "bad.json:1"),
+    ],
+)
 def test_bad_transcripts_are_refused_with_file_and_place(tmp_path, text, msg):
     p = tmp_path / "bad.json"
     p.write_text(text)
@@ -110,11 +126,16 @@ def _whisper_from_reference(ref: Annotation) -> tuple[dict, list[str]]:
     segments, speakers = [], []
     for seg, _, lab in ref.itertracks(yield_label=True):
         starts = np.arange(seg.start, seg.end - 0.25 + 1e-9, 0.3) if seg.duration >= 0.25 else [seg.start]
-        words = [{"word": f" w{len(speakers) + i}", "start": round(float(a), 3),
-                  "end": round(float(min(a + 0.25, seg.end)), 3)} for i, a in enumerate(starts)]
+        words = [
+            {
+                "word": f" w{len(speakers) + i}",
+                "start": round(float(a), 3),
+                "end": round(float(min(a + 0.25, seg.end)), 3),
+            }
+            for i, a in enumerate(starts)
+        ]
         speakers += [lab] * len(words)
-        segments.append({"start": seg.start, "end": seg.end, "text": "".join(w["word"] for w in words),
-                         "words": words})
+        segments.append({"start": seg.start, "end": seg.end, "text": "".join(w["word"] for w in words), "words": words})
     return {"text": "", "segments": segments, "language": "en"}, speakers
 
 

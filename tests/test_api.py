@@ -1,5 +1,6 @@
 """The drop-in Python API: Diarizer is callable, takes paths, arrays, tensors and pyannote's audio dict,
 reports progress through `hook(stage, completed, total)`, and stops when the hook raises."""
+
 import numpy as np
 import pytest
 import soundfile as sf

@@ -12,9 +12,18 @@ def tone(sr: int, seconds: float = 1.0, freq: float = 440.0) -> np.ndarray:
     return (0.5 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
 
 
-@pytest.mark.parametrize("subtype,ext,fmt", [("PCM_16", "wav", "WAV"), ("PCM_24", "wav", "WAV"), ("PCM_32", "wav", "WAV"),
-                                             ("FLOAT", "wav", "WAV"), ("PCM_U8", "wav", "WAV"), ("PCM_16", "flac", "FLAC"),
-                                             ("VORBIS", "ogg", "OGG")])
+@pytest.mark.parametrize(
+    "subtype,ext,fmt",
+    [
+        ("PCM_16", "wav", "WAV"),
+        ("PCM_24", "wav", "WAV"),
+        ("PCM_32", "wav", "WAV"),
+        ("FLOAT", "wav", "WAV"),
+        ("PCM_U8", "wav", "WAV"),
+        ("PCM_16", "flac", "FLAC"),
+        ("VORBIS", "ogg", "OGG"),
+    ],
+)
 def test_formats_read_as_mono_float32_16k(tmp_path, subtype, ext, fmt):
     x = tone(16000)
     path = tmp_path / f"a.{ext}"

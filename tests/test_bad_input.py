@@ -1,4 +1,5 @@
 """One test per row of README's bad-input table: `diarize run` on each kind of input."""
+
 import os
 
 import numpy as np
@@ -79,8 +80,17 @@ def test_nan_and_inf_samples(tmp_path, capsys, value):
     assert_error(*run(tmp_path, path), capsys, "NaN or infinite")
 
 
-@pytest.mark.parametrize("sr,channels,subtype", [(8000, 1, "PCM_16"), (44100, 1, "PCM_16"), (16000, 2, "PCM_16"),
-                                                 (16000, 6, "PCM_16"), (16000, 1, "PCM_24"), (48000, 2, "FLOAT")])
+@pytest.mark.parametrize(
+    "sr,channels,subtype",
+    [
+        (8000, 1, "PCM_16"),
+        (44100, 1, "PCM_16"),
+        (16000, 2, "PCM_16"),
+        (16000, 6, "PCM_16"),
+        (16000, 1, "PCM_24"),
+        (48000, 2, "FLOAT"),
+    ],
+)
 def test_rates_channels_and_depths_are_accepted(tmp_path, sr, channels, subtype):
     x = speechlike(8.0, sr)
     path = tmp_path / "in.wav"

@@ -51,8 +51,12 @@ def test_random_model_shapes_and_batch_independence():
 def test_real_weights_separate_speakers(campplus):
     """Same-speaker LibriSpeech utterances score higher than different-speaker ones."""
     require_data()
-    spk = {s: [embed_waveform(campplus, load_audio(p)) for p in librispeech_utts(s)[:3]] for s in ("1998", "3331", "367")}
-    same = [verification_score(a, b) for v in spk.values() for i, a in enumerate(v) for b in v[i + 1:]]
-    diff = [verification_score(a, b) for s1, v1 in spk.items() for s2, v2 in spk.items() if s1 < s2 for a in v1 for b in v2]
+    spk = {
+        s: [embed_waveform(campplus, load_audio(p)) for p in librispeech_utts(s)[:3]] for s in ("1998", "3331", "367")
+    }
+    same = [verification_score(a, b) for v in spk.values() for i, a in enumerate(v) for b in v[i + 1 :]]
+    diff = [
+        verification_score(a, b) for s1, v1 in spk.items() for s2, v2 in spk.items() if s1 < s2 for a in v1 for b in v2
+    ]
     assert min(same) > max(diff)
     assert min(same) > 0.7 > max(diff)  # NeMo's default decision threshold works for CAM++ here

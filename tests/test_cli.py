@@ -35,8 +35,21 @@ def test_oracle_vad_and_known_count(tmp_path):
     require_data()
     wav = DIAR / "ami_pyannote_debug" / "trn04.wav"
     out = tmp_path / "trn04.rttm"
-    rc = main(["run", str(wav), "--out", str(out), "--oracle-vad", str(wav.with_suffix(".rttm")), "--num-speakers", "3",
-               "--config", "meeting", "--quiet"])
+    rc = main(
+        [
+            "run",
+            str(wav),
+            "--out",
+            str(out),
+            "--oracle-vad",
+            str(wav.with_suffix(".rttm")),
+            "--num-speakers",
+            "3",
+            "--config",
+            "meeting",
+            "--quiet",
+        ]
+    )
     assert rc == 0
     hyp, ref = read_rttm(out)["trn04"], read_rttm(wav.with_suffix(".rttm"))["trn04"]
     assert len(hyp.labels()) == 3
@@ -44,17 +57,20 @@ def test_oracle_vad_and_known_count(tmp_path):
     assert hyp.get_timeline().support().duration() <= ref.get_timeline().support().duration() + 1e-6
 
 
-@pytest.mark.parametrize("args,msg", [
-    (["run", "missing.wav", "--out", "x.rttm"], "no such file"),
-    (["run", "{wav}", "--out", "x.rttm", "--config", "nope"], "not a preset"),
-    (["run", "{wav}", "--out", "x.rttm", "--oracle-vad", "{bad_rttm}"], "bad.rttm:1"),
-    (["run", "{wav}", "--out", "x.rttm", "--oracle-vad", "{other_rttm}"], "no turns for file id"),
-    (["run", "{wav}", "--out", "x.rttm", "--num-speakers", "2", "--max-speakers", "3"], "cannot be combined"),
-    (["run", "{wav}", "--out", "x.rttm", "--min-speakers", "4", "--max-speakers", "3"], "larger than"),
-    (["run", "{wav}", "{wav}", "--out", "y.rttm"], "output directory"),
-    (["run", "{wav}", "--out", "nodir/x.rttm"], "does not exist"),
-    (["run", "{junk}", "--out", "x.rttm"], "not a readable audio file"),
-])
+@pytest.mark.parametrize(
+    "args,msg",
+    [
+        (["run", "missing.wav", "--out", "x.rttm"], "no such file"),
+        (["run", "{wav}", "--out", "x.rttm", "--config", "nope"], "not a preset"),
+        (["run", "{wav}", "--out", "x.rttm", "--oracle-vad", "{bad_rttm}"], "bad.rttm:1"),
+        (["run", "{wav}", "--out", "x.rttm", "--oracle-vad", "{other_rttm}"], "no turns for file id"),
+        (["run", "{wav}", "--out", "x.rttm", "--num-speakers", "2", "--max-speakers", "3"], "cannot be combined"),
+        (["run", "{wav}", "--out", "x.rttm", "--min-speakers", "4", "--max-speakers", "3"], "larger than"),
+        (["run", "{wav}", "{wav}", "--out", "y.rttm"], "output directory"),
+        (["run", "{wav}", "--out", "nodir/x.rttm"], "does not exist"),
+        (["run", "{junk}", "--out", "x.rttm"], "not a readable audio file"),
+    ],
+)
 def test_bad_input_exits_2_with_one_line_and_no_output(tmp_path, monkeypatch, capsys, args, msg):
     monkeypatch.chdir(tmp_path)
     wav = tmp_path / "tone.wav"

@@ -1,8 +1,18 @@
 import numpy as np
 import pytest
 
-from diarize.clustering import (binarize, cluster, cosine_affinity, eigengap_count, fused_affinity, kmeans, laplacian,
-                                nearest_window, nme_sc, window_items)
+from diarize.clustering import (
+    binarize,
+    cluster,
+    cosine_affinity,
+    eigengap_count,
+    fused_affinity,
+    kmeans,
+    laplacian,
+    nearest_window,
+    nme_sc,
+    window_items,
+)
 from diarize.config import ClusteringConfig, SpeakerCount, WindowConfig
 from diarize.windows import multiscale_windows
 
@@ -53,7 +63,7 @@ def test_eigengap_counts_disconnected_blocks():
     a = np.zeros((16, 16))
     i = 0
     for blk in blocks:
-        a[i:i + len(blk), i:i + len(blk)] = blk
+        a[i : i + len(blk), i : i + len(blk)] = blk
         i += len(blk)
     lam = np.linalg.eigvalsh(laplacian(a))
     assert eigengap_count(lam, 1, 8)[0] == 3

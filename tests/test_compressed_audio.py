@@ -1,5 +1,6 @@
 """Compressed inputs (m4a/mp4/webm ...): decoded with PyAV when soundfile cannot read them, and a
 message naming the extra to install when PyAV is missing."""
+
 import sys
 
 import numpy as np
@@ -32,8 +33,9 @@ def _encode(wav, path, codec, rate):
             out.mux(packet)
 
 
-@pytest.mark.parametrize("name,codec,rate", [("a.m4a", "aac", 44100), ("a.webm", "libopus", 48000),
-                                             ("a.mp4", "aac", 16000)])
+@pytest.mark.parametrize(
+    "name,codec,rate", [("a.m4a", "aac", 44100), ("a.webm", "libopus", 48000), ("a.mp4", "aac", 16000)]
+)
 def test_compressed_files_decode_to_the_same_audio(tmp_path, name, codec, rate):
     require_data()
     path = tmp_path / name
@@ -43,10 +45,10 @@ def test_compressed_files_decode_to_the_same_audio(tmp_path, name, codec, rate):
     ref, got = load_audio(WAV), load_audio(path)
     assert abs(len(got) - len(ref)) < 0.2 * 16000  # codec priming/padding only (AAC: up to 2 frames)
     # Lossy codecs shift the signal by their delay: compare envelopes after the best alignment.
-    env = lambda x: np.sqrt(np.convolve(x ** 2, np.ones(320) / 320, mode="valid"))[::160]  # noqa: E731
+    env = lambda x: np.sqrt(np.convolve(x**2, np.ones(320) / 320, mode="valid"))[::160]  # noqa: E731
     a, b = env(ref), env(got)
     n = min(len(a), len(b)) - 20
-    best = max(np.corrcoef(a[:n], b[s:s + n])[0, 1] for s in range(0, 20))
+    best = max(np.corrcoef(a[:n], b[s : s + n])[0, 1] for s in range(0, 20))
     assert best > 0.95
 
 

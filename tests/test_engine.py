@@ -1,4 +1,5 @@
 """Batch engines: the Ray engine gives the same RTTM as the local one."""
+
 import json
 
 import pytest
@@ -17,13 +18,30 @@ def test_ray_engine_matches_local(tmp_path, monkeypatch):
     bad.write_bytes(b"junk" * 100)
     manifest = tmp_path / "m.json"
     manifest.write_text("".join(json.dumps({"audio_filepath": str(f)}) + "\n" for f in files))
-    assert main(["run", "--manifest", str(manifest), "--out", str(tmp_path / "local"), "--model", "campplus",
-                 "--quiet"]) == 0
+    assert (
+        main(["run", "--manifest", str(manifest), "--out", str(tmp_path / "local"), "--model", "campplus", "--quiet"])
+        == 0
+    )
     import ray
 
     try:
-        rc = main(["run", "--manifest", str(manifest), str(bad), "--out", str(tmp_path / "ray"), "--engine", "ray",
-                   "--workers", "2", "--model", "campplus", "--quiet"])
+        rc = main(
+            [
+                "run",
+                "--manifest",
+                str(manifest),
+                str(bad),
+                "--out",
+                str(tmp_path / "ray"),
+                "--engine",
+                "ray",
+                "--workers",
+                "2",
+                "--model",
+                "campplus",
+                "--quiet",
+            ]
+        )
     finally:
         ray.shutdown()
     assert rc == 1  # the bad file fails, the others are written

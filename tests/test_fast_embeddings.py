@@ -1,4 +1,5 @@
 """Fast-mode embeddings: pooling windows from region-level frames (`embed_scales_fast`)."""
+
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +47,7 @@ def test_titanet_pooling_whole_input_equals_exact(titanet, n):
     assert int(valid[0]) == int(titanet.num_frames(torch.tensor(n))) == n // 160
     exact = titanet.embed_batch(x).numpy()
     for b in range(2):
-        fast = titanet.pool_frames(frames[b], torch.tensor([0]), valid[b: b + 1]).numpy()
+        fast = titanet.pool_frames(frames[b], torch.tensor([0]), valid[b : b + 1]).numpy()
         assert rel_err(fast[0], exact[b]) <= 1e-5
 
 
@@ -72,7 +73,7 @@ def test_batched_spans_equal_pooling_each_span_alone(titanet, campplus):
         ends = np.minimum(starts + rng.integers(1, 160, 40), nv)
         got = model.pool_frames(frames[0], torch.from_numpy(starts), torch.from_numpy(ends)).numpy()
         for i in range(len(starts)):
-            h = frames[:, :, starts[i]: ends[i]]
+            h = frames[:, :, starts[i] : ends[i]]
             with torch.inference_mode():
                 if model is titanet:
                     n = torch.tensor([h.shape[-1]])
@@ -108,11 +109,14 @@ def test_windows_that_are_whole_regions_get_exact_embeddings(which, titanet, cam
     assert np.median(np.concatenate([cosines(e, f) for e, f in zip(exact, fast)])) > 0.5
 
 
-@pytest.mark.parametrize("which, local_context_s, min_cos, median_cos", [
-    ("titanet", None, 0.9, 0.99),  # chunk-level normalisation and SE context differ between chunks
-    ("campplus", None, 0.5, 0.9),  # chunk-level fbank mean and CAM context: chunks differ (why 1.5 s below)
-    ("campplus", 1.5, 0.999, 0.9999),  # sliding 1.5 s context: a frame depends on nearby audio only
-])
+@pytest.mark.parametrize(
+    "which, local_context_s, min_cos, median_cos",
+    [
+        ("titanet", None, 0.9, 0.99),  # chunk-level normalisation and SE context differ between chunks
+        ("campplus", None, 0.5, 0.9),  # chunk-level fbank mean and CAM context: chunks differ (why 1.5 s below)
+        ("campplus", 1.5, 0.999, 0.9999),  # sliding 1.5 s context: a frame depends on nearby audio only
+    ],
+)
 def test_long_region_chunks_join_seamlessly(which, local_context_s, min_cos, median_cos, titanet, campplus):
     """A 40 s region in 12 s chunks gives the windows of one 1000 s chunk."""
     model = titanet if which == "titanet" else campplus
@@ -125,8 +129,9 @@ def test_long_region_chunks_join_seamlessly(which, local_context_s, min_cos, med
     cos = np.concatenate([cosines(a, b) for a, b in zip(whole, chunked)])
     assert np.median(cos) > median_cos and cos.min() > min_cos
     # Plumbing is exact: the windows of one chunk equal encoding that chunk's audio by itself.
-    c0, c1, k0, k1 = chunk_plan(40 * SAMPLE_RATE, 12 * SAMPLE_RATE, 3 * SAMPLE_RATE,
-                                getattr(model, "chunk_align", model.frame_hop))[1]
+    c0, c1, k0, k1 = chunk_plan(
+        40 * SAMPLE_RATE, 12 * SAMPLE_RATE, 3 * SAMPLE_RATE, getattr(model, "chunk_align", model.frame_hop)
+    )[1]
     frames, valid = model.encode_frames(torch.from_numpy(audio[c0:c1].copy())[None], **kw)
     for s, emb in zip(scales, chunked):
         mid = (s.starts + s.ends) / 2 * SAMPLE_RATE

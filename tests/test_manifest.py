@@ -1,4 +1,5 @@
 """NeMo manifest fields per line (diarize.manifest) in `diarize run --manifest` and `diarize embed --manifest`."""
+
 import json
 import re
 
@@ -29,8 +30,16 @@ def _manifest(tmp_path, *items):
 
 def test_offset_duration_count_and_oracle_vad_are_honoured(tmp_path):
     require_data()
-    m = _manifest(tmp_path, {"audio_filepath": str(WAV), "offset": 5.0, "duration": 15.0, "num_speakers": 2,
-                             "rttm_filepath": str(WAV.with_suffix(".rttm"))})
+    m = _manifest(
+        tmp_path,
+        {
+            "audio_filepath": str(WAV),
+            "offset": 5.0,
+            "duration": 15.0,
+            "num_speakers": 2,
+            "rttm_filepath": str(WAV.with_suffix(".rttm")),
+        },
+    )
     out = tmp_path / "out"
     assert main(["run", "--manifest", str(m), "--out", str(out), "--quiet"]) == 0
     hyp = read_rttm(out / "dev00.rttm")["dev00"]
@@ -42,7 +51,8 @@ def test_offset_duration_count_and_oracle_vad_are_honoured(tmp_path):
     ref_speech = ref.get_timeline().support()
     assert hyp.get_timeline().support().duration() <= ref_speech.duration() + 1e-6
     assert hyp.get_timeline().support().crop(ref_speech).duration() == pytest.approx(
-        hyp.get_timeline().support().duration(), abs=1e-3)
+        hyp.get_timeline().support().duration(), abs=1e-3
+    )
 
 
 def test_uem_filepath_restricts_the_regions(tmp_path):
@@ -56,18 +66,24 @@ def test_uem_filepath_restricts_the_regions(tmp_path):
     assert span.start >= 10.0 - 1e-6 and span.end <= 18.0 + 1e-6
 
 
-@pytest.mark.parametrize("item,msg", [
-    ('{"audio_filepath": "{wav}", "offset": -1}', "m.json:2: 'offset' must be >= 0"),
-    ('{"audio_filepath": "{wav}", "duration": "ten"}', "m.json:2: 'duration' must be a number"),
-    ('{"audio_filepath": "{wav}", "duration": 0}', "m.json:2: 'duration' must be > 0"),
-    ('{"audio_filepath": "{wav}", "num_speakers": 1.5}', "m.json:2: 'num_speakers' must be null or a whole"),
-    ('{"audio_filepath": "{wav}", "num_speakers": 0}', "m.json:2: 'num_speakers'"),
-    ('{"audio_filepath": "{wav}", "rttm_filepath": "nope.rttm"}', "m.json:2: rttm_filepath nope.rttm: no such file"),
-    ('{"audio_filepath": "{wav}", "uem_filepath": 3}', "m.json:2: 'uem_filepath' must be a file path"),
-    ('{"audio_filepath": "{wav}", "rttm_filepath": "{two}"}', "m.json:2: .*no turns for file id 'dev00'"),
-    ('{"offset": 1}', "m.json:2: needs an 'audio_filepath'"),
-    ('{"audio_filepath": ', "m.json:2: not valid JSON"),
-])
+@pytest.mark.parametrize(
+    "item,msg",
+    [
+        ('{"audio_filepath": "{wav}", "offset": -1}', "m.json:2: 'offset' must be >= 0"),
+        ('{"audio_filepath": "{wav}", "duration": "ten"}', "m.json:2: 'duration' must be a number"),
+        ('{"audio_filepath": "{wav}", "duration": 0}', "m.json:2: 'duration' must be > 0"),
+        ('{"audio_filepath": "{wav}", "num_speakers": 1.5}', "m.json:2: 'num_speakers' must be null or a whole"),
+        ('{"audio_filepath": "{wav}", "num_speakers": 0}', "m.json:2: 'num_speakers'"),
+        (
+            '{"audio_filepath": "{wav}", "rttm_filepath": "nope.rttm"}',
+            "m.json:2: rttm_filepath nope.rttm: no such file",
+        ),
+        ('{"audio_filepath": "{wav}", "uem_filepath": 3}', "m.json:2: 'uem_filepath' must be a file path"),
+        ('{"audio_filepath": "{wav}", "rttm_filepath": "{two}"}', "m.json:2: .*no turns for file id 'dev00'"),
+        ('{"offset": 1}', "m.json:2: needs an 'audio_filepath'"),
+        ('{"audio_filepath": ', "m.json:2: not valid JSON"),
+    ],
+)
 def test_bad_manifest_values_exit_2_naming_file_and_line(tmp_path, capsys, item, msg):
     require_data()
     two = tmp_path / "two.rttm"
@@ -84,8 +100,10 @@ def test_bad_manifest_values_exit_2_naming_file_and_line(tmp_path, capsys, item,
 
 def test_reader_keeps_nemo_fields(tmp_path):
     require_data()
-    m = _manifest(tmp_path, {"audio_filepath": str(WAV), "offset": 1, "duration": 2.5, "num_speakers": None,
-                             "label": "x", "text": "-"})
+    m = _manifest(
+        tmp_path,
+        {"audio_filepath": str(WAV), "offset": 1, "duration": 2.5, "num_speakers": None, "label": "x", "text": "-"},
+    )
     (e,) = read_manifest(m)
     assert (e.offset, e.duration, e.num_speakers, e.label, e.uri) == (1.0, 2.5, None, "x", "dev00")
     assert e.window().extent().start == 1.0 and e.window().extent().end == 3.5
@@ -96,8 +114,11 @@ def test_embed_uses_offset_and_duration(tmp_path, monkeypatch, campplus):
     import diarize.models as models
 
     monkeypatch.setattr(models, "load_model", lambda *a, **k: campplus)
-    m = _manifest(tmp_path, {"audio_filepath": str(WAV), "offset": 0, "duration": 3.0},
-                  {"audio_filepath": str(WAV), "offset": 20.0, "duration": 3.0})
+    m = _manifest(
+        tmp_path,
+        {"audio_filepath": str(WAV), "offset": 0, "duration": 3.0},
+        {"audio_filepath": str(WAV), "offset": 20.0, "duration": 3.0},
+    )
     assert main(["embed", "--manifest", str(m), "--out", str(tmp_path / "e.npz")]) == 0
     with np.load(tmp_path / "e.npz") as data:
         a, b = data["dev00@0.00"], data["dev00@20.00"]

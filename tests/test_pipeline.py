@@ -24,7 +24,7 @@ def build_conversation(speakers, turns=8, turn_s=3.0, pause_s=0.6):
         spk = speakers[i % len(speakers)]
         src = np.concatenate(utts[spk])
         start = (i // len(speakers)) * int(turn_s * sr)
-        x = src[start: start + int(turn_s * sr)]
+        x = src[start : start + int(turn_s * sr)]
         pieces += [x, np.zeros(int(pause_s * sr), dtype=np.float32)]
         ref[Segment(t, t + len(x) / sr)] = spk
         t += (len(x) + int(pause_s * sr)) / sr

@@ -1,5 +1,6 @@
 """Timelines: the self-contained HTML page (checked in a real headless browser when one is installed)
 and the matplotlib extra."""
+
 import json
 import re
 import shutil
@@ -28,8 +29,9 @@ def _ann():
 def test_page_is_self_contained_and_carries_the_turns(tmp_path):
     page = timeline_html(_ann(), duration=10.0)
     assert "http://" not in page and "https://" not in page and "<audio" not in page
-    data = json.loads(re.search(r'<script id="diarization" type="application/json">(.*?)</script>', page, re.S)
-                      .group(1))
+    data = json.loads(
+        re.search(r'<script id="diarization" type="application/json">(.*?)</script>', page, re.S).group(1)
+    )
     assert data["speakers"] == ["A", "B", "C"] and data["duration"] == 10.0
     assert data["overlap"] == [{"start": 4.0, "end": 5.0, "speakers": ["A", "B"]}]
     assert data["uri"] == "talk </script>"  # the escaped "</" did not end the script early
@@ -59,7 +61,9 @@ def browser():
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as p:
         try:
-            b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--autoplay-policy=no-user-gesture-required"])
+            b = p.chromium.launch(
+                executable_path=CHROMIUM, args=["--no-sandbox", "--autoplay-policy=no-user-gesture-required"]
+            )
         except Exception as e:  # a browser that cannot start here is an environment limit, not a failure
             pytest.skip(f"chromium does not start: {e}")
         yield b

@@ -4,6 +4,7 @@ Each tree has the real folder and file names and formats, with two ~12 s recordi
 real LibriSpeech utterances of two speakers and an exact reference; the recipes run end to end
 with the real CAM++ model.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,15 +33,14 @@ CONDITIONS = ("oracle_known", "oracle_unknown", "system_unknown")
 def _utterances(speaker_index: int, first: int, n: int, max_s: float) -> list[np.ndarray]:
     spk = sorted(p for p in (SPEAKERS / "librispeech_test-other").iterdir() if p.is_dir())[speaker_index]
     out = []
-    for wav in sorted(spk.glob("*.wav"))[first: first + n]:
+    for wav in sorted(spk.glob("*.wav"))[first : first + n]:
         x, sr = sf.read(wav, dtype="float32")
         assert sr == SR
         out.append(x[: int(max_s * SR)])
     return out
 
 
-def conversation(spk_a: int, spk_b: int, first: int, lead_s: float = 0.0, max_utt_s: float = 2.2,
-                 gap_s: float = 0.4):
+def conversation(spk_a: int, spk_b: int, first: int, lead_s: float = 0.0, max_utt_s: float = 2.2, gap_s: float = 0.4):
     """Two tracks (one per speaker) of alternating turns A B A B, and the exact turns in seconds.
 
     Speakers are indices into the (three) LibriSpeech test-other speakers; utterances `first`
@@ -56,7 +56,7 @@ def conversation(spk_a: int, spk_b: int, first: int, lead_s: float = 0.0, max_ut
     tracks = {"A": np.zeros(n, np.float32), "B": np.zeros(n, np.float32)}
     for start, _, label, utt in turns:
         i = int(round(start * SR))
-        tracks[label][i: i + len(utt)] += utt
+        tracks[label][i : i + len(utt)] += utt
     noise = np.random.default_rng(first).normal(0, 1e-4, (2, n)).astype(np.float32)
     tracks["A"] += noise[0]
     tracks["B"] += noise[1]
@@ -76,6 +76,7 @@ def write_sphere_8k(path: Path, tracks) -> None:
 
 
 # ------------------------------------------------------------------------- trees
+
 
 def make_ami(root: Path) -> tuple[Path, Path]:
     setup, audio = root / "AMI-diarization-setup", root / "amicorpus"
@@ -112,7 +113,8 @@ def make_callhome(root: Path) -> tuple[Path, Path]:
     # A third call with three speaker tags: not a two-speaker (CH109) call, and it has no audio.
     (trans / "transcrpt" / "devtest" / "en_4099.txt").parent.mkdir(parents=True, exist_ok=True)
     (trans / "transcrpt" / "devtest" / "en_4099.txt").write_text(
-        "1.00 2.00 A: hi\n2.50 3.00 B: hello\n3.10 4.00 A1: me too\n")
+        "1.00 2.00 A: hi\n2.50 3.00 B: hello\n3.10 4.00 A1: me too\n"
+    )
     return audio, trans
 
 
@@ -133,6 +135,7 @@ def make_sre2000(root: Path) -> tuple[Path, Path]:
 
 
 # ------------------------------------------------------------------------- checks
+
 
 def check_results(out: Path, uris: list[str], stdout: str, card: tuple[float, float]) -> dict:
     res = json.loads((out / "results.json").read_text())
@@ -221,6 +224,7 @@ def test_sre2000_recipe_limit_then_resume(tmp_path, campplus, capsys):
 
 # ------------------------------------------------------------------------- layout errors
 
+
 def test_bad_layouts_exit_2_naming_the_expected_path(tmp_path, capsys):
     setup, audio = make_ami(tmp_path)
     out = str(tmp_path / "out")
@@ -247,6 +251,7 @@ def test_bad_layouts_exit_2_naming_the_expected_path(tmp_path, capsys):
 
 # ------------------------------------------------------------------------- SPHERE
 
+
 def _shorten_header(path: Path) -> None:
     """Mark a SPHERE file as shorten-compressed, as LDC's CALLHOME files are (header only)."""
     raw = bytearray(path.read_bytes())
@@ -255,7 +260,7 @@ def _shorten_header(path: Path) -> None:
     line = "sample_coding -s26 ulaw,embedded-shorten-v2.00\n"
     if "sample_coding" in head:
         start = head.index("sample_coding")
-        head = head[:start] + head[head.index("\n", start) + 1:]
+        head = head[:start] + head[head.index("\n", start) + 1 :]
     head = head.replace("end_head", line + "end_head", 1)[:1024].ljust(1024)
     raw[:1024] = head.encode("latin-1")
     path.write_bytes(bytes(raw))
@@ -280,9 +285,11 @@ def test_sphere_header_and_shorten_handling(tmp_path, monkeypatch):
     # With an sph2pipe on PATH it is called as `sph2pipe -f wav -p IN OUT`, once; OUT is cached.
     log = tmp_path / "calls.txt"
     fake = bindir / "sph2pipe"
-    fake.write_text(f"#!{sys.executable}\nimport sys, numpy, soundfile\n"
-                    f"open({str(log)!r}, 'a').write(' '.join(sys.argv[1:]) + '\\n')\n"
-                    "soundfile.write(sys.argv[-1], numpy.zeros((800, 2)), 8000, format='WAV', subtype='PCM_16')\n")
+    fake.write_text(
+        f"#!{sys.executable}\nimport sys, numpy, soundfile\n"
+        f"open({str(log)!r}, 'a').write(' '.join(sys.argv[1:]) + '\\n')\n"
+        "soundfile.write(sys.argv[-1], numpy.zeros((800, 2)), 8000, format='WAV', subtype='PCM_16')\n"
+    )
     fake.chmod(0o755)
     wav = _recipe.readable_sphere(sph, cache)
     assert wav == cache / "en_0001.wav" and sf.info(wav).channels == 2

@@ -3,8 +3,7 @@ import pytest
 from pyannote.core import Annotation, Segment
 
 from diarize.files import atomic_write as atomic_write_text
-from diarize.rttm import (FormatError, labels_to_annotation, parse_rttm, parse_uem, read_rttm,
-                          rttm_lines, write_rttm)
+from diarize.rttm import FormatError, labels_to_annotation, parse_rttm, parse_uem, read_rttm, rttm_lines, write_rttm
 
 from conftest import DIAR, require_data
 
@@ -18,8 +17,12 @@ def test_round_trip_real_references(tmp_path):
         again = read_rttm(out)
         assert set(again) == set(refs)
         for uri in refs:
-            a = sorted((round(s.start, 3), round(s.end, 3), lab) for s, _, lab in refs[uri].itertracks(yield_label=True))
-            b = sorted((round(s.start, 3), round(s.end, 3), lab) for s, _, lab in again[uri].itertracks(yield_label=True))
+            a = sorted(
+                (round(s.start, 3), round(s.end, 3), lab) for s, _, lab in refs[uri].itertracks(yield_label=True)
+            )
+            b = sorted(
+                (round(s.start, 3), round(s.end, 3), lab) for s, _, lab in again[uri].itertracks(yield_label=True)
+            )
             assert len(a) == len(b)
             for x, y in zip(a, b):
                 assert x[2] == y[2] and abs(x[0] - y[0]) < 1e-3 and abs(x[1] - y[1]) < 2e-3
@@ -32,13 +35,16 @@ def test_rttm_lines_have_ten_fields():
     assert line.split() == ["SPEAKER", "f", "1", "1.000", "1.500", "<NA>", "<NA>", "A", "<NA>", "<NA>"]
 
 
-@pytest.mark.parametrize("line,msg", [
-    ("SPEAKER f 1 abc 1.0 <NA> <NA> A <NA> <NA>", "onset"),
-    ("SPEAKER f 1 0.0 x <NA> <NA> A <NA> <NA>", "duration"),
-    ("SPEAKER f 1 0.0", "10 fields"),
-    ("SPEAKER f 1 -1.0 1.0 <NA> <NA> A <NA> <NA>", "negative"),
-    ("SPEAKER f 1 nan 1.0 <NA> <NA> A <NA> <NA>", "finite"),
-])
+@pytest.mark.parametrize(
+    "line,msg",
+    [
+        ("SPEAKER f 1 abc 1.0 <NA> <NA> A <NA> <NA>", "onset"),
+        ("SPEAKER f 1 0.0 x <NA> <NA> A <NA> <NA>", "duration"),
+        ("SPEAKER f 1 0.0", "10 fields"),
+        ("SPEAKER f 1 -1.0 1.0 <NA> <NA> A <NA> <NA>", "negative"),
+        ("SPEAKER f 1 nan 1.0 <NA> <NA> A <NA> <NA>", "finite"),
+    ],
+)
 def test_malformed_rttm_names_file_and_line(line, msg):
     with pytest.raises(FormatError, match=rf"ref\.rttm:2: .*{msg}"):
         parse_rttm(["SPEAKER f 1 0.0 1.0 <NA> <NA> A <NA> <NA>", line], source="ref.rttm")

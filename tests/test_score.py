@@ -22,13 +22,20 @@ def ann(uri, turns):
 
 
 PAIRS = {
-    "overlap": (ann("a", [(0, 5, "A"), (4, 9, "B"), (10, 12, "A")]), ann("a", [(0, 4.5, "x"), (4.5, 9, "y"), (10, 12.5, "y")])),
+    "overlap": (
+        ann("a", [(0, 5, "A"), (4, 9, "B"), (10, 12, "A")]),
+        ann("a", [(0, 4.5, "x"), (4.5, 9, "y"), (10, 12.5, "y")]),
+    ),
     "collar_edges": (ann("b", [(0.1, 2.0, "A"), (2.0, 4.0, "B")]), ann("b", [(0.0, 2.2, "1"), (2.2, 4.3, "2")])),
     "empty_hyp": (ann("c", [(1, 3, "A"), (5, 6, "B")]), ann("c", [])),
     "extra_speaker": (ann("d", [(0, 10, "A")]), ann("d", [(0, 3, "1"), (3, 6, "2"), (6, 10, "3")])),
 }
-UEMS = {"a": Timeline([Segment(1, 11)]), "b": Timeline([Segment(0, 3)]), "c": Timeline([Segment(0, 10)]),
-        "d": Timeline([Segment(2, 8)])}
+UEMS = {
+    "a": Timeline([Segment(1, 11)]),
+    "b": Timeline([Segment(0, 3)]),
+    "c": Timeline([Segment(0, 10)]),
+    "d": Timeline([Segment(2, 8)]),
+}
 
 
 @pytest.mark.parametrize("collar,skip", [(0.0, False), (0.25, True), (0.25, False), (0.5, True)])
@@ -80,7 +87,10 @@ def test_cli_json_shape_and_presets(tmp_path, capsys):
     ref, hyp = PAIRS["overlap"]
     write_rttm(tmp_path / "ref.rttm", ref)
     write_rttm(tmp_path / "hyp.rttm", hyp)
-    assert run_score(_args([str(tmp_path / "ref.rttm"), str(tmp_path / "hyp.rttm"), "--preset", "forgiving", "--json"])) == 0
+    assert (
+        run_score(_args([str(tmp_path / "ref.rttm"), str(tmp_path / "hyp.rttm"), "--preset", "forgiving", "--json"]))
+        == 0
+    )
     out = json.loads(capsys.readouterr().out)
     assert set(out) == {"files", "total"} and set(out["files"]) == {"a"}
     assert set(out["total"]) == {"der", "miss", "false_alarm", "confusion", "total"}

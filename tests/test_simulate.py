@@ -1,4 +1,5 @@
 """benchmarks/simulate.py: seeded conversations whose RTTM matches the audio exactly."""
+
 from __future__ import annotations
 
 import sys
@@ -47,7 +48,7 @@ def test_conversation_matches_its_rttm_and_is_seeded(tmp_path):
     # Every turn's first and last 10 ms carry speech energy (pieces are trimmed to their speech).
     for seg, _, _ in ref.itertracks(yield_label=True):
         i, j = int(seg.start * sr), int(seg.end * sr)
-        assert 10 * np.log10(np.mean(a[i: j] ** 2)) > -50
+        assert 10 * np.log10(np.mean(a[i:j] ** 2)) > -50
 
 
 def test_make_set_cycles_speaker_counts_and_reuses(tmp_path):
@@ -89,14 +90,16 @@ def test_speaker_split_is_the_documented_rule_and_disjoint():
 def _speech_mask(ref, n):
     m = np.zeros(n, bool)
     for seg in ref.get_timeline().support():
-        m[int(seg.start * 16000): int(seg.end * 16000)] = True
+        m[int(seg.start * 16000) : int(seg.end * 16000)] = True
     return m
 
 
 def test_render_is_seeded_and_adds_noise_at_the_asked_snr(tmp_path):
     require_data()
     pool = simulate.load_pool(simulate.find_speakers([ROOT]))
-    cohort = simulate.load_pool({k: v[:2] for k, v in splits.speaker_files("dev").items() if k in ("27", "32", "226", "233", "426")})
+    cohort = simulate.load_pool(
+        {k: v[:2] for k, v in splits.speaker_files("dev").items() if k in ("27", "32", "226", "233", "426")}
+    )
     cfg = simulate.SimConfig(overlap_rate=0.5)
     for snr, noise in ((10.0, "babble"), (5.0, "pink")):
         ac = simulate.Acoustics(snr_db=snr, noise=noise)

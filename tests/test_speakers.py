@@ -1,4 +1,5 @@
 """Known speakers: `diarize enroll` and `diarize run --speakers` (diarize.speakers)."""
+
 import numpy as np
 import pytest
 import soundfile as sf

@@ -1,5 +1,6 @@
 """The package's shape (issue 10): stages import downwards only, constants have one home, and the
 library leaves the console to the CLI."""
+
 from __future__ import annotations
 
 import ast
@@ -50,7 +51,7 @@ def test_no_import_cycle_in_the_package() -> None:
         state[m] = 1
         for t in sorted(graph[m]):
             if state.get(t) == 1:
-                cycle = stack[stack.index(t):] + [t] if t in stack else [m, t]
+                cycle = stack[stack.index(t) :] + [t] if t in stack else [m, t]
                 raise AssertionError("import cycle: " + " -> ".join(cycle))
             if t not in state:
                 visit(t, stack + [t])
@@ -67,7 +68,12 @@ def test_sample_rate_has_one_home() -> None:
 
 
 def test_only_the_cli_prints() -> None:
-    printing = sorted(str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py")
-                      if p.name != "cli.py" and any(isinstance(n, ast.Call) and getattr(n.func, "id", "") == "print"
-                                                    for n in ast.walk(ast.parse(p.read_text()))))
+    printing = sorted(
+        str(p.relative_to(PACKAGE))
+        for p in PACKAGE.rglob("*.py")
+        if p.name != "cli.py"
+        and any(
+            isinstance(n, ast.Call) and getattr(n.func, "id", "") == "print" for n in ast.walk(ast.parse(p.read_text()))
+        )
+    )
     assert printing == [], printing

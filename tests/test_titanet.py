@@ -1,4 +1,5 @@
 """TitaNet: parity with NeMo on a committed random checkpoint, .nemo loading, download."""
+
 import http.server
 import io
 import shutil
@@ -85,7 +86,10 @@ def test_strict_keys_name_missing_and_unexpected(tmp_path):
         return s
 
     bad = _rewrite_nemo(NEMO, tmp_path / "bad.nemo", drop)
-    with pytest.raises(WeightsUnavailable, match=r"missing keys \['decoder.emb_layers.0.1.bias'\].*unexpected keys \['encoder.encoder.9.bogus'\]"):
+    with pytest.raises(
+        WeightsUnavailable,
+        match=r"missing keys \['decoder.emb_layers.0.1.bias'\].*unexpected keys \['encoder.encoder.9.bogus'\]",
+    ):
         load_titanet(bad)
 
 
@@ -141,6 +145,10 @@ def test_diarize_run_with_nemo_path(tmp_path):
 
     require_data()
     out = tmp_path / "an4.rttm"
-    assert main(["run", str(DIAR / "nemo_an4" / "an4_diarize_test.wav"), "--out", str(out), "--model", str(NEMO),
-                 "--quiet"]) == 0
+    assert (
+        main(
+            ["run", str(DIAR / "nemo_an4" / "an4_diarize_test.wav"), "--out", str(out), "--model", str(NEMO), "--quiet"]
+        )
+        == 0
+    )
     assert read_rttm(out)["an4_diarize_test"].get_timeline().duration() > 3.0

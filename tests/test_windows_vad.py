@@ -54,7 +54,9 @@ def test_energy_vad_finds_bursts_in_noise(rng):
     truth = [(1.0, 2.5), (4.0, 4.8), (7.0, 9.0)]
     for s, e in truth:
         t = np.arange(int((e - s) * sr)) / sr
-        x[int(s * sr): int(s * sr) + len(t)] += 0.3 * np.sin(2 * np.pi * 220 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))
+        x[int(s * sr) : int(s * sr) + len(t)] += (
+            0.3 * np.sin(2 * np.pi * 220 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))
+        )
     regions = energy_vad(x.astype(np.float32), EnergyVADConfig())
     assert len(regions) == 3
     for (s, e), (rs, re_) in zip(truth, regions):

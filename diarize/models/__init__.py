@@ -4,6 +4,7 @@
 the user cache, or a hub download when online); otherwise `diarize` says so in
 one line (a warning) and falls back to CAM++, whose weights it fetches itself with pip.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -52,12 +53,16 @@ def load_model(name_or_path: str = "auto", device: str | torch.device = "auto") 
                 reason = str(e).splitlines()[0]
         if at_hand is not None:
             return titanet.load_titanet("titanet-large", device=dev)
-        warnings.warn(f"TitaNet-Large weights are not at hand ({reason}); using CAM++. To use TitaNet pass "
-                      f"--model PATH.nemo or put it at {cache_dir() / titanet.CACHE_NAME}.", stacklevel=2)
+        warnings.warn(
+            f"TitaNet-Large weights are not at hand ({reason}); using CAM++. To use TitaNet pass "
+            f"--model PATH.nemo or put it at {cache_dir() / titanet.CACHE_NAME}.",
+            stacklevel=2,
+        )
         spec = "campplus"
     if spec == "campplus":
         from .campplus import load_campplus
 
         return load_campplus(device=dev)
-    raise WeightsUnavailable(f"unknown model {spec[:60]!r}: use one of {', '.join(MODEL_NAMES)}, 'auto', "
-                             "or a .nemo/.pt path")
+    raise WeightsUnavailable(
+        f"unknown model {spec[:60]!r}: use one of {', '.join(MODEL_NAMES)}, 'auto', or a .nemo/.pt path"
+    )

@@ -1,4 +1,5 @@
 """The interface every speaker-embedding model in `diarize` implements."""
+
 from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
@@ -24,8 +25,7 @@ class SpeakerEmbedder(Protocol):
         """(B, T) float32 waveforms -> (B, embedding_dim) float32 embeddings."""
         ...
 
-    def to(self, device: torch.device | str) -> "SpeakerEmbedder":
-        ...
+    def to(self, device: torch.device | str) -> "SpeakerEmbedder": ...
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:

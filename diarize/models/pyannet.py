@@ -8,6 +8,7 @@ of 7 powerset classes: nobody, speaker 1, 2 or 3 alone, or one of the 3 pairs.
 Speaker identities are local to a window, so across windows we only aggregate
 quantities that do not depend on them: P(speech) and P(>= 2 speakers).
 """
+
 from __future__ import annotations
 
 import math
@@ -54,7 +55,9 @@ FRAME_STEP, FRAME_FIELD, FRAME_CENTRE = _frame_geometry()  # 270, 991, 495 sampl
 
 
 # --------------------------------------------------------------------------- powerset
-def powerset_classes(num_speakers: int = NUM_SPEAKERS, max_simultaneous: int = MAX_SIMULTANEOUS) -> list[tuple[int, ...]]:
+def powerset_classes(
+    num_speakers: int = NUM_SPEAKERS, max_simultaneous: int = MAX_SIMULTANEOUS
+) -> list[tuple[int, ...]]:
     """Class index -> set of active speakers, by set size then lexicographically: (), (0,), ..., (0, 1), ..."""
     return [c for size in range(max_simultaneous + 1) for c in combinations(range(num_speakers), size)]
 
@@ -105,8 +108,15 @@ class SincFilterbank(nn.Module):
     left half of each symmetric kernel is computed; the right half is mirrored.
     """
 
-    def __init__(self, n_filters: int = 80, kernel_size: int = 251, stride: int = 10,
-                 sample_rate: int = SAMPLE_RATE, min_low_hz: float = 50.0, min_band_hz: float = 50.0):
+    def __init__(
+        self,
+        n_filters: int = 80,
+        kernel_size: int = 251,
+        stride: int = 10,
+        sample_rate: int = SAMPLE_RATE,
+        min_low_hz: float = 50.0,
+        min_band_hz: float = 50.0,
+    ):
         super().__init__()
         self.kernel_size, self.stride, self.sample_rate = kernel_size, stride, sample_rate
         self.min_low_hz, self.min_band_hz = min_low_hz, min_band_hz
@@ -116,7 +126,9 @@ class SincFilterbank(nn.Module):
         self.low_hz_ = nn.Parameter(torch.zeros(bands, 1))
         self.band_hz_ = nn.Parameter(torch.zeros(bands, 1))
         k = torch.arange(half, dtype=torch.float32)
-        self.register_buffer("window_", 0.54 - 0.46 * torch.cos(2 * math.pi * k / kernel_size))  # left half of a Hamming window
+        self.register_buffer(
+            "window_", 0.54 - 0.46 * torch.cos(2 * math.pi * k / kernel_size)
+        )  # left half of a Hamming window
         self.register_buffer("n_", 2 * math.pi * torch.arange(-half, 0, dtype=torch.float32).view(1, -1) / sample_rate)
 
     def filters(self) -> torch.Tensor:
@@ -250,8 +262,9 @@ def window_starts(num_samples: int, window: int, step: int) -> np.ndarray:
 
 
 @torch.inference_mode()
-def sliding_scores(model: PyanNet, audio: np.ndarray, step_s: float = 1.0, batch_size: int = 32,
-                   soft: bool = False) -> FrameScores:
+def sliding_scores(
+    model: PyanNet, audio: np.ndarray, step_s: float = 1.0, batch_size: int = 32, soft: bool = False
+) -> FrameScores:
     """Run `model` on 10 s windows every `step_s` and average the overlapping windows' speech and
     overlap scores per frame, each window weighted by a Hamming taper (its edges see less context)."""
     device = next(model.parameters()).device
@@ -267,8 +280,8 @@ def sliding_scores(model: PyanNet, audio: np.ndarray, step_s: float = 1.0, batch
     acc = np.zeros((2, total))
     weight = np.zeros(total)
     for b in range(0, len(starts), batch_size):
-        chunk = starts[b:b + batch_size]
-        batch = torch.stack([wav[s:s + win] for s in chunk]).to(device)
+        chunk = starts[b : b + batch_size]
+        batch = torch.stack([wav[s : s + win] for s in chunk]).to(device)
         logp = model(batch).float().cpu().numpy()
         speech, overlap = speech_and_overlap(powerset_to_speakers(logp, soft=soft))
         for s, sp, ov in zip(chunk, speech, overlap):

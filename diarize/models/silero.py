@@ -5,6 +5,7 @@ The model file comes from the `silero-vad` package when it is installed
 from the pinned `silero-vad` wheel on PyPI into the diarize cache (sha256-checked),
 so the core install stays light. Frame scoring and region building are our own.
 """
+
 from __future__ import annotations
 
 import functools
@@ -33,8 +34,10 @@ def silero_model_path() -> Path:
     try:
         return weights_path("silero")
     except WeightsUnavailable as e:
-        raise WeightsUnavailable(f"Silero VAD is not available: `pip install silero-vad` "
-                                 f"(or put {WEIGHTS['silero'].cache_name} in {cache_dir()}); {e}") from None
+        raise WeightsUnavailable(
+            f"Silero VAD is not available: `pip install silero-vad` "
+            f"(or put {WEIGHTS['silero'].cache_name} in {cache_dir()}); {e}"
+        ) from None
 
 
 @functools.lru_cache(maxsize=1)
@@ -63,5 +66,5 @@ def silero_probs(audio: np.ndarray) -> np.ndarray:
     wav = torch.from_numpy(x).view(k, FRAME)
     out = np.empty(k, dtype=np.float32)
     for i in range(k):
-        out[i] = float(model(wav[i:i + 1], SAMPLE_RATE))
+        out[i] = float(model(wav[i : i + 1], SAMPLE_RATE))
     return out

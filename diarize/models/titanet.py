@@ -6,6 +6,7 @@ Front end: NeMo 3.0's mel spectrogram by default (zero-padded centred STFT, floo
 valid frames). `stft_pad="reflect"` gives NeMo 1.x's convention (reflect padding,
 floor(L/160) + 1 valid frames), which is what TitaNet was trained with.
 """
+
 from __future__ import annotations
 
 import io
@@ -33,9 +34,18 @@ MAX_WEIGHTS_BYTES = 1 << 30
 class MelFrontEnd(nn.Module):
     """Log-mel features with NeMo's per-feature normalisation. Buffers come from the checkpoint."""
 
-    def __init__(self, sample_rate: int = 16000, window_size: float = 0.025, window_stride: float = 0.01,
-                 n_fft: int = 512, features: int = 80, preemph: float = 0.97, log_guard: float = 2 ** -24,
-                 normalize: str = "per_feature", stft_pad: str = "constant"):
+    def __init__(
+        self,
+        sample_rate: int = 16000,
+        window_size: float = 0.025,
+        window_stride: float = 0.01,
+        n_fft: int = 512,
+        features: int = 80,
+        preemph: float = 0.97,
+        log_guard: float = 2**-24,
+        normalize: str = "per_feature",
+        stft_pad: str = "constant",
+    ):
         super().__init__()
         self.win_length = int(window_size * sample_rate)
         self.hop = int(window_stride * sample_rate)
@@ -61,8 +71,16 @@ class MelFrontEnd(nn.Module):
         wav = torch.cat([wav[:, :1], wav[:, 1:] - self.preemph * wav[:, :-1]], dim=1)
         wav = wav.masked_fill(t[None] >= lengths[:, None], 0.0)
         with torch.autocast(wav.device.type, enabled=False):
-            spec = torch.stft(wav, self.n_fft, hop_length=self.hop, win_length=self.win_length, window=self.window,
-                              center=True, pad_mode=self.stft_pad, return_complex=True)
+            spec = torch.stft(
+                wav,
+                self.n_fft,
+                hop_length=self.hop,
+                win_length=self.win_length,
+                window=self.window,
+                center=True,
+                pad_mode=self.stft_pad,
+                return_complex=True,
+            )
         power = torch.view_as_real(spec).pow(2).sum(-1).sqrt().pow(2)
         mel = torch.log(torch.matmul(self.fb.to(power.dtype), power) + self.log_guard)
         n = self.valid_frames(lengths)
@@ -83,8 +101,9 @@ class MaskedConv1d(nn.Module):
 
     def __init__(self, cin: int, cout: int, kernel: int, groups: int = 1, dilation: int = 1):
         super().__init__()
-        self.conv = nn.Conv1d(cin, cout, kernel, padding=dilation * (kernel - 1) // 2, dilation=dilation,
-                              groups=groups, bias=False)
+        self.conv = nn.Conv1d(
+            cin, cout, kernel, padding=dilation * (kernel - 1) // 2, dilation=dilation, groups=groups, bias=False
+        )
 
     def forward(self, x: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
         return self.conv(x.masked_fill(pad, 0.0))
@@ -93,8 +112,11 @@ class MaskedConv1d(nn.Module):
 class SqueezeExcite(nn.Module):
     def __init__(self, channels: int, reduction: int):
         super().__init__()
-        self.fc = nn.Sequential(nn.Linear(channels, channels // reduction, bias=False), nn.ReLU(inplace=True),
-                                nn.Linear(channels // reduction, channels, bias=False))
+        self.fc = nn.Sequential(
+            nn.Linear(channels, channels // reduction, bias=False),
+            nn.ReLU(inplace=True),
+            nn.Linear(channels // reduction, channels, bias=False),
+        )
 
     def forward(self, x: torch.Tensor, pad: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         # Squeeze over valid frames only, in fp32 (as NeMo does under autocast).
@@ -127,8 +149,11 @@ class JasperBlock(nn.Module):
         layers: list[nn.Module] = []
         cin = spec.cin
         for r in range(spec.repeat):
-            layers += [MaskedConv1d(cin, cin, spec.kernel, groups=cin, dilation=spec.dilation),
-                       MaskedConv1d(cin, spec.cout, 1), nn.BatchNorm1d(spec.cout, eps=1e-3, momentum=0.1)]
+            layers += [
+                MaskedConv1d(cin, cin, spec.kernel, groups=cin, dilation=spec.dilation),
+                MaskedConv1d(cin, spec.cout, 1),
+                nn.BatchNorm1d(spec.cout, eps=1e-3, momentum=0.1),
+            ]
             if r < spec.repeat - 1:
                 layers += [nn.ReLU(inplace=True), nn.Dropout(0.0)]
             cin = spec.cout
@@ -137,8 +162,13 @@ class JasperBlock(nn.Module):
         self.mconv = nn.ModuleList(layers)
         self.res = None
         if spec.residual:
-            self.res = nn.ModuleList([nn.ModuleList([MaskedConv1d(spec.cin, spec.cout, 1),
-                                                     nn.BatchNorm1d(spec.cout, eps=1e-3, momentum=0.1)])])
+            self.res = nn.ModuleList(
+                [
+                    nn.ModuleList(
+                        [MaskedConv1d(spec.cin, spec.cout, 1), nn.BatchNorm1d(spec.cout, eps=1e-3, momentum=0.1)]
+                    )
+                ]
+            )
 
     def forward(self, x: torch.Tensor, pad: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         out = x
@@ -178,15 +208,17 @@ class AttentivePool(nn.Module):
 
     def __init__(self, channels: int, attention_channels: int = 128):
         super().__init__()
-        self.attention_layer = nn.Sequential(TDNNModule(3 * channels, attention_channels), nn.Tanh(),
-                                             nn.Conv1d(attention_channels, channels, 1))
+        self.attention_layer = nn.Sequential(
+            TDNNModule(3 * channels, attention_channels), nn.Tanh(), nn.Conv1d(attention_channels, channels, 1)
+        )
 
     def forward(self, h: torch.Tensor, valid: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         w = valid.to(h.dtype) / lengths.to(h.dtype)[:, None, None]
         mean, std = _masked_stats(h, w)
         t = h.shape[-1]
-        attn = self.attention_layer(torch.cat([h, mean.unsqueeze(-1).expand(-1, -1, t),
-                                               std.unsqueeze(-1).expand(-1, -1, t)], dim=1))
+        attn = self.attention_layer(
+            torch.cat([h, mean.unsqueeze(-1).expand(-1, -1, t), std.unsqueeze(-1).expand(-1, -1, t)], dim=1)
+        )
         alpha = torch.softmax(attn.masked_fill(~valid, float("-inf")), dim=-1)
         mean, std = _masked_stats(h, alpha)
         return torch.cat([mean, std], dim=1).unsqueeze(-1)
@@ -203,10 +235,15 @@ class TitaNet(nn.Module):
         self.sample_rate = int(pre.get("sample_rate", cfg.get("sample_rate", 16000)))
         self.preprocessor = nn.Module()
         self.preprocessor.featurizer = MelFrontEnd(
-            sample_rate=self.sample_rate, window_size=pre.get("window_size", 0.025),
-            window_stride=pre.get("window_stride", 0.01), n_fft=pre.get("n_fft", 512),
-            features=pre.get("features", 80), preemph=pre.get("preemph", 0.97) or 0.0,
-            normalize=pre.get("normalize", "per_feature"), stft_pad=stft_pad)
+            sample_rate=self.sample_rate,
+            window_size=pre.get("window_size", 0.025),
+            window_stride=pre.get("window_stride", 0.01),
+            n_fft=pre.get("n_fft", 512),
+            features=pre.get("features", 80),
+            preemph=pre.get("preemph", 0.97) or 0.0,
+            normalize=pre.get("normalize", "per_feature"),
+            stft_pad=stft_pad,
+        )
         if str(pre.get("window", "hann")) != "hann" or pre.get("log", True) is False:
             raise WeightsUnavailable("unsupported TitaNet preprocessor (only hann window + log mel)")
         if str(enc.get("activation", "relu")) != "relu":
@@ -216,8 +253,15 @@ class TitaNet(nn.Module):
         blocks = []
         for b in enc["jasper"]:
             cout = int(b["filters"])
-            spec = BlockSpec(cin, cout, int(_first(b["kernel"])), int(b.get("repeat", 1)),
-                             int(_first(b.get("dilation", 1))), bool(b.get("residual", False)), bool(b.get("se", False)))
+            spec = BlockSpec(
+                cin,
+                cout,
+                int(_first(b["kernel"])),
+                int(b.get("repeat", 1)),
+                int(_first(b.get("dilation", 1))),
+                bool(b.get("residual", False)),
+                bool(b.get("se", False)),
+            )
             if not b.get("separable", False) or int(_first(b.get("stride", 1))) != 1:
                 raise WeightsUnavailable("unsupported TitaNet encoder block (need separable, stride 1)")
             blocks.append(JasperBlock(spec, se_reduction))
@@ -248,8 +292,9 @@ class TitaNet(nn.Module):
         valid = (torch.arange(feats.shape[-1], device=feats.device)[None] < n[:, None]).unsqueeze(1)
         pad = ~valid
         h = feats
-        with torch.autocast(h.device.type, dtype=self.autocast_dtype or torch.float32,
-                            enabled=self.autocast_dtype is not None):
+        with torch.autocast(
+            h.device.type, dtype=self.autocast_dtype or torch.float32, enabled=self.autocast_dtype is not None
+        ):
             for block in self.encoder.encoder:
                 h = block(h, pad, n)
             pooled = self.decoder._pooling(h, valid, n)
@@ -270,8 +315,9 @@ class TitaNet(nn.Module):
         return self.preprocessor.featurizer.valid_frames(num_samples)
 
     @torch.inference_mode()
-    def encode_frames(self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None
-                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode_frames(
+        self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T) waveforms -> (B, C, F) encoder frames (C = 3072 for Large) and (B,) valid frame counts.
 
         Frames past an item's count are not meaningful and must not be pooled.
@@ -282,15 +328,17 @@ class TitaNet(nn.Module):
         feats, n = self.features(wav, None if lengths is None else lengths.to(self.device))
         pad = ~(torch.arange(feats.shape[-1], device=feats.device)[None] < n[:, None]).unsqueeze(1)
         h = feats
-        with torch.autocast(h.device.type, dtype=self.autocast_dtype or torch.float32,
-                            enabled=self.autocast_dtype is not None):
+        with torch.autocast(
+            h.device.type, dtype=self.autocast_dtype or torch.float32, enabled=self.autocast_dtype is not None
+        ):
             for block in self.encoder.encoder:
                 h = block(h, pad, n)
         return h.float(), n
 
     @torch.inference_mode()
-    def pool_frames(self, frames: torch.Tensor, starts: torch.Tensor, ends: torch.Tensor,
-                    max_window_frames: int = 2048) -> torch.Tensor:
+    def pool_frames(
+        self, frames: torch.Tensor, starts: torch.Tensor, ends: torch.Tensor, max_window_frames: int = 2048
+    ) -> torch.Tensor:
         """Embeddings of the frame spans [starts[i], ends[i]) of one (C, F) frame sequence -> (N, D).
 
         Attentive statistics pooling as in `AttentivePool`, computed for many windows at once:
@@ -325,8 +373,9 @@ class TitaNet(nn.Module):
         mean_all, std_all = m64.T.float(), var.sqrt().T.float()
         order = torch.argsort(lengths)
         i = 0
-        with torch.autocast(h.device.type, dtype=self.autocast_dtype or torch.float32,
-                            enabled=self.autocast_dtype is not None):
+        with torch.autocast(
+            h.device.type, dtype=self.autocast_dtype or torch.float32, enabled=self.autocast_dtype is not None
+        ):
             while i < len(order):
                 j = i + 1  # lengths ascend: grow the batch while (count x longest) fits the budget
                 while j < len(order) and (j + 1 - i) * int(lengths[order[j]]) <= max_window_frames:
@@ -336,13 +385,25 @@ class TitaNet(nn.Module):
                 L = int(lengths[sel].max())
                 t = torch.arange(L, device=h.device)
                 valid = t[None] < lengths[sel, None]  # (B, L)
-                idx = torch.minimum(starts[sel, None] + t[None], ends[sel, None] - 1)  # (B, L), padded with the last frame
+                idx = torch.minimum(
+                    starts[sel, None] + t[None], ends[sel, None] - 1
+                )  # (B, L), padded with the last frame
                 hg = h[:, idx].transpose(0, 1)  # (B, C, L): softmax and sums run along contiguous frames
                 mean, std = mean_all[sel], std_all[sel]
                 ctx = torch.cat([mean, std], dim=1) @ w_ctx.T + tdnn.conv_layer.bias  # (B, A)
                 pre = torch.relu(a_frames[idx] + ctx[:, None, :])  # (B, L, A)
-                g = torch.tanh(F.batch_norm(pre.reshape(-1, pre.shape[-1]), bn.running_mean, bn.running_var,
-                                            bn.weight, bn.bias, False, 0.0, bn.eps)).reshape(pre.shape)
+                g = torch.tanh(
+                    F.batch_norm(
+                        pre.reshape(-1, pre.shape[-1]),
+                        bn.running_mean,
+                        bn.running_var,
+                        bn.weight,
+                        bn.bias,
+                        False,
+                        0.0,
+                        bn.eps,
+                    )
+                ).reshape(pre.shape)
                 e = torch.matmul(w2, g.transpose(1, 2)) + b2[:, None]  # (B, C, L)
                 alpha = torch.softmax(e.float().masked_fill_(~valid.unsqueeze(1), float("-inf")), dim=-1)
                 mean, std = _masked_stats(hg, alpha)
@@ -370,8 +431,11 @@ def read_nemo(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]]:
     """(model config, state dict) of a .nemo archive (tar, optionally gzip-compressed)."""
     try:
         cfg = yaml.safe_load(read_tar_member(path, "model_config.yaml", MAX_CONFIG_BYTES))
-        state = torch.load(io.BytesIO(read_tar_member(path, "model_weights.ckpt", MAX_WEIGHTS_BYTES)),
-                           map_location="cpu", weights_only=True)
+        state = torch.load(
+            io.BytesIO(read_tar_member(path, "model_weights.ckpt", MAX_WEIGHTS_BYTES)),
+            map_location="cpu",
+            weights_only=True,
+        )
     except WeightsUnavailable:
         raise
     except Exception as e:  # tarfile.ReadError, YAML errors, pickle errors from a foreign file
@@ -396,8 +460,9 @@ _MAX_PARAMETERS = 200_000_000
 def _bounded_int(value: object, what: str, lo: int, hi: int, path: object) -> int:
     v = _first(value)
     if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-        raise WeightsUnavailable(f"{path}: model_config.yaml {what} must be a whole number in [{lo}, {hi}], "
-                                 f"got {short(v)}")
+        raise WeightsUnavailable(
+            f"{path}: model_config.yaml {what} must be a whole number in [{lo}, {hi}], got {short(v)}"
+        )
     return v
 
 
@@ -414,8 +479,9 @@ def check_config(cfg: dict, path: object = "<config>") -> int:
         for key in ("window_size", "window_stride"):
             v = pre.get(key, 0.01)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.001 <= v <= 0.1:
-                raise WeightsUnavailable(f"{path}: model_config.yaml preprocessor.{key} must be in [0.001, 0.1] s, "
-                                         f"got {short(v)}")
+                raise WeightsUnavailable(
+                    f"{path}: model_config.yaml preprocessor.{key} must be in [0.001, 0.1] s, got {short(v)}"
+                )
         cin = _bounded_int(enc["feat_in"], "encoder.feat_in", 1, _MAX_FEATURES, path)
         blocks = enc["jasper"]
         if not isinstance(blocks, list) or not 1 <= len(blocks) <= _MAX_BLOCKS:
@@ -433,16 +499,21 @@ def check_config(cfg: dict, path: object = "<config>") -> int:
         emb = _bounded_int(dec.get("emb_sizes", 192), "decoder.emb_sizes", 1, _MAX_CHANNELS, path)
         params += 3 * cin * att + att * cin + 2 * cin * emb
     except (KeyError, TypeError, AttributeError) as e:
-        raise WeightsUnavailable(f"{path}: model_config.yaml is missing or has a malformed TitaNet key "
-                                 f"({type(e).__name__}: {short(str(e), 60)})") from None
+        raise WeightsUnavailable(
+            f"{path}: model_config.yaml is missing or has a malformed TitaNet key "
+            f"({type(e).__name__}: {short(str(e), 60)})"
+        ) from None
     if params > _MAX_PARAMETERS:
-        raise WeightsUnavailable(f"{path}: model_config.yaml describes a network of about {params / 1e6:.0f} M "
-                                 f"parameters (more than {_MAX_PARAMETERS // 1_000_000} M); not a TitaNet checkpoint")
+        raise WeightsUnavailable(
+            f"{path}: model_config.yaml describes a network of about {params / 1e6:.0f} M "
+            f"parameters (more than {_MAX_PARAMETERS // 1_000_000} M); not a TitaNet checkpoint"
+        )
     return params
 
 
-def load_titanet(path_or_name: str | os.PathLike = "titanet-large", device: str | torch.device = "cpu",
-                 stft_pad: str = "constant") -> TitaNet:
+def load_titanet(
+    path_or_name: str | os.PathLike = "titanet-large", device: str | torch.device = "cpu", stft_pad: str = "constant"
+) -> TitaNet:
     """Load TitaNet from a .nemo path, or by name from the cache (`titanet-large`)."""
     path = Path(path_or_name)
     if str(path_or_name) == "titanet-large":
@@ -452,17 +523,23 @@ def load_titanet(path_or_name: str | os.PathLike = "titanet-large", device: str 
     try:
         model = TitaNet(cfg, name=_model_name(path), stft_pad=stft_pad)
     except (KeyError, TypeError, ValueError) as e:  # values check_config does not bound (e.g. a bad stft mode)
-        raise WeightsUnavailable(f"{path}: unsupported TitaNet config ({type(e).__name__}: {short(str(e), 60)})") from None
-    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise WeightsUnavailable(
+            f"{path}: unsupported TitaNet config ({type(e).__name__}: {short(str(e), 60)})"
+        ) from None
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
         raise WeightsUnavailable(f"{path}: model_weights.ckpt is not a mapping of names to tensors")
     state = {k: v for k, v in state.items() if not k.startswith(_IGNORED_PREFIXES)}
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     if missing or unexpected:
-        raise WeightsUnavailable(f"{path}: checkpoint does not match its TitaNet config: "
-                                 f"missing keys {missing[:8]}{' ...' if len(missing) > 8 else ''}, "
-                                 f"unexpected keys {unexpected[:8]}{' ...' if len(unexpected) > 8 else ''}")
+        raise WeightsUnavailable(
+            f"{path}: checkpoint does not match its TitaNet config: "
+            f"missing keys {missing[:8]}{' ...' if len(missing) > 8 else ''}, "
+            f"unexpected keys {unexpected[:8]}{' ...' if len(unexpected) > 8 else ''}"
+        )
     bad = [k for k in own if own[k].shape != state[k].shape]
     if bad:
         raise WeightsUnavailable(f"{path}: shape mismatch for {bad[:5]}")
