@@ -121,6 +121,7 @@ def test_render_is_seeded_and_adds_noise_at_the_asked_snr(tmp_path):
 
 def test_render_telephone_band_and_reverb(tmp_path):
     require_data()
+    pytest.importorskip("pyroomacoustics")  # the `bench` extra (also in `test`)
     pool = simulate.load_pool(simulate.find_speakers([ROOT]))
     simulate.render_conversation(tmp_path / "dry.wav", pool, 15.0, 2)
     simulate.render_conversation(tmp_path / "tel.wav", pool, 15.0, 2, acoustics=simulate.Acoustics(telephone=True))
