@@ -1,4 +1,4 @@
-"""Command line: `diarize run|embed|verify|score|models`. A thin layer over the library: it owns
+"""Command line: `diarize run|embed|verify|align|enroll|score|models`. A thin layer over the library: it owns
 the console (notices, warnings, progress) and the exit codes.
 
 Exit codes: 0 success, 1 some inputs of a batch failed, 2 usage error or bad input,
