@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -31,3 +32,19 @@ def librispeech_utts(speaker: str) -> list[Path]:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+class ToyEmbedder:
+    """Exact, cheap, batch-independent stand-in for a speaker model: (mean, std, first, last sample)
+    of each window. For tests of the pipeline's plumbing, not of speaker separation."""
+
+    name = "toy"
+    sample_rate = 16000
+    embedding_dim = 4
+    device = torch.device("cpu")
+
+    def embed_batch(self, w: torch.Tensor) -> torch.Tensor:
+        return torch.stack([w.mean(1), w.std(1), w[:, 0], w[:, -1]], dim=1)
+
+    def to(self, device):  # noqa: ANN001, ANN201
+        return self

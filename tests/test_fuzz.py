@@ -11,11 +11,11 @@ import math
 
 import numpy as np
 import pytest
-import torch
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import ToyEmbedder
 from diarize.audio import SAMPLE_RATE
 from diarize.manifest import read_manifest
 from diarize.config import DiarizerConfig, config_from_dict, load_config
@@ -184,19 +184,6 @@ def test_yaml_config_files_of_any_text(tmp_path_factory, text):
 
 
 # --------------------------------------------------------------------------- short random audio
-class ToyEmbedder:
-    """Cheap, deterministic embedder: (mean, std, first, last sample) of each window."""
-
-    name = "toy"
-    sample_rate = SAMPLE_RATE
-    embedding_dim = 4
-    device = torch.device("cpu")
-
-    def embed_batch(self, w: torch.Tensor) -> torch.Tensor:
-        return torch.stack([w.mean(1), w.std(1), w[:, 0], w[:, -1]], dim=1)
-
-    def to(self, device):  # noqa: ANN001, ANN201
-        return self
 
 
 @pytest.fixture(scope="module")

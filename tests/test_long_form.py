@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 
 import diarize
 from diarize import clustering, pipeline
+from conftest import ToyEmbedder
 from diarize.audio import SAMPLE_RATE, AudioSource, load_audio
 from diarize.clustering import chunk_bounds, cluster, spherical_kmeans
 from diarize.config import ClusteringConfig, DiarizerConfig, SpeakerCount, WindowConfig, load_config
@@ -148,19 +148,6 @@ def test_sparse_spectral_embedding_matches_dense() -> None:
 
 
 # --------------------------------------------------------------------------- streaming pipeline
-class MeanStdEmbedder:
-    """Exact, batch-independent toy embedder: (mean, std, first, last sample) of each window."""
-
-    name = "toy"
-    sample_rate = SAMPLE_RATE
-    embedding_dim = 4
-    device = torch.device("cpu")
-
-    def embed_batch(self, w: torch.Tensor) -> torch.Tensor:
-        return torch.stack([w.mean(1), w.std(1), w[:, 0], w[:, -1]], dim=1)
-
-    def to(self, device):  # noqa: ANN001, ANN201
-        return self
 
 
 def capture_embeddings(monkeypatch: pytest.MonkeyPatch) -> list:
@@ -205,7 +192,7 @@ def test_blockwise_equals_one_block_exactly_with_toy_embedder(
     bursty_wav: Path, block_s: float, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cfg = energy_config()
-    model = MeanStdEmbedder()
+    model = ToyEmbedder()
     seen = capture_embeddings(monkeypatch)
     ref = run_waveform(bursty_wav, model, cfg)
     got = run_file(bursty_wav, model, cfg, block_s)
@@ -239,7 +226,7 @@ def test_blockwise_holds_at_most_one_block(bursty_wav: Path, monkeypatch: pytest
 
     monkeypatch.setattr(audio, "read_blocks", spy_read)
     monkeypatch.setattr(embeddings, "embed_spans", spy_embed)
-    res = run_file(bursty_wav, MeanStdEmbedder(), energy_config(), block_s)
+    res = run_file(bursty_wav, ToyEmbedder(), energy_config(), block_s)
     assert res.duration == pytest.approx(40.0)
     assert max(blocks) <= block_s * SAMPLE_RATE and len(blocks) >= 2 * 8  # two passes (energy VAD + embedding)
     longest_window = int(max(energy_config().windows.window_lengths) * SAMPLE_RATE)
@@ -251,7 +238,7 @@ def test_long_file_with_uem_and_energy_vad(bursty_wav: Path) -> None:
     """The UEM is applied in one place, whatever the length (it used to be ignored for long files)."""
     uem = parse_uem(["bursty 1 10.0 20.0", "bursty 1 30.0 35.0"])["bursty"]
     for block_s in (5.0, 1000.0):
-        res = run_file(bursty_wav, MeanStdEmbedder(), energy_config(), block_s, uem=uem)
+        res = run_file(bursty_wav, ToyEmbedder(), energy_config(), block_s, uem=uem)
         assert len(res.regions) and res.regions.min() >= 10.0 and res.regions.max() <= 35.0
         assert not np.any((res.regions[:, 0] < 30.0) & (res.regions[:, 1] > 20.0))
         turns = res.annotation.get_timeline()
