@@ -15,6 +15,7 @@ Each case runs in its own subprocess so ru_maxrss is that case's peak.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import resource
@@ -316,6 +317,8 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         "long_form": len(scales[-1]) > args.per_chunk,
         "seconds": times,
         "speakers": res.num_speakers,
+        # Same digest before and after a change = the same labels for every window.
+        "labels_sha1": hashlib.sha1(res.labels.astype(np.int64).tobytes()).hexdigest()[:12],
         "rss_before_mb": rss0,
         "peak_rss_mb": rss_mb(),
     }

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from scipy.signal import resample_poly
 
 from .errors import AudioError
 
@@ -133,6 +132,8 @@ def to_mono_16k(samples: np.ndarray, sample_rate: int, source: str = "<waveform>
             raise AudioError(
                 f"{source}: invalid sample rate {sample_rate!r} (need a whole number of Hz >= {MIN_SAMPLE_RATE})"
             )
+        from scipy.signal import resample_poly  # imported here: scipy.signal alone costs ~1 s of start-up
+
         g = gcd(int(sample_rate), SAMPLE_RATE)
         x = resample_poly(x, SAMPLE_RATE // g, int(sample_rate) // g).astype(np.float32)
     return x

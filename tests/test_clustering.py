@@ -10,6 +10,7 @@ from diarize.clustering import (
     kmeans,
     laplacian,
     nearest_window,
+    neighbour_ranks,
     nme_sc,
     window_items,
 )
@@ -56,6 +57,29 @@ def test_binarize_keeps_top_p_and_is_symmetric(rng):
     b = binarize(a, 4)
     assert np.allclose(b, b.T) and set(np.unique(b)) <= {0.0, 0.5, 1.0}
     assert np.all((b > 0).sum(1) >= 4)
+
+
+def test_binarize_from_ranks_equals_a_fresh_top_p(rng):
+    a = cosine_affinity(rng.standard_normal((40, 8)))
+    ranks = neighbour_ranks(a)
+    assert all(sorted(row) == list(range(40)) for row in ranks.tolist())  # each row a permutation
+    for p in (1, 3, 10, 40):
+        b = binarize(a, p, ranks)
+        assert np.array_equal(b, binarize(a, p))
+        # the kept entries of each row are its p largest
+        kept = (ranks < p).astype(float)
+        assert np.all(kept.sum(1) == p)
+        assert np.all(np.where(kept > 0, a, np.inf).min(1) >= np.where(kept == 0, a, -np.inf).max(1))
+
+
+def test_nme_search_matrix_is_at_most_nme_mat_size(rng):
+    """1.5x nme_mat_size rows are searched on every 2nd row (at most nme_mat_size), the found p scaled back."""
+    cfg = ClusteringConfig(nme_mat_size=60)
+    lab = np.repeat([0, 1, 2], 30)
+    a = cosine_affinity(speaker_embeddings(rng, lab, spread=0.8))
+    est = nme_sc(a, cfg, 8)
+    sub = nme_sc(a[::2, ::2], ClusteringConfig(nme_mat_size=1000), 8)
+    assert (est.num_speakers, est.p) == (sub.num_speakers, 2 * sub.p)
 
 
 def test_eigengap_counts_disconnected_blocks():
