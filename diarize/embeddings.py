@@ -3,7 +3,8 @@ block by block over the audio (`embed_blocks`): only the (N, D) float32 embeddin
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import contextlib
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -14,6 +15,27 @@ from .models.base import SpeakerEmbedder
 from .windows import ScaleWindows
 
 Progress = Callable[[int], None]  # called with the number of windows just embedded
+
+
+def autocast_dtype(cfg: EmbeddingConfig, device: torch.device) -> torch.dtype | None:
+    """bf16 (fp16 where the GPU lacks bf16) on CUDA when `cfg.autocast`; None (fp32) elsewhere.
+
+    CPUs without native bf16 run autocast slower than fp32, so CPU stays fp32."""
+    if not cfg.autocast or device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+@contextlib.contextmanager
+def precision(model: SpeakerEmbedder, dtype: torch.dtype | None) -> Iterator[None]:
+    """Run `model` under autocast to `dtype` (None: fp32) for the duration of the block. Models keep
+    their feature front end and pooling statistics in fp32 themselves (`autocast_dtype` attribute)."""
+    old = getattr(model, "autocast_dtype", None)
+    model.autocast_dtype = dtype
+    try:
+        yield
+    finally:
+        model.autocast_dtype = old
 
 
 def window_samples(
@@ -123,10 +145,22 @@ def embed_blocks(
     With `cfg.mode == "fast"` the unit is a speech region (`regions`, the ones the windows were
     cut from) instead of a window: a region is encoded once its block has all of it.
     """
-    if cfg.mode == "fast":
-        if regions is None:
-            raise ValueError("fast mode needs the speech regions the windows were cut from")
-        return _embed_blocks_fast(blocks, regions, scales, model, cfg, progress)
+    with precision(model, autocast_dtype(cfg, model.device)):
+        if cfg.mode == "fast":
+            if regions is None:
+                raise ValueError("fast mode needs the speech regions the windows were cut from")
+            return _embed_blocks_fast(blocks, regions, scales, model, cfg, progress)
+        return _embed_blocks_exact(blocks, scales, model, cfg, progress)
+
+
+def _embed_blocks_exact(
+    blocks: Iterable[np.ndarray],
+    scales: list[ScaleWindows],
+    model: SpeakerEmbedder,
+    cfg: EmbeddingConfig,
+    progress: Progress | None,
+) -> list[np.ndarray]:
+    """`embed_blocks` in exact mode: every window on its own, once its block has all of it."""
     spans = [window_samples(s.starts, s.ends) for s in scales]
     out = [np.zeros((len(s), model.embedding_dim), dtype=np.float32) for s in scales]
     pending = [np.ones(len(s), dtype=bool) for s in scales]

@@ -209,6 +209,7 @@ class TransitLayer(nn.Module):
 
 class StatsPool(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float()  # statistics in fp32 also under autocast (a bf16 std loses the speaker detail)
         mean = x.mean(dim=-1)
         std = x.std(dim=-1, unbiased=True) if x.shape[-1] > 1 else torch.zeros_like(mean)
         return torch.cat([mean, std], dim=-1)
@@ -277,7 +278,13 @@ class CAMPPlus(nn.Module):
         self.embedding_dim = embedding_size
         self.fbank = KaldiFbank()
         self.net = CAMPPlusNet(embedding_size=embedding_size)
+        # Set to torch.bfloat16/float16 to run the network under autocast (GPU); fbank stays fp32.
+        self.autocast_dtype: torch.dtype | None = None
         self.eval()
+
+    def _autocast(self) -> torch.autocast:
+        dtype = self.autocast_dtype
+        return torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
 
     @property
     def device(self) -> torch.device:
@@ -320,7 +327,9 @@ class CAMPPlus(nn.Module):
         wav = waveforms.to(self.device, torch.float32)
         if wav.shape[-1] < self.min_samples:
             raise ValueError(f"CAM++ needs at least {self.min_samples} samples per window, got {wav.shape[-1]}")
-        return self.net(self.fbank(wav)).float()
+        feats = self.fbank(wav)
+        with self._autocast():
+            return self.net(feats).float()
 
     # ------------------------------------------------------------------ fast mode
     # Region-level encoding (`embeddings.embed_scales_fast`): the network up to its statistics
@@ -357,11 +366,14 @@ class CAMPPlus(nn.Module):
         if local_context_s is not None:
             cmn = int(round(local_context_s * self.sample_rate / self.fbank.shift))
             ctx = int(round(local_context_s * self.sample_rate / self.frame_hop))
-        x = self.net.head(self.fbank(wav, cmn).transpose(1, 2))
-        for name, layer in self.net.xvector.named_children():
-            if name == "stats":
-                break
-            x = layer(x, ctx) if isinstance(layer, CAMDenseTDNNBlock) else layer(x)
+        feats = self.fbank(wav, cmn)
+        with self._autocast():
+            x = self.net.head(feats.transpose(1, 2))
+            for name, layer in self.net.xvector.named_children():
+                if name == "stats":
+                    break
+                x = layer(x, ctx) if isinstance(layer, CAMDenseTDNNBlock) else layer(x)
+        x = x.float()
         return x, torch.full((x.shape[0],), x.shape[-1], dtype=torch.long, device=x.device)
 
     @torch.inference_mode()

@@ -1,0 +1,66 @@
+"""Mixed precision: the GPU path's autocast runs on CPU here (bf16), so CI checks the code that a GPU runs;
+the end-to-end GPU test skips without CUDA."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import REPO, librispeech_utts, require_data
+from diarize.audio import load_audio
+from diarize.config import EmbeddingConfig
+from diarize.embeddings import autocast_dtype, precision
+from diarize.models.titanet import load_titanet
+
+NEMO = Path(__file__).parent / "fixtures" / "titanet_tiny.nemo"
+
+
+def test_cpu_stays_fp32_and_autocast_can_be_turned_off():
+    assert autocast_dtype(EmbeddingConfig(), torch.device("cpu")) is None
+    assert autocast_dtype(EmbeddingConfig(autocast=False), torch.device("cuda")) is None
+
+
+def _cosines(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
+    return torch.nn.functional.cosine_similarity(a, b).numpy()
+
+
+def test_campplus_bf16_autocast_keeps_embeddings(campplus):
+    require_data()
+    utts = librispeech_utts("1998")[:4]
+    x = torch.stack([torch.from_numpy(load_audio(f)[:24000]) for f in utts])
+    ref = campplus.embed_batch(x)
+    with precision(campplus, torch.bfloat16):
+        assert campplus.autocast_dtype is torch.bfloat16
+        low = campplus.embed_batch(x)
+        frames, _ = campplus.encode_frames(x)  # the fast-mode encoder too
+    assert campplus.autocast_dtype is None  # restored
+    assert low.dtype == frames.dtype == torch.float32
+    assert not torch.equal(low, ref)  # autocast really ran
+    assert _cosines(low, ref).min() > 0.995
+
+
+def test_titanet_bf16_autocast_keeps_embeddings():
+    model = load_titanet(NEMO)
+    x = torch.randn(3, 24000, generator=torch.Generator().manual_seed(0)) * 0.1
+    ref = model.embed_batch(x)
+    with precision(model, torch.bfloat16):
+        low = model.embed_batch(x)
+    assert not torch.equal(low, ref)
+    assert _cosines(low, ref).min() > 0.99
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_pipeline_matches_cpu():
+    """The whole pipeline on CUDA (VAD, embeddings under autocast, clustering) against the CPU run."""
+    from pyannote.metrics.diarization import DiarizationErrorRate
+
+    from diarize import Diarizer
+
+    wav = REPO / "rttm_examples" / "dev00.wav"
+    cpu = Diarizer(device="cpu").run(wav)
+    gpu = Diarizer(device="cuda").run(wav)
+    assert gpu.num_speakers == cpu.num_speakers
+    assert DiarizationErrorRate()(cpu.annotation, gpu.annotation) < 0.02
