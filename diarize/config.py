@@ -95,7 +95,7 @@ class SegmentationVADConfig(RegionRules):
     overlap_onset: float = _f(0.5, 0.0, 1.0)
     overlap_offset: float = _f(0.5, 0.0, 1.0)
     min_overlap_s: float = _f(0.1, 0.0, 60.0)
-    # Energy speech is kept where P(speech) >= this (None: the model alone). The model scores
+    # Energy speech is kept where P(speech) > this (None: the model alone). The model scores
     # reverberant, telephone and some close-talk speech low but rarely zero: 0.05 is the lowest of
     # 0/0.01/0.02/0.05/0.1 at which no condition of the simulated dev set gains false alarm (collar
     # 0.5 s); see benchmarks/RESULTS.md, "Energy rescue".

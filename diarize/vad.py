@@ -173,17 +173,17 @@ def energy_rescue(
     min_score: float,
     total: float,
 ) -> np.ndarray:
-    """`model_speech` plus the parts of `energy_speech` where the model's frame score is at least
+    """`model_speech` plus the parts of `energy_speech` where the model's frame score is above
     `min_score` (frame i centred at `times[i]`, `step` s apart); (K, 2) regions in, (K', 2) out.
 
-        scores >= min_score     ..|=============|.......
+        scores > min_score      ..|=============|.......
         energy_speech           |---|  |--|  |------|
         model_speech                  |---|
         result                    |-| |---|  |--|
 
     The segmentation model scores reverberant (far-field) and band-limited speech low but seldom
     zero, while the energy detector finds it; where the model is sure there is no speech (score
-    below `min_score`) energy alone, e.g. a noise burst, adds nothing. Model regions are never cut.
+    at or below `min_score`) energy alone, e.g. a noise burst, adds nothing. Model regions are never cut.
     """
     unsure = scores_to_regions(scores, times, step, min_score, min_score, 0.0, 0.0, 0.0, total)
     rescued = rg.intersect(rg.as_regions(energy_speech), unsure)
