@@ -204,7 +204,7 @@ def test_energy_rescue_adds_energy_speech_only_where_the_model_is_unsure() -> No
     np.testing.assert_allclose(energy_rescue(model, scores, times, step, energy, 0.95, 10.0), model)
     np.testing.assert_allclose(
         energy_rescue(model, scores + 0.01, times, step, energy, 0.0, 10.0),
-        [[0.0, 2.5], [3.0, 3.5], [4.0, 5.0], [5.5, 8.0]],
+        [[0.5, 2.5], [3.0, 3.5], [4.0, 5.0], [5.5, 8.0]],
     )
 
 
