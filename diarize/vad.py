@@ -171,10 +171,12 @@ def energy_rescue(
     step: float,
     energy_speech: np.ndarray,
     min_score: float,
+    min_speech_s: float,
     total: float,
 ) -> np.ndarray:
     """`model_speech` plus the parts of `energy_speech` where the model's frame score is above
-    `min_score` (frame i centred at `times[i]`, `step` s apart); (K, 2) regions in, (K', 2) out.
+    `min_score` (frame i centred at `times[i]`, `step` s apart), each added piece at least
+    `min_speech_s` long; (K, 2) regions in, (K', 2) out.
 
         scores > min_score      ..|=============|.......
         energy_speech           |---|  |--|  |------|
@@ -184,9 +186,11 @@ def energy_rescue(
     The segmentation model scores reverberant (far-field) and band-limited speech low but seldom
     zero, while the energy detector finds it; where the model is sure there is no speech (score
     at or below `min_score`) energy alone, e.g. a noise burst, adds nothing. Model regions are never cut.
+    Short pieces are dropped because a lone blip gets clustered as a speaker of its own (on dev01 a
+    0.2 s piece made the count 4 instead of 2).
     """
     unsure = scores_to_regions(scores, times, step, min_score, min_score, 0.0, 0.0, 0.0, total)
-    rescued = rg.intersect(rg.as_regions(energy_speech), unsure)
+    rescued = rg.drop_short(rg.intersect(rg.as_regions(energy_speech), unsure), min_speech_s)
     return rg.merge(np.concatenate([rg.as_regions(model_speech), rescued]))
 
 
@@ -202,7 +206,7 @@ def segmentation_regions(scores: FrameScores, block: np.ndarray, cfg: VADConfig)
     )
     if s.energy_rescue_score is not None:
         energy = energy_vad(block, cfg.energy)
-        speech = energy_rescue(speech, scores.speech, t, step, energy, s.energy_rescue_score, total)
+        speech = energy_rescue(speech, scores.speech, t, step, energy, s.energy_rescue_score, s.min_speech_s, total)
     overlap = scores_to_regions(
         scores.overlap, t, step, s.overlap_onset, s.overlap_offset, s.min_overlap_s, 0.0, 0.0, total
     )

@@ -198,12 +198,15 @@ def test_energy_rescue_adds_energy_speech_only_where_the_model_is_unsure() -> No
     scores[40:50] = 0.9  # sure over [4, 5) s
     model = np.array([[4.0, 5.0]])
     energy = np.array([[0.5, 2.5], [3.0, 3.5], [5.5, 8.0]])
-    got = energy_rescue(model, scores, times, step, energy, 0.05, 10.0)
+    got = energy_rescue(model, scores, times, step, energy, 0.05, 0.0, 10.0)
     np.testing.assert_allclose(got, [[2.0, 2.5], [3.0, 3.5], [4.0, 5.0], [5.5, 6.0]])
+    # Added pieces shorter than min_speech_s are dropped (both 0.5 s ones here), model regions are not.
+    got = energy_rescue(model, scores, times, step, energy, 0.05, 0.6, 10.0)
+    np.testing.assert_allclose(got, [[4.0, 5.0]])
     # Above every score: the model alone; below every score: the union.
-    np.testing.assert_allclose(energy_rescue(model, scores, times, step, energy, 0.95, 10.0), model)
+    np.testing.assert_allclose(energy_rescue(model, scores, times, step, energy, 0.95, 0.0, 10.0), model)
     np.testing.assert_allclose(
-        energy_rescue(model, scores + 0.01, times, step, energy, 0.0, 10.0),
+        energy_rescue(model, scores + 0.01, times, step, energy, 0.0, 0.0, 10.0),
         [[0.5, 2.5], [3.0, 3.5], [4.0, 5.0], [5.5, 8.0]],
     )
 
@@ -215,7 +218,7 @@ def test_energy_rescue_keeps_model_regions_and_adds_only_energy_speech() -> None
         scores = rng.random(400) ** 3
         model = rg.merge(np.sort(rng.uniform(0, 20, (5, 2)), axis=1))
         energy = rg.merge(np.sort(rng.uniform(0, 20, (6, 2)), axis=1))
-        got = energy_rescue(model, scores, times, 0.05, energy, 0.1, 20.0)
+        got = energy_rescue(model, scores, times, 0.05, energy, 0.1, 0.0, 20.0)
         assert rg.duration(rg.intersect(got, model)) == pytest.approx(rg.duration(model))
         both = rg.merge(np.concatenate([model, energy]))
         assert rg.duration(rg.intersect(got, both)) == pytest.approx(rg.duration(got))
