@@ -6,7 +6,7 @@
     python benchmarks/vad_detection.py /tmp/heldout/dev -s energy_rescue_score=null -s energy_rescue_score=0.05
 
 Each `-s field=value` (a `SegmentationVADConfig` field, YAML value) is one column; without any,
-the columns are "model alone" (energy_rescue_score=null) and the default. Frame scores do not
+the columns are "model alone" (energy_rescue_score=null, the default) and the rescue at 0.05. Frame scores do not
 depend on these fields and are cached per file in --cache (the model runs once per file). Rows:
 conditions of a held-out set (uri `<set>_<nn>_<condition>_<k>spk`) or files of the shared set, then
 ALL (pooled). Cells: miss % / false alarm % of reference speech, at collar 0 and at 0.5 s (the
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore", message=".*'uem' was approximated.*")
-    settings = args.settings or ["energy_rescue_score=null", None]
+    settings = args.settings or ["energy_rescue_score=null", "energy_rescue_score=0.05"]
     cfgs = [variant(s) for s in settings]
     model = load_pyannet()
     # (row, variant, collar) -> [miss, false alarm, reference speech] seconds
