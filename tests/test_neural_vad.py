@@ -16,7 +16,15 @@ from diarize.config import ConfigError, DiarizerConfig, VADConfig, config_from_d
 from diarize.models import pyannet
 from diarize.models.hub import WeightsUnavailable, weights_path
 from diarize.overlap import overlap_aware_annotation, second_speakers
-from diarize.vad import hysteresis, oracle_regions, scores_to_regions, speech_regions
+from diarize import regions as rg
+from diarize.vad import (
+    energy_rescue,
+    hysteresis,
+    oracle_regions,
+    scores_to_regions,
+    segmentation_regions,
+    speech_regions,
+)
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "diarization"
 TRN04 = DATA / "ami_pyannote_debug" / "trn04.wav"
@@ -179,6 +187,67 @@ def test_sliding_scores_short_audio(model: pyannet.PyanNet) -> None:
     wav = _load(TRN04)[16000 * 16 : 16000 * 19]  # 3 s of speech, shorter than a window
     s = pyannet.sliding_scores(model, wav)
     assert s.times[-1] <= 3.0 + s.step and s.speech.max() == 1.0
+
+
+# --------------------------------------------------------------------------- energy rescue
+def test_energy_rescue_adds_energy_speech_only_where_the_model_is_unsure() -> None:
+    step = 0.1
+    times = step * (np.arange(100) + 0.5)  # 10 s of frames
+    scores = np.zeros(100)
+    scores[20:60] = 0.2  # unsure over [2, 6) s
+    scores[40:50] = 0.9  # sure over [4, 5) s
+    model = np.array([[4.0, 5.0]])
+    energy = np.array([[0.5, 2.5], [3.0, 3.5], [5.5, 8.0]])
+    got = energy_rescue(model, scores, times, step, energy, 0.05, 0.0, 10.0)
+    np.testing.assert_allclose(got, [[2.0, 2.5], [3.0, 3.5], [4.0, 5.0], [5.5, 6.0]])
+    # Added pieces shorter than min_speech_s are dropped (both 0.5 s ones here), model regions are not.
+    got = energy_rescue(model, scores, times, step, energy, 0.05, 0.6, 10.0)
+    np.testing.assert_allclose(got, [[4.0, 5.0]])
+    # Above every score: the model alone; below every score: the union.
+    np.testing.assert_allclose(energy_rescue(model, scores, times, step, energy, 0.95, 0.0, 10.0), model)
+    np.testing.assert_allclose(
+        energy_rescue(model, scores + 0.01, times, step, energy, 0.0, 0.0, 10.0),
+        [[0.5, 2.5], [3.0, 3.5], [4.0, 5.0], [5.5, 8.0]],
+    )
+
+
+def test_energy_rescue_keeps_model_regions_and_adds_only_energy_speech() -> None:
+    rng = np.random.default_rng(3)
+    times = 0.05 * (np.arange(400) + 0.5)
+    for _ in range(20):
+        scores = rng.random(400) ** 3
+        model = rg.merge(np.sort(rng.uniform(0, 20, (5, 2)), axis=1))
+        energy = rg.merge(np.sort(rng.uniform(0, 20, (6, 2)), axis=1))
+        got = energy_rescue(model, scores, times, 0.05, energy, 0.1, 0.0, 20.0)
+        assert rg.duration(rg.intersect(got, model)) == pytest.approx(rg.duration(model))
+        both = rg.merge(np.concatenate([model, energy]))
+        assert rg.duration(rg.intersect(got, both)) == pytest.approx(rg.duration(got))
+
+
+def test_energy_rescue_config() -> None:
+    assert VADConfig().pyannote_seg.energy_rescue_score is None  # off by default (RESULTS.md)
+    on = config_from_dict({"vad": {"pyannote_seg": {"energy_rescue_score": 0.05}}})
+    assert on.vad.pyannote_seg.energy_rescue_score == 0.05
+    with pytest.raises(ConfigError, match="energy_rescue_score"):
+        config_from_dict({"vad": {"pyannote_seg": {"energy_rescue_score": 1.5}}})
+
+
+def test_energy_rescue_recovers_speech_the_model_misses_on_trn04(model: pyannet.PyanNet) -> None:
+    """trn04 opens (14.0-15.8 s) with overlapped speech the model scores below 0.2; the energy
+    detector finds it. The rescue must raise recall without adding speech outside the reference."""
+    from diarize.rttm import read_rttm
+
+    wav = _load(TRN04)
+    ref = oracle_regions(read_rttm(TRN04.with_suffix(".rttm"))["trn04"])
+    scores = pyannet.sliding_scores(model, wav)
+    on = config_from_dict({"vad": {"device": "cpu", "pyannote_seg": {"energy_rescue_score": 0.05}}}).vad
+    off = VADConfig(device="cpu")
+    with_rescue = segmentation_regions(scores, wav, on).speech
+    model_alone = segmentation_regions(scores, wav, off).speech
+    recall = lambda r: rg.duration(rg.intersect(r, ref)) / rg.duration(ref)  # noqa: E731
+    false_alarm = lambda r: rg.duration(r) - rg.duration(rg.intersect(r, ref))  # noqa: E731
+    assert recall(with_rescue) > recall(model_alone) + 0.05
+    assert false_alarm(with_rescue) <= false_alarm(model_alone) + 0.05
 
 
 # --------------------------------------------------------------------------- Silero
