@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from pyannote.core import Annotation, Timeline
-from scipy.ndimage import median_filter
 
 from . import regions as rg
 from .audio import SAMPLE_RATE
@@ -118,6 +117,8 @@ def energy_regions(frame_db: np.ndarray, cfg: EnergyVADConfig) -> np.ndarray:
     """Speech regions from per-frame energies (see `EnergyVADConfig` for the rule)."""
     if len(frame_db) == 0:
         return rg.EMPTY.copy()
+    from scipy.ndimage import median_filter  # here, not at the top: only the energy VAD needs scipy.ndimage
+
     db = median_filter(frame_db, size=cfg.smooth_frames, mode="nearest") if cfg.smooth_frames > 1 else frame_db
     peak = np.percentile(db, 99)
     floor = max(np.percentile(db, cfg.noise_percentile), peak - cfg.dynamic_range_db)
