@@ -182,6 +182,8 @@ def cache_key(cfg: DiarizerConfig, model_name: str, vad: str) -> str:
     if vad != "oracle":
         vad_cfg = dataclasses.asdict(cfg.vad)
         vad_cfg.pop("device")
+        for k in ("overlap_min_solo_s", "overlap_min_similarity"):  # output assembly only, nothing cached
+            vad_cfg.pop(k)
         vad_cfg["pyannote_seg"].pop("batch_size")
         key["vad"] = vad_cfg
     return json.dumps(key, sort_keys=True)
@@ -312,8 +314,10 @@ class SetReport:
     cpu_s: float = 0.0  # clustering + output + scoring
 
 
-def hypothesis(c: Cached, cfg: DiarizerConfig, num_speakers: int | None):
-    """Clustering and output assembly of diarize.pipeline.diarize on cached embeddings."""
+def hypothesis(c: Cached, cfg: DiarizerConfig, num_speakers: int | None, local=None):
+    """Clustering and output assembly of diarize.pipeline.diarize on cached embeddings. The cache
+    holds no segmentation windows: without `local` (models.pyannet.LocalSpeakers) the second
+    speaker in an overlap is the nearest one in context (benchmarks/overlap_bench.py has both)."""
     from diarize.clustering import cluster
     from diarize.config import SpeakerCount
     from diarize.overlap import overlap_aware_annotation
@@ -330,6 +334,9 @@ def hypothesis(c: Cached, cfg: DiarizerConfig, num_speakers: int | None):
             c.overlap,
             uri=c.session.uri,
             context_s=cfg.vad.overlap_context_s,
+            local=local,
+            min_solo_s=cfg.vad.overlap_min_solo_s,
+            min_similarity=cfg.vad.overlap_min_similarity,
         )
     return labels_to_annotation(base.starts, base.ends, res.labels, uri=c.session.uri)
 
