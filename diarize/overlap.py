@@ -71,13 +71,14 @@ def local_speaker_votes(
     times = local.offset + local.step * np.arange(total)
     at = np.searchsorted(s, times, side="right") - 1
     at = np.where((at >= 0) & (times < e[np.clip(at, 0, None)]), at, -1)
-    frame_sims = np.where((at >= 0)[:, None], sims[np.clip(at, 0, None)], 0.0)  # (T, K)
+    # (T, K) float32: a 10 h file has ~2.1M frames.
+    frame_sims = np.where((at >= 0)[:, None], sims[np.clip(at, 0, None)], 0.0).astype(np.float32)
     members = powerset_matrix()  # (classes, 3): who each powerset class activates
     solo = (members.sum(axis=1) == 1)[:, None] * members  # (classes, 3): speaker j talks alone
     pair = members.sum(axis=1) == 2
     taper = np.hamming(num_f)
     min_frames = max(1, int(round(min_solo_s / local.step)))
-    votes = np.zeros((total, len(uniq)))
+    votes = np.zeros((total, len(uniq)), dtype=np.float32)
     for c in range(num_w):
         cls = local.classes[c]
         span = slice(first[c], first[c] + num_f)
