@@ -34,7 +34,9 @@ From Python:
 
 Scores: forgiving = 0.25 s collar each side + overlap ignored; full = no collar, overlap scored; DER
 pooled over conversations (error seconds / scored seconds). Output assembly (overlap assignment with
-pyannote-seg's overlap regions) is the pipeline's own (`diarize.overlap`).
+pyannote-seg's overlap regions) is the pipeline's own (`diarize.overlap`) when the segmentation windows
+are given (`--seg-cache`, filled by benchmarks/overlap_bench.py); the embedding cache does not hold them,
+and without them the second speaker is the nearest other speaker in context (the pre-issue-12 rule).
 """
 
 from __future__ import annotations
@@ -182,6 +184,8 @@ def cache_key(cfg: DiarizerConfig, model_name: str, vad: str) -> str:
     if vad != "oracle":
         vad_cfg = dataclasses.asdict(cfg.vad)
         vad_cfg.pop("device")
+        for k in ("overlap_min_solo_s", "overlap_min_similarity"):  # output assembly only, nothing cached
+            vad_cfg.pop(k)
         vad_cfg["pyannote_seg"].pop("batch_size")
         key["vad"] = vad_cfg
     return json.dumps(key, sort_keys=True)
@@ -312,8 +316,10 @@ class SetReport:
     cpu_s: float = 0.0  # clustering + output + scoring
 
 
-def hypothesis(c: Cached, cfg: DiarizerConfig, num_speakers: int | None):
-    """Clustering and output assembly of diarize.pipeline.diarize on cached embeddings."""
+def hypothesis(c: Cached, cfg: DiarizerConfig, num_speakers: int | None, local=None):
+    """Clustering and output assembly of diarize.pipeline.diarize on cached embeddings. The cache
+    holds no segmentation windows: without `local` (models.pyannet.LocalSpeakers) the second
+    speaker in an overlap is the nearest one in context (benchmarks/overlap_bench.py has both)."""
     from diarize.clustering import cluster
     from diarize.config import SpeakerCount
     from diarize.overlap import overlap_aware_annotation
@@ -330,17 +336,24 @@ def hypothesis(c: Cached, cfg: DiarizerConfig, num_speakers: int | None):
             c.overlap,
             uri=c.session.uri,
             context_s=cfg.vad.overlap_context_s,
+            local=local,
+            min_solo_s=cfg.vad.overlap_min_solo_s,
+            min_similarity=cfg.vad.overlap_min_similarity,
         )
     return labels_to_annotation(base.starts, base.ends, res.labels, uri=c.session.uri)
 
 
-def rescore(sessions: list[Cached], cfg: DiarizerConfig, known: bool = False, name: str = "") -> SetReport:
-    """Cluster every cached conversation with `cfg.clustering` and score it against its reference."""
+def rescore(
+    sessions: list[Cached], cfg: DiarizerConfig, known: bool = False, name: str = "", local: dict | None = None
+) -> SetReport:
+    """Cluster every cached conversation with `cfg.clustering` and score it against its reference.
+    `local`: uri -> the segmentation windows' LocalSpeakers (see `load_local`), for the pipeline's
+    overlap assignment; without it the second speaker is the nearest one in context."""
     t0 = time.process_time()
     report = SetReport(name)
     for c in sessions:
         ref = read_rttm(c.session.rttm)[c.session.uri]
-        hyp = hypothesis(c, cfg, c.session.num_speakers if known else None)
+        hyp = hypothesis(c, cfg, c.session.num_speakers if known else None, (local or {}).get(c.session.uri))
         scores = {
             p: score({c.session.uri: ref}, {c.session.uri: hyp}, None, *PRESETS[p], jer=False).files[c.session.uri]
             for p in PRESETS
@@ -350,6 +363,20 @@ def rescore(sessions: list[Cached], cfg: DiarizerConfig, known: bool = False, na
         )
     report.cpu_s = time.process_time() - t0
     return report
+
+
+def load_local(folder: Path, sessions: list[Cached]) -> dict:
+    """uri -> LocalSpeakers from segmentation windows cached by benchmarks/overlap_bench.py
+    (FOLDER/<uri>.npz: window `starts` in samples, `logp` (C, F, 7), `n` samples); missing files are skipped."""
+    from diarize.models.pyannet import frame_scores
+
+    out = {}
+    for c in sessions:
+        path = folder / f"{c.session.uri}.npz"
+        if path.exists():
+            z = np.load(path)
+            out[c.session.uri] = frame_scores(z["starts"], z["logp"].astype(np.float32), int(z["n"])).local
+    return out
 
 
 def pooled(results: list[SessionResult], preset: str) -> dict[str, float]:
@@ -463,6 +490,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-embed", action="store_true", help="only re-score; fail if a cache is missing")
     ap.add_argument("--partial", action="store_true", help="with --no-embed: score the cached conversations only")
     ap.add_argument("--json", type=Path)
+    ap.add_argument(
+        "--seg-cache",
+        type=Path,
+        help="system VAD: segmentation windows cached by overlap_bench.py (SEG_CACHE/<set>/lp/<uri>.npz), "
+        "so that overlap assignment is the pipeline's (without: nearest speaker in context)",
+    )
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore", message=".*'uem' was approximated.*")
     try:
@@ -498,7 +531,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{side} set, {'oracle VAD' if vad == 'oracle' else cfg.vad.method + ' VAD'}, "
                 f"{'known' if args.known else 'unknown'} count"
             )
-            rep = rescore(cached, cfg, args.known, label)
+            local = load_local(args.seg_cache / side / "lp", cached) if args.seg_cache and vad == "system" else None
+            rep = rescore(cached, cfg, args.known, label, local)
             print()
             print(format_report(rep))
             print(

@@ -117,7 +117,12 @@ class VADConfig:
     device: str = "auto"  # for the neural VADs: auto | cpu | cuda | cuda:N | mps
     # Give overlap regions found by pyannote-seg a second speaker (see diarize.overlap).
     overlap_assignment: bool = True
-    overlap_context_s: float = _f(3.0, 0.0, 600.0)
+    overlap_context_s: float = _f(3.0, 0.0, 600.0)  # without local speakers: who counts as nearby
+    # A segmentation window's local speaker is matched to a cluster only with this much solo speech
+    # in the window and this mean cosine to the cluster's centroid; both chosen on the held-out dev
+    # set, where a looser match gives background babble a voice (benchmarks/RESULTS.md, "Overlap").
+    overlap_min_solo_s: float = _f(2.0, 0.0, 10.0)
+    overlap_min_similarity: float = _f(0.5, -1.0, 1.0)
 
 
 @dataclass

@@ -112,12 +112,13 @@ def diarize(
     timer = StageTimer()
     duration = source.duration
     with timer("vad"):
+        local = None
         if oracle_vad is not None:
             speech, overlap = oracle_regions(oracle_vad), rg.EMPTY.copy()
         else:
             blocks = timer.iterate(source.blocks(block_seconds), "load")
             found = detect_speech(blocks, cfg.vad, _progress(hook, "vad", source.num_samples))
-            speech, overlap = found.speech, found.overlap
+            speech, overlap, local = found.speech, found.overlap, found.local
         # The one place where regions are cut to the scored part and to the audio.
         if uem is not None:
             scored = rg.from_timeline(uem.support())
@@ -149,6 +150,9 @@ def diarize(
                 overlap,
                 uri=source.uri,
                 context_s=cfg.vad.overlap_context_s,
+                local=local,
+                min_solo_s=cfg.vad.overlap_min_solo_s,
+                min_similarity=cfg.vad.overlap_min_similarity,
             )
         else:
             annotation = labels_to_annotation(base.starts, base.ends, result.labels, uri=source.uri)

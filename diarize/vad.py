@@ -21,8 +21,8 @@ from . import regions as rg
 from .audio import SAMPLE_RATE
 from .config import VAD_METHODS, EnergyVADConfig, VADConfig
 
-if TYPE_CHECKING:
-    from .models.pyannet import FrameScores
+if TYPE_CHECKING:  # importing the model module loads torch; keep it out of a cold start
+    from .models.pyannet import FrameScores, LocalSpeakers
 
 # A region cut by a block seam ends at the block end and resumes within a frame or two of the
 # next block (the models' frames do not line up with the seam): gaps shorter than this that
@@ -34,6 +34,8 @@ SEAM_GAP_S = 0.05
 class SpeechRegions:
     speech: np.ndarray  # (K, 2) seconds
     overlap: np.ndarray  # (K', 2) seconds where >= 2 speakers talk (pyannote-seg only, else empty)
+    # pyannote-seg only: every segmentation window's local speakers, on the file's clock (diarize.overlap).
+    local: LocalSpeakers | None = None
 
 
 # --------------------------------------------------------------------------- oracle
@@ -211,7 +213,7 @@ def segmentation_regions(scores: FrameScores, block: np.ndarray, cfg: VADConfig)
     overlap = scores_to_regions(
         scores.overlap, t, step, s.overlap_onset, s.overlap_offset, s.min_overlap_s, 0.0, 0.0, total
     )
-    return SpeechRegions(speech, overlap)
+    return SpeechRegions(speech, overlap, scores.local)
 
 
 def join_at_seams(parts: list[np.ndarray], seams: np.ndarray) -> np.ndarray:
@@ -253,17 +255,24 @@ def detect_speech(
                 progress(len(block))
         speech = energy_regions(np.concatenate(energies) if energies else np.zeros(0), cfg.energy)
         return SpeechRegions(speech, rg.EMPTY.copy())
-    speech_parts, overlap_parts, seams = [], [], []
+    speech_parts, overlap_parts, local_parts, seams = [], [], [], []
     for block in blocks:
         found = _block_regions(block, cfg)
         speech_parts.append(found.speech + total / SAMPLE_RATE)
         overlap_parts.append(found.overlap + total / SAMPLE_RATE)
+        if found.local is not None:
+            local_parts.append(found.local.shifted(total / SAMPLE_RATE))
         total += len(block)
         seams.append(total / SAMPLE_RATE)
         if progress is not None:
             progress(len(block))
     seam_arr = np.array(seams[:-1])
-    return SpeechRegions(join_at_seams(speech_parts, seam_arr), join_at_seams(overlap_parts, seam_arr))
+    local = None
+    if local_parts:
+        from .models.pyannet import LocalSpeakers
+
+        local = LocalSpeakers.concatenate(local_parts)
+    return SpeechRegions(join_at_seams(speech_parts, seam_arr), join_at_seams(overlap_parts, seam_arr), local)
 
 
 def speech_regions(audio: np.ndarray, cfg: VADConfig) -> tuple[np.ndarray, np.ndarray]:

@@ -301,3 +301,89 @@ def test_overlap_aware_annotation() -> None:
 
     plain = labels_to_annotation(starts, ends, labels, uri="x")
     assert overlap_aware_annotation(starts, ends, labels, emb, np.zeros((0, 2)), uri="x") == plain
+
+
+# --------------------------------------------------------------------------- local speakers
+def _local(classes_by_time: dict[tuple[float, float], int], start: float = 0.0) -> pyannet.LocalSpeakers:
+    """One segmentation window starting at `start` whose frames take the given powerset class in
+    each (t0, t1) span (relative to the window) and class 0 (nobody) elsewhere."""
+    step, offset = pyannet.FRAME_STEP / 16000, pyannet.FRAME_CENTRE / 16000
+    n = pyannet.num_frames(int(pyannet.WINDOW_S * 16000))
+    t = offset + step * np.arange(n)
+    cls = np.zeros(n, dtype=np.uint8)
+    for (a, b), c in classes_by_time.items():
+        cls[(t >= a) & (t < b)] = c
+    return pyannet.LocalSpeakers(np.array([start]), cls[None], step, offset)
+
+
+def test_window_local_speakers_name_the_second_speaker() -> None:
+    starts, ends, labels, emb = _overlap_case()
+    # The window hears local speaker 0 alone in 0-4 s, both in 4-5 s, local speaker 1 alone in 5-9 s.
+    local = _local({(0.0, 4.0): 1, (4.0, 5.0): 4, (5.0, 9.0): 2})
+    overlap = np.array([[4.0, 5.0]])
+    # Even with every speaker in context, local speaker 1 is matched (by embedding) to speaker 1, not 2.
+    found = second_speakers(starts, ends, labels, emb, overlap, context_s=100.0, local=local)
+    assert found == [(4.0, 4.5, 1), (4.5, 5.0, 1)]
+    votes, uniq = overlap_votes = _votes(local, starts, ends, labels, emb)
+    assert uniq.tolist() == [0, 1, 2] and votes[:, 2].sum() == 0  # far-away speaker 2 never gets a vote
+    assert overlap_votes[0][:, 0].sum() > 0 and overlap_votes[0][:, 1].sum() > 0
+
+
+def _votes(local, starts, ends, labels, emb, **kw):  # noqa: ANN001, ANN202
+    from diarize.overlap import local_speaker_votes
+
+    return local_speaker_votes(local, starts, ends, labels, emb, **kw)
+
+
+def test_window_local_speaker_matched_only_with_enough_solo_speech_and_similarity() -> None:
+    starts, ends, labels, emb = _overlap_case()
+    overlap = np.array([[4.0, 5.0]])
+    brief = _local({(0.0, 4.0): 1, (4.0, 5.0): 4, (5.0, 6.0): 2})  # the other voice is alone for only 1 s
+    assert second_speakers(starts, ends, labels, emb, overlap, local=brief, min_solo_s=2.0) == []
+    assert second_speakers(starts, ends, labels, emb, overlap, local=brief, min_solo_s=0.5) != []
+    # A voice that resembles no cluster (background talk): where it is heard alone (5-9 s) the windows
+    # embed far from every centroid (they were put in speaker 1's cluster, who talks mostly at 40-55 s).
+    # It gets no turn, and no other speaker is guessed for it.
+    more = np.arange(40, 55, 0.5)
+    starts, ends = np.concatenate([starts, more]), np.concatenate([ends, more + 0.5])
+    labels = np.concatenate([labels, np.ones(len(more), int)])
+    emb = np.concatenate([emb, np.tile(np.eye(4)[1], (len(more), 1))])
+    emb[10:18] = np.eye(4)[3]
+    local = _local({(0.0, 4.0): 1, (4.0, 5.0): 4, (5.0, 9.0): 2})
+    assert second_speakers(starts, ends, labels, emb, overlap, local=local, min_similarity=0.5) == []
+    assert second_speakers(starts, ends, labels, emb, overlap, local=local, min_similarity=-1.0) != []
+
+
+def test_frame_scores_keep_every_window_on_the_file_grid() -> None:
+    rng = np.random.default_rng(0)
+    n_frames = pyannet.num_frames(int(pyannet.WINDOW_S * 16000))
+    starts = np.array([0, 16000, 32000, 40000])  # the last one flush with the end, off the 1 s grid
+    logp = np.log(rng.dirichlet(np.ones(7), size=(len(starts), n_frames)))
+    n = 40000 + 160000
+    fs = pyannet.frame_scores(starts, logp, n)
+    local = fs.local
+    assert local.classes.shape == (4, n_frames) and np.array_equal(local.classes, logp.argmax(-1))
+    first = local.starts / local.step
+    assert np.allclose(first, np.round(first))  # window frames sit on the file's frame grid
+    # The overlap score is the tapered mean of the windows' hard pair decisions at each grid frame.
+    pair = pyannet.powerset_matrix().sum(axis=1) == 2
+    taper = np.hamming(n_frames)
+    t = 500  # a frame seen by the last three windows
+    num = den = 0.0
+    for c, f0 in enumerate(np.round(first).astype(int)):
+        if f0 <= t < f0 + n_frames:
+            num += taper[t - f0] * pair[local.classes[c, t - f0]]
+            den += taper[t - f0]
+    assert fs.overlap[t] == pytest.approx(num / den)
+
+
+def test_blockwise_segmentation_keeps_local_speakers_on_the_file_clock(model: pyannet.PyanNet) -> None:
+    from diarize.vad import detect_speech
+
+    wav = _load(TRN04)
+    cfg = VADConfig(method="pyannote-seg", device="cpu")
+    found = detect_speech([wav[: 16000 * 15], wav[16000 * 15 :]], cfg)
+    local = found.local
+    assert local is not None and local.classes.shape[1] == pyannet.num_frames(160000)
+    assert np.all(np.diff(local.starts) >= 0) and 15.0 in set(np.round(local.starts, 1).tolist())
+    assert local.starts[-1] + pyannet.WINDOW_S <= 30.0 + local.step

