@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     for (mode, name), (wall, res) in ours.items():
         line = (
             f"{name:8s} {mode:5s} audio {res.duration:6.1f} s  ours {wall:7.2f} s (RTF {wall / res.duration:.4f}, "
-            f"{res.num_speakers} spk)"
+            f"{3600 * wall / res.duration:.0f} s per hour of audio, {res.num_speakers} spk)"
         )
         if senko:
             sk = senko[str(files[name])]
