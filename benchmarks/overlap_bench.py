@@ -41,7 +41,8 @@ import heldout  # noqa: E402
 from diarize import regions as rg  # noqa: E402
 from diarize.audio import load_audio  # noqa: E402
 from diarize.clustering import cluster  # noqa: E402
-from diarize.config import DiarizerConfig, SpeakerCount, load_config  # noqa: E402
+from diarize.config import DiarizerConfig, SegmentationVADConfig, SpeakerCount, load_config  # noqa: E402
+from diarize.formats import overlap_regions  # noqa: E402
 from diarize.models.pyannet import FrameScores, frame_scores, load_pyannet, window_log_probs  # noqa: E402
 from diarize.overlap import overlap_aware_annotation  # noqa: E402
 from diarize.rttm import labels_to_annotation, read_rttm  # noqa: E402
@@ -63,14 +64,7 @@ def shared_sessions(data: Path) -> list[heldout.Session]:
 
 def reference_overlap(ref) -> np.ndarray:
     """(K, 2) regions where the reference has two or more speakers."""
-    tracks = [(s.start, s.end, lab) for s, _, lab in ref.itertracks(yield_label=True)]
-    pairs = [
-        (max(a, c), min(b, d))
-        for i, (a, b, la) in enumerate(tracks)
-        for c, d, lb in tracks[i + 1 :]
-        if la != lb and min(b, d) > max(a, c)
-    ]
-    return rg.merge(rg.as_regions(pairs))
+    return rg.merge(rg.as_regions([(a, b) for a, b, _ in overlap_regions(ref)]))
 
 
 def segmentation(s: heldout.Session, folder: Path, cfg: DiarizerConfig, model_box: list) -> FrameScores:
@@ -164,17 +158,12 @@ def row(label: str, m: dict[str, float]) -> str:
     )
 
 
-def with_overrides(cfg: DiarizerConfig, items: list[str]) -> DiarizerConfig:
-    """`cfg` with `field=value` overrides of SegmentationVADConfig or VADConfig fields."""
-    import yaml
-
-    seg, vad = {}, {}
-    names = {f.name for f in dataclasses.fields(type(cfg.vad.pyannote_seg))}
-    for item in items:
-        k, v = item.split("=", 1)
-        (seg if k in names else vad)[k] = yaml.safe_load(v)
-    new_vad = dataclasses.replace(cfg.vad, pyannote_seg=dataclasses.replace(cfg.vad.pyannote_seg, **seg), **vad)
-    return dataclasses.replace(cfg, vad=new_vad)
+def with_overrides(name: str, items: list[str]) -> DiarizerConfig:
+    """Preset `name` with `field=value` overrides of SegmentationVADConfig or VADConfig fields
+    (the config loader's own `section.key=value` overrides, so values are checked as in `--set`)."""
+    seg = {f.name for f in dataclasses.fields(SegmentationVADConfig)}
+    qualified = [f"vad.{'pyannote_seg.' if item.split('=', 1)[0] in seg else ''}{item}" for item in items]
+    return load_config(name, qualified)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -197,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(1)
-    cfg = with_overrides(load_config(args.config), args.overrides)
+    cfg = with_overrides(args.config, args.overrides)
     print(f"config={args.config} overrides={args.overrides} model={args.model}")
     for name in args.sets:
         files = load_set(name, args, cfg)
@@ -209,7 +198,9 @@ def main(argv: list[str] | None = None) -> int:
         print("|---|---|---|---|---|")
         if args.match_grid:
             for solo, sim in itertools.product([0.17, 0.5, 1.0, 2.0, 4.0], [-1.0, 0.4, 0.5, 0.6]):
-                c2 = with_overrides(cfg, [f"overlap_min_solo_s={solo}", f"overlap_min_similarity={sim}"])
+                c2 = with_overrides(
+                    args.config, [*args.overrides, f"overlap_min_solo_s={solo}", f"overlap_min_similarity={sim}"]
+                )
                 print(row(f"min solo {solo} s, min cosine {sim}", evaluate(files, c2, "local")), flush=True)
             continue
         if args.grid:
@@ -219,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             s = cfg.vad.pyannote_seg
             settings = [(s.overlap_onset, s.overlap_offset)]
         for (on, off), assign in itertools.product(settings, args.assign):
-            c2 = with_overrides(cfg, [f"overlap_onset={on}", f"overlap_offset={off}"])
+            c2 = with_overrides(args.config, [*args.overrides, f"overlap_onset={on}", f"overlap_offset={off}"])
             print(row(f"onset {on} offset {off} assign {assign}", evaluate(files, c2, assign)), flush=True)
     return 0
 

@@ -31,6 +31,7 @@ from diarize.config import DiarizerConfig  # noqa: E402
 from diarize.models import load_model  # noqa: E402
 from diarize.audio import AudioSource  # noqa: E402
 from diarize.config import SpeakerCount  # noqa: E402
+from diarize.formats import overlap_regions  # noqa: E402
 from diarize.pipeline import diarize  # noqa: E402
 from diarize.rttm import read_rttm  # noqa: E402
 from diarize.vad import speech_regions  # noqa: E402
@@ -60,13 +61,7 @@ def find_files(data: Path) -> list[tuple[str, Path, Annotation]]:
 
 def overlap_timeline(ann: Annotation) -> Timeline:
     """Where the reference has two or more speakers at once."""
-    segs = []
-    tracks = list(ann.itertracks(yield_label=True))
-    for i, (s1, _, l1) in enumerate(tracks):
-        for s2, _, l2 in tracks[i + 1 :]:
-            if l1 != l2 and s1.intersects(s2):
-                segs.append(s1 & s2)
-    return Timeline(segs).support()
+    return Timeline([Segment(a, b) for a, b, _ in overlap_regions(ann)]).support()
 
 
 class Scores:
