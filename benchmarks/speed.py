@@ -39,7 +39,8 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 def build_recording(minutes: float) -> np.ndarray:
     """Dense speech (the worst case for speed): LibriSpeech utterances of several speakers
     in turn, 0.3 s pauses, until `minutes` long."""
-    files = sorted((DATA / "speakers").glob("librispeech_*/*/*.wav"))
+    # FLAC copies of the same utterances (a device run carries those) sort and read the same.
+    files = sorted(f for f in (DATA / "speakers").glob("librispeech_*/*/*.*") if f.suffix in (".wav", ".flac"))
     pause = np.zeros(int(0.3 * 16000), dtype=np.float32)
     parts, total = [], 0
     while total < minutes * 60 * 16000:
@@ -125,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--vad", help="energy | silero | pyannote-seg [the config's]")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (repeatable)")
     ap.add_argument("--modes", default="exact", help="embedding modes to time, comma-separated (exact, fast)")
     ap.add_argument("--senko-python", help="python of a venv with senko==0.2.2: time it on the same files")
     ap.add_argument(
@@ -140,22 +142,31 @@ def main(argv: list[str] | None = None) -> int:
         sf.write(files["dense"], build_recording(args.minutes), 16000, subtype="PCM_16")
         sf.write(files["shared6"], shared_concatenation(), 16000, subtype="PCM_16")
         ours: dict[tuple[str, str], tuple[float, object]] = {}
+        gpu_peak: dict[tuple[str, str], float] = {}
         for mode in args.modes.split(","):
-            cfg = load_config(args.config, [f"embedding.mode={mode}"])
+            cfg = load_config(args.config, [*args.set, f"embedding.mode={mode}"])
             if args.vad:
                 cfg.vad.method = args.vad
             d = Diarizer(cfg, model=args.model, device=args.device)
             d.run(files["shared6"])  # warm-up (allocator, thread pools, VAD model)
             for name, wav in files.items():
+                if torch.cuda.is_available():
+                    torch.cuda.reset_peak_memory_stats()
                 t0 = time.perf_counter()
                 res = d.run(wav)
                 ours[(mode, name)] = (time.perf_counter() - t0, res)
+                if args.device.startswith("cuda"):
+                    gpu_peak[(mode, name)] = torch.cuda.max_memory_allocated() / 2**20
         senko = (
             time_senko(args.senko_python, list(files.values()), args.threads, args.senko_fbank)
             if args.senko_python
             else {}
         )
-    print(f"model={args.model} vad={args.vad or 'config'} device={args.device} threads={torch.get_num_threads()}")
+    gpu = f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else ""
+    print(
+        f"model={args.model} vad={args.vad or 'config'} device={args.device}{gpu} threads={torch.get_num_threads()}"
+        + "".join(f" {kv}" for kv in args.set)
+    )
     for (mode, name), (wall, res) in ours.items():
         line = (
             f"{name:8s} {mode:5s} audio {res.duration:6.1f} s  ours {wall:7.2f} s (RTF {wall / res.duration:.4f}, "
@@ -171,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
             line += f"  [senko without fbank {sw - fb:6.2f} s: ours/senko {wall / max(sw - fb, 1e-9):5.2f}x]"
         print(line)
         print("         stages: " + ", ".join(f"{k} {res.timings.get(k, 0.0):.2f}" for k in STAGES))
+        if (mode, name) in gpu_peak:
+            print(f"         peak GPU memory allocated {gpu_peak[(mode, name)]:.0f} MiB")
         if senko:
             print("         senko:  " + ", ".join(f"{k} {v:.2f}" for k, v in sk["stages"].items()))
     return 0

@@ -29,8 +29,15 @@ def ours(args) -> None:
     sys.path.insert(0, str(REPO))
     import torch
 
-    from diarize.config import EnergyVADConfig, WindowConfig
-    from diarize.embeddings import embed_all_scales, embed_scales_fast
+    from diarize.config import EmbeddingConfig, EnergyVADConfig, WindowConfig
+    from diarize.embeddings import (
+        autocast_dtype,
+        embed_all_scales,
+        embed_scales_fast,
+        embed_spans,
+        precision,
+        window_samples,
+    )
     from diarize.models import load_model
     from diarize.vad import energy_vad
     from diarize.windows import multiscale_windows
@@ -42,16 +49,36 @@ def ours(args) -> None:
     audio = build_recording(args.minutes)
     regions = energy_vad(audio, EnergyVADConfig())
     scales = multiscale_windows(regions, WindowConfig())
-    model = load_model(str(args.nemo), "cpu")
+    model = load_model(str(args.nemo), args.device)
     n = sum(len(s) for s in scales)
 
+    low = autocast_dtype(EmbeddingConfig(), model.device)  # the pipeline's precision on this device
+
     def exact():
-        return embed_all_scales(audio, scales, model, batch_size=64, min_embed_s=0.0)
+        with precision(model, low):
+            if args.batch_seconds is None:
+                return embed_all_scales(audio, scales, model, batch_size=args.batch_size, min_embed_s=0.0)
+            # the pipeline's GPU path: windows of any length in padded batches
+            spans = [window_samples(s.starts, s.ends) for s in scales]
+            first = np.concatenate([f for f, _ in spans])
+            length = np.concatenate([n for _, n in spans])
+            embs = embed_spans(
+                audio, first, length, model, args.batch_size, 0.0, max_batch_seconds=args.batch_seconds, pad=True
+            )
+            return np.split(embs, np.cumsum([len(s) for s in scales])[:-1])
 
     def fast():
-        return embed_scales_fast(
-            audio, regions, scales, model, chunk_s=args.chunk_s, min_embed_s=0.0, local_context_s=args.local_context_s
-        )
+        with precision(model, low):
+            return embed_scales_fast(
+                audio,
+                regions,
+                scales,
+                model,
+                chunk_s=args.chunk_s,
+                min_embed_s=0.0,
+                local_context_s=args.local_context_s,
+                batch_seconds=args.batch_seconds,
+            )
 
     embed_all_scales(audio, scales[:1], model, 64)  # warm-up
     fast()
@@ -75,7 +102,8 @@ def ours(args) -> None:
     )
     print(
         f"model={model.name} audio {len(audio) / 16000:.0f} s, speech {float((regions[:, 1] - regions[:, 0]).sum()):.0f} s "
-        f"in {len(regions)} regions, {n} windows, threads {torch.get_num_threads()}, chunk_s {args.chunk_s}"
+        f"in {len(regions)} regions, {n} windows, threads {torch.get_num_threads()}, chunk_s {args.chunk_s}, "
+        f"device {model.device}, precision {low or torch.float32}"
     )
     for name, ts in times.items():
         print(f"ours {name:5s}: " + ", ".join(f"{n / t:.1f}" for t in ts) + f" windows/s (best {n / min(ts):.1f})")
@@ -144,6 +172,13 @@ def main(argv=None) -> int:
     ap.add_argument("nemo", type=Path, help="a TitaNet .nemo (or, for `ours`, a model name such as campplus)")
     ap.add_argument("--minutes", type=float, default=2.0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch-size", type=int, default=64, help="ours, exact mode: windows per batch")
+    ap.add_argument(
+        "--batch-seconds",
+        type=float,
+        help="ours: padded batches of at most this much audio (windows of any length; fast-mode chunks), as on a GPU",
+    )
+    ap.add_argument("--device", default="cpu", help="ours only: cpu | cuda (bf16 autocast on cuda, as the pipeline)")
     ap.add_argument("--out", type=Path, default=Path("/tmp/tspeed"))
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--chunk-s", type=float, default=30.0)

@@ -84,14 +84,35 @@ def embed_spans(
     offset: int = 0,
     progress: Progress | None = None,
     max_batch_seconds: float | None = None,
+    pad: bool = False,
 ) -> np.ndarray:
     """(N, D) float32 embeddings of the sample spans [first, first + length).
 
     `offset` is the file sample index of `audio[0]`, so a block of a long file can be
-    passed with the spans it fully contains (see `embed_blocks`).
+    passed with the spans it fully contains (see `embed_blocks`). Batches hold windows of one
+    length, or with `pad` windows of any length, zero-padded to the batch's longest and passed
+    with their lengths (the model masks the padding: the same embeddings up to float rounding).
     """
     out = np.zeros((len(first), model.embedding_dim), dtype=np.float32)
     min_len = int(round(min_embed_s * SAMPLE_RATE))
+    if pad:
+        target = np.maximum(length, min_len)
+        order = np.argsort(-target, kind="stable")  # longest first: little padding per batch
+        b = 0
+        while b < len(order):
+            step = batch_size
+            if max_batch_seconds:
+                step = max(1, min(batch_size, int(max_batch_seconds * SAMPLE_RATE) // int(target[order[b]])))
+            chunk = order[b : b + step]
+            b += step
+            batch = np.zeros((len(chunk), int(target[chunk[0]])), dtype=np.float32)
+            for row, i in enumerate(chunk):
+                batch[row, : target[i]] = _window(audio, first[i] - offset, int(length[i]), int(target[i]))
+            emb = model.embed_batch(torch.from_numpy(batch), lengths=torch.from_numpy(target[chunk]))
+            out[chunk] = emb.detach().float().cpu().numpy()
+            if progress is not None:
+                progress(len(chunk))
+        return out
     # Group by length: at a given scale nearly all windows share the full length.
     for L in np.unique(length):
         idx = np.flatnonzero(length == L)
@@ -164,8 +185,10 @@ def _embed_blocks_exact(
     spans = [window_samples(s.starts, s.ends) for s in scales]
     out = [np.zeros((len(s), model.embedding_dim), dtype=np.float32) for s in scales]
     pending = [np.ones(len(s), dtype=bool) for s in scales]
-    # CPU caches favour small batches of long windows; accelerators want large batches.
-    max_batch_s = cfg.max_batch_seconds if model.device.type == "cpu" else None
+    # CPU caches favour small batches of long windows. Accelerators want few, large batches: a call
+    # costs ~20 ms however small (CAM++ on an H200), so windows of any length share padded batches.
+    on_cpu = model.device.type == "cpu"
+    max_batch_s = cfg.max_batch_seconds if on_cpu else cfg.accelerator_batch_seconds
     buf = np.zeros(0, dtype=np.float32)
     buf_start = 0  # file sample index of buf[0]
 
@@ -186,6 +209,7 @@ def _embed_blocks_exact(
                     offset=buf_start,
                     progress=progress,
                     max_batch_seconds=max_batch_s,
+                    pad=not on_cpu,
                 )
                 todo[idx] = False
 
@@ -236,6 +260,7 @@ def embed_scales_fast(
     min_embed_s: float = 0.5,
     progress: Progress | None = None,
     local_context_s: float | None = None,
+    batch_seconds: float | None = None,
 ) -> list[np.ndarray]:
     """Fast mode: (N_s, D) float32 embeddings per scale, like `embed_all_scales`, with the
     model's frame encoder run once per speech region instead of once per window.
@@ -253,6 +278,9 @@ def embed_scales_fast(
     window starts on the nearest encoder frame (10 ms TitaNet, 20 ms CAM++). A region shorter
     than `min_embed_s` is tiled to that length as exact mode tiles its windows, so those
     windows (the whole region) get their exact-mode embeddings.
+
+    `batch_seconds`: encode chunks of any length together in zero-padded batches of at most this
+    much padded audio (the model masks the padding; for accelerators). None: one chunk per call.
     """
     out = [np.zeros((len(s), model.embedding_dim), dtype=np.float32) for s in scales]
     spans = [window_samples(s.starts, s.ends) for s in scales]
@@ -277,6 +305,8 @@ def embed_scales_fast(
     min_len = int(round(min_embed_s * SAMPLE_RATE))
     order = np.argsort(region_of, kind="stable")
     bounds = np.searchsorted(region_of[order], np.arange(len(regions) + 1))
+    # Every chunk with windows to pool: (input start sample, its length, real samples, its windows).
+    jobs: list[tuple[int, int, int, np.ndarray]] = []
     for k in range(len(regions)):
         members = order[bounds[k] : bounds[k + 1]]
         if len(members) == 0:
@@ -287,30 +317,47 @@ def embed_scales_fast(
         which = np.clip(np.searchsorted(core_starts, mid[members] - r0, side="right") - 1, 0, len(plan) - 1)
         for c, (c0, c1, _, _) in enumerate(plan):
             idx = members[which == c]
-            if len(idx) == 0:
-                continue
-            wav = _window(audio, r0 + c0, c1 - c0, max(c1 - c0, min_len))
-            x = torch.from_numpy(np.ascontiguousarray(wav))[None]
-            frames, n_valid = (
-                model.encode_frames(x)
-                if local_context_s is None
-                else model.encode_frames(x, local_context_s=local_context_s)
-            )
-            nv = int(n_valid[0])
-            k0 = np.round((first[idx] - r0 - c0) / hop).astype(np.int64)
-            nf = model.num_frames(torch.from_numpy(length[idx])).cpu().numpy()
-            k1 = np.minimum(k0 + np.maximum(nf, 1), nv)
-            k0 = np.clip(np.minimum(k0, k1 - 1), 0, None)
-            if c1 - c0 < min_len:  # tiled like exact mode: a window that is the whole region pools every frame
-                whole = length[idx] >= c1 - c0
-                k0[whole], k1[whole] = 0, nv
-            emb = model.pool_frames(frames[0], torch.from_numpy(k0), torch.from_numpy(k1))
-            emb = emb.detach().float().cpu().numpy()
-            for i in np.unique(scale_of[idx]):
-                sel = scale_of[idx] == i
-                out[i][row_of[idx[sel]]] = emb[sel]
-            if progress is not None:
-                progress(len(idx))
+            if len(idx):
+                jobs.append((r0 + c0, max(c1 - c0, min_len), c1 - c0, idx))
+
+    def pool(frames: torch.Tensor, nv: int, start: int, real: int, idx: np.ndarray) -> None:
+        k0 = np.round((first[idx] - start) / hop).astype(np.int64)
+        nf = model.num_frames(torch.from_numpy(length[idx])).cpu().numpy()
+        k1 = np.minimum(k0 + np.maximum(nf, 1), nv)
+        k0 = np.clip(np.minimum(k0, k1 - 1), 0, None)
+        if real < min_len:  # tiled like exact mode: a window that is the whole region pools every frame
+            whole = length[idx] >= real
+            k0[whole], k1[whole] = 0, nv
+        emb = model.pool_frames(frames, torch.from_numpy(k0), torch.from_numpy(k1))
+        emb = emb.detach().float().cpu().numpy()
+        for i in np.unique(scale_of[idx]):
+            sel = scale_of[idx] == i
+            out[i][row_of[idx[sel]]] = emb[sel]
+        if progress is not None:
+            progress(len(idx))
+
+    local = {} if local_context_s is None else {"local_context_s": local_context_s}
+    if batch_seconds is None:
+        batches = [[j] for j in range(len(jobs))]
+    else:  # longest first, so that each batch pads little
+        by_len = sorted(range(len(jobs)), key=lambda j: -jobs[j][1])
+        batches, j = [], 0
+        while j < len(by_len):
+            n = max(1, int(batch_seconds * SAMPLE_RATE) // jobs[by_len[j]][1])
+            batches.append(by_len[j : j + n])
+            j += n
+    for batch in batches:
+        width = jobs[batch[0]][1]
+        x = np.zeros((len(batch), width), dtype=np.float32)
+        for row, j in enumerate(batch):
+            start, n, real, _ = jobs[j]
+            x[row, :n] = _window(audio, start, real, n)
+        lengths = None if len(batch) == 1 else torch.tensor([jobs[j][1] for j in batch])
+        frames, n_valid = model.encode_frames(torch.from_numpy(x), lengths=lengths, **local)
+        for row, j in enumerate(batch):
+            start, _, real, idx = jobs[j]
+            nv = int(n_valid[row])
+            pool(frames[row, :, :nv], nv, start, real, idx)
     return out
 
 
@@ -351,6 +398,7 @@ def _embed_blocks_fast(
             min_embed_s=cfg.min_embed_s,
             progress=progress,
             local_context_s=local,
+            batch_seconds=None if model.device.type == "cpu" else cfg.accelerator_batch_seconds,
         )
         for o, i, e in zip(out, picks, embs):
             o[i] = e

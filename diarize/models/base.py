@@ -11,9 +11,11 @@ import torch
 class SpeakerEmbedder(Protocol):
     """A speaker-embedding network with its own feature front end.
 
-    `embed_batch` takes a batch of equal-length mono waveforms at `sample_rate`
-    (float32, roughly in [-1, 1]) and returns one raw (not L2-normalised)
-    embedding per row. Implementations run in eval mode under `torch.inference_mode`.
+    `embed_batch` takes a batch of mono waveforms at `sample_rate` (float32, roughly in
+    [-1, 1]) and returns one raw (not L2-normalised) embedding per row. Implementations run in
+    eval mode under `torch.inference_mode`. With `lengths`, row i is its first lengths[i] samples
+    followed by zero padding, and gets the embedding of those samples alone (the GPU path batches
+    windows of any length so; the CPU path passes equal-length rows and no lengths).
     """
 
     name: str
@@ -21,8 +23,8 @@ class SpeakerEmbedder(Protocol):
     embedding_dim: int
     device: torch.device
 
-    def embed_batch(self, waveforms: torch.Tensor) -> torch.Tensor:
-        """(B, T) float32 waveforms -> (B, embedding_dim) float32 embeddings."""
+    def embed_batch(self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T) float32 waveforms, optional (B,) lengths -> (B, embedding_dim) float32 embeddings."""
         ...
 
     def to(self, device: torch.device | str) -> "SpeakerEmbedder": ...

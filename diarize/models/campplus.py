@@ -67,10 +67,14 @@ class KaldiFbank(nn.Module):
     def num_frames(self, num_samples: int) -> int:
         return 0 if num_samples < self.frame else 1 + (num_samples - self.frame) // self.shift
 
-    def forward(self, wav: torch.Tensor, cmn_frames: int | None = None) -> torch.Tensor:
+    def forward(
+        self, wav: torch.Tensor, cmn_frames: int | None = None, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """(B, N) waveforms -> (B, T, n_mels) mean-normalised log mel features.
 
         The mean is over all T frames, or (fast mode) over a centred sliding window of `cmn_frames`.
+        `mask` (B, 1, T), 1 on an item's own frames: zero-padded rows of a batch get the features of
+        their unpadded selves, and 0 past their ends (the zero padding the first convolution sees).
         """
         # float64 for the spectrum: low-energy mel bins lose ~1e-3 in log domain in float32.
         frames = wav.double().unfold(-1, self.frame, self.shift)  # (B, T, frame)
@@ -79,15 +83,44 @@ class KaldiFbank(nn.Module):
         frames = (frames - self.preemph * prev) * self.window.double()
         power = torch.fft.rfft(frames, n=self.n_fft).abs().pow(2)
         feats = torch.log(torch.clamp(power @ self.mel_fb.double().T, min=torch.finfo(torch.float32).eps))
+        if mask is not None:
+            m = mask.transpose(1, 2).double()  # (B, T, 1)
+            mean = (
+                (feats * m).sum(1, keepdim=True) / m.sum(1, keepdim=True)
+                if cmn_frames is None
+                else sliding_mean(feats.transpose(1, 2), cmn_frames, mask.double()).transpose(1, 2)
+            )
+            return ((feats - mean) * m).float()
         if cmn_frames is not None:
             return (feats - sliding_mean(feats.transpose(1, 2), cmn_frames).transpose(1, 2)).float()
         return (feats - feats.mean(dim=1, keepdim=True)).float()
 
 
-def sliding_mean(x: torch.Tensor, frames: int) -> torch.Tensor:
-    """(B, C, T) -> centred moving average over `frames` (odd) frames along T, fewer at the edges."""
+def sliding_mean(x: torch.Tensor, frames: int, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, C, T) -> centred moving average over `frames` (odd) frames along T, fewer at the edges.
+
+    With `mask` (B, 1, T) the average covers only the masked-in frames (a padded batch row's own)."""
     k = min(frames | 1, 2 * x.shape[-1] - 1)
-    return F.avg_pool1d(x, k, 1, padding=k // 2, count_include_pad=False) if k > 1 else x
+    if mask is None:
+        return F.avg_pool1d(x, k, 1, padding=k // 2, count_include_pad=False) if k > 1 else x
+    total = F.avg_pool1d(x * mask, k, 1, padding=k // 2, count_include_pad=True)
+    count = F.avg_pool1d(mask, k, 1, padding=k // 2, count_include_pad=True)
+    return total / count.clamp(min=1e-12)
+
+
+def frame_mask(lengths: torch.Tensor | None, num_frames: int) -> torch.Tensor | None:
+    """(B,) valid frame counts -> (B, 1, num_frames) float mask, 1 on each row's own frames (None: all)."""
+    if lengths is None:
+        return None
+    return (torch.arange(num_frames, device=lengths.device)[None] < lengths[:, None]).unsqueeze(1).float()
+
+
+def _masked(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    # A convolution wider than 1 frame must see zeros past a padded row's end, as an unpadded input
+    # sees its zero padding; pointwise layers (1x1 convs, BatchNorm, ReLU) need no mask.
+    if mask is None:
+        return x
+    return x * (mask.unsqueeze(2) if x.dim() == 4 else mask).to(x.dtype)
 
 
 # --------------------------------------------------------------------------- network
@@ -112,9 +145,9 @@ class BasicResBlock(nn.Module):
                 nn.Conv2d(in_planes, planes, 1, stride=(stride, 1), bias=False), nn.BatchNorm2d(planes)
             )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(_masked(x, mask))))
+        out = self.bn2(self.conv2(_masked(out, mask)))
         return F.relu(out + self.shortcut(x))
 
 
@@ -131,10 +164,12 @@ class FCM(nn.Module):
         self.bn2 = nn.BatchNorm2d(m_channels)
         self.out_channels = m_channels * (feat_dim // 8)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x.unsqueeze(1))))
-        out = self.layer2(self.layer1(out))
-        out = F.relu(self.bn2(self.conv2(out)))
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, F, T) features -> (B, C * F / 8, T); `mask` (B, 1, T) as `KaldiFbank.forward`."""
+        out = F.relu(self.bn1(self.conv1(_masked(x, mask).unsqueeze(1))))
+        for block in (*self.layer1, *self.layer2):
+            out = block(out, mask)
+        out = F.relu(self.bn2(self.conv2(_masked(out, mask))))
         return out.flatten(1, 2)
 
 
@@ -146,8 +181,8 @@ class TDNNLayer(nn.Module):
         )
         self.nonlinear = _bn_relu(out_ch)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.nonlinear(self.linear(x))
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.nonlinear(self.linear(_masked(x, mask)))
 
 
 class CAMLayer(nn.Module):
@@ -163,12 +198,28 @@ class CAMLayer(nn.Module):
         self.linear2 = nn.Conv1d(bn_ch // reduction, out_ch, 1)
         self.seg_len = seg_len
 
-    def forward(self, x: torch.Tensor, context_frames: int | None = None) -> torch.Tensor:
-        """`context_frames` (fast mode): a centred moving average replaces the utterance mean."""
-        y = self.linear_local(x)
-        seg = F.avg_pool1d(x, self.seg_len, self.seg_len, ceil_mode=True)
+    def forward(
+        self, x: torch.Tensor, context_frames: int | None = None, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """`context_frames` (fast mode): a centred moving average replaces the utterance mean.
+        `mask` (B, 1, T): means over each padded row's own frames only."""
+        if mask is None:
+            y = self.linear_local(x)
+            seg = F.avg_pool1d(x, self.seg_len, self.seg_len, ceil_mode=True)
+            utt = x.mean(-1, keepdim=True) if context_frames is None else sliding_mean(x, context_frames)
+        else:
+            m = mask.to(x.dtype)
+            x = x * m
+            y = self.linear_local(x)
+            # Segment means over the row's own frames: its last segment is as short as its end makes it.
+            seg = F.avg_pool1d(x, self.seg_len, self.seg_len, ceil_mode=True)
+            seg = seg / F.avg_pool1d(m, self.seg_len, self.seg_len, ceil_mode=True).clamp(min=1e-4)
+            utt = (
+                x.sum(-1, keepdim=True) / m.sum(-1, keepdim=True)
+                if context_frames is None
+                else sliding_mean(x, context_frames, m)
+            )
         seg = seg.repeat_interleave(self.seg_len, dim=-1)[..., : x.shape[-1]]
-        utt = x.mean(-1, keepdim=True) if context_frames is None else sliding_mean(x, context_frames)
         context = utt + seg
         return y * torch.sigmoid(self.linear2(self.relu(self.linear1(context))))
 
@@ -181,8 +232,10 @@ class CAMDenseTDNNLayer(nn.Module):
         self.nonlinear2 = _bn_relu(bn_ch)
         self.cam_layer = CAMLayer(bn_ch, out_ch, kernel, dilation)
 
-    def forward(self, x: torch.Tensor, context_frames: int | None = None) -> torch.Tensor:
-        return self.cam_layer(self.nonlinear2(self.linear1(self.nonlinear1(x))), context_frames)
+    def forward(
+        self, x: torch.Tensor, context_frames: int | None = None, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        return self.cam_layer(self.nonlinear2(self.linear1(self.nonlinear1(x))), context_frames, mask)
 
 
 class CAMDenseTDNNBlock(nn.ModuleList):
@@ -191,9 +244,11 @@ class CAMDenseTDNNBlock(nn.ModuleList):
             [CAMDenseTDNNLayer(in_ch + i * growth, growth, bn_ch, kernel, dilation) for i in range(num_layers)]
         )
 
-    def forward(self, x: torch.Tensor, context_frames: int | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, context_frames: int | None = None, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         for layer in self:
-            x = torch.cat([x, layer(x, context_frames)], dim=1)  # dense connectivity
+            x = torch.cat([x, layer(x, context_frames, mask)], dim=1)  # dense connectivity
         return x
 
 
@@ -208,8 +263,13 @@ class TransitLayer(nn.Module):
 
 
 class StatsPool(nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         x = x.float()  # statistics in fp32 also under autocast (a bf16 std loses the speaker detail)
+        if mask is not None:  # over each row's own frames; one frame: std 0
+            n = mask.sum(-1)
+            mean = (x * mask).sum(-1) / n
+            var = ((x - mean.unsqueeze(-1)).pow(2) * mask).sum(-1) / (n - 1).clamp(min=1)
+            return torch.cat([mean, var.sqrt()], dim=-1)
         mean = x.mean(dim=-1)
         std = x.std(dim=-1, unbiased=True) if x.shape[-1] > 1 else torch.zeros_like(mean)
         return torch.cat([mean, std], dim=-1)
@@ -255,6 +315,34 @@ class CAMPPlusNet(nn.Module):
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         """(B, T, F) features -> (B, D) embeddings."""
         return self.xvector(self.head(feats.transpose(1, 2)))
+
+    def encode(
+        self, feats: torch.Tensor, lengths: torch.Tensor | None = None, context_frames: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(B, T, F) features -> (B, C, T') frames before statistics pooling and their (B, 1, T') mask.
+
+        `lengths` (B,): each row's own feature frames (rows past them are padding; None: all T).
+        """
+        mask = frame_mask(lengths, feats.shape[1])
+        x = self.head(feats.transpose(1, 2), mask)
+        for name, layer in self.xvector.named_children():
+            if name == "stats":
+                break
+            if name == "tdnn":
+                x = layer(x, mask)
+                mask = frame_mask(
+                    None if lengths is None else torch.div(lengths + 1, 2, rounding_mode="floor"), x.shape[-1]
+                )
+            elif isinstance(layer, CAMDenseTDNNBlock):
+                x = layer(x, context_frames, mask)
+            else:
+                x = layer(x)
+        return x, mask
+
+    def embed(self, feats: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T, F) zero-padded features, (B,) own frames per row -> (B, D) embeddings."""
+        x, mask = self.encode(feats, lengths)
+        return self.xvector.dense(self.xvector.stats(x, mask))
 
 
 def _remap_checkpoint_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -322,14 +410,33 @@ class CAMPPlus(nn.Module):
             )
         return self
 
+    def _feature_frames(self, lengths: torch.Tensor) -> torch.Tensor:
+        return torch.div(lengths - self.fbank.frame, self.fbank.shift, rounding_mode="floor") + 1
+
+    def _check_lengths(self, wav: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor | None:
+        shortest = wav.shape[-1] if lengths is None else int(lengths.min())
+        if shortest < self.min_samples:
+            raise ValueError(f"CAM++ needs at least {self.min_samples} samples per input, got {shortest}")
+        if lengths is not None and int(lengths.max()) > wav.shape[-1]:
+            raise ValueError("CAM++: a length exceeds the padded batch")
+        if lengths is None or int(lengths.min()) == wav.shape[-1]:
+            return None  # no padding: the plain (unmasked) path
+        return lengths.to(self.device)
+
     @torch.inference_mode()
-    def embed_batch(self, waveforms: torch.Tensor) -> torch.Tensor:
+    def embed_batch(self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T) waveforms -> (B, D). `lengths` (B,): each row's own samples, the rest zero padding;
+        a row then gets the embedding of its unpadded self (up to float rounding)."""
         wav = waveforms.to(self.device, torch.float32)
-        if wav.shape[-1] < self.min_samples:
-            raise ValueError(f"CAM++ needs at least {self.min_samples} samples per window, got {wav.shape[-1]}")
-        feats = self.fbank(wav)
+        lengths = self._check_lengths(wav, lengths)
+        if lengths is None:
+            feats = self.fbank(wav)
+            with self._autocast():
+                return self.net(feats).float()
+        nf = self._feature_frames(lengths)
+        feats = self.fbank(wav, mask=frame_mask(nf, self.fbank.num_frames(wav.shape[-1])))
         with self._autocast():
-            return self.net(feats).float()
+            return self.net.embed(feats, nf).float()
 
     # ------------------------------------------------------------------ fast mode
     # Region-level encoding (`embeddings.embed_scales_fast`): the network up to its statistics
@@ -351,30 +458,30 @@ class CAMPPlus(nn.Module):
 
     @torch.inference_mode()
     def encode_frames(
-        self, waveforms: torch.Tensor, local_context_s: float | None = None
+        self, waveforms: torch.Tensor, local_context_s: float | None = None, lengths: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, T) equal-length waveforms -> (B, 512, F) frames before statistics pooling, (B,) frame counts (all F).
+        """(B, T) waveforms -> (B, 512, F) frames before statistics pooling, (B,) valid frame counts.
 
         `local_context_s`: take the fbank mean and the CAM layers' utterance mean over a centred
         sliding window of that many seconds instead of the whole input, so that a frame depends
         only on audio near it (chunks then join seamlessly). None: whole input, as `embed_batch`.
+        `lengths` (B,): each row's own samples (zero padding after them), as `embed_batch`; frames
+        past a row's count are not meaningful.
         """
         wav = waveforms.to(self.device, torch.float32)
-        if wav.shape[-1] < self.min_samples:
-            raise ValueError(f"CAM++ needs at least {self.min_samples} samples per input, got {wav.shape[-1]}")
+        lengths = self._check_lengths(wav, lengths)
         cmn = ctx = None
         if local_context_s is not None:
             cmn = int(round(local_context_s * self.sample_rate / self.fbank.shift))
             ctx = int(round(local_context_s * self.sample_rate / self.frame_hop))
-        feats = self.fbank(wav, cmn)
+        nf = None if lengths is None else self._feature_frames(lengths)
+        feats = self.fbank(wav, cmn, frame_mask(nf, self.fbank.num_frames(wav.shape[-1])))
         with self._autocast():
-            x = self.net.head(feats.transpose(1, 2))
-            for name, layer in self.net.xvector.named_children():
-                if name == "stats":
-                    break
-                x = layer(x, ctx) if isinstance(layer, CAMDenseTDNNBlock) else layer(x)
+            x, mask = self.net.encode(feats, nf, ctx)
         x = x.float()
-        return x, torch.full((x.shape[0],), x.shape[-1], dtype=torch.long, device=x.device)
+        if mask is None:
+            return x, torch.full((x.shape[0],), x.shape[-1], dtype=torch.long, device=x.device)
+        return x, mask.sum(-1).squeeze(1).long()
 
     @torch.inference_mode()
     def pool_frames(self, frames: torch.Tensor, starts: torch.Tensor, ends: torch.Tensor) -> torch.Tensor:

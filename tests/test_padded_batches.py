@@ -1,0 +1,92 @@
+"""Padded batches (the GPU path): windows or fast-mode chunks of different lengths share one zero-padded
+batch with their lengths, and each gets what it gets alone. Checked on CPU in fp32."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from diarize.audio import SAMPLE_RATE
+from diarize.config import WindowConfig
+from diarize.embeddings import embed_scales_fast, embed_spans
+from diarize.models.titanet import load_titanet
+from diarize.windows import multiscale_windows
+
+from test_fast_embeddings import cosines, rel_err, speech
+
+TINY = Path(__file__).parent / "fixtures" / "titanet_tiny.nemo"
+
+
+def padded(parts: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    x = np.zeros((len(parts), max(len(p) for p in parts)), dtype=np.float32)
+    for row, p in enumerate(parts):
+        x[row, : len(p)] = p
+    return torch.from_numpy(x), torch.tensor([len(p) for p in parts])
+
+
+def test_campplus_padded_rows_get_their_own_embeddings(campplus):
+    # Lengths off every grid: fbank frames, the stride-2 TDNN, CAM's 100-frame segments (> 2 s).
+    audio = speech(12.0)
+    lengths = [24000, 40000, 20011, 16000, 12345, 8000, 3700, 720]
+    parts = [audio[1000 * i : 1000 * i + n] for i, n in enumerate(lengths)]
+    x, n = padded(parts)
+    together = campplus.embed_batch(x, n).numpy()
+    alone = np.concatenate([campplus.embed_batch(torch.from_numpy(p[None].copy())).numpy() for p in parts])
+    assert rel_err(together, alone) < 1e-4
+    assert cosines(together, alone).min() > 0.99999
+    # Padding is ignored, whatever it holds: noise instead of zeros gives the same embeddings.
+    noisy = x + (torch.arange(x.shape[1])[None] >= n[:, None]) * torch.randn(
+        x.shape, generator=torch.Generator().manual_seed(0)
+    )
+    assert rel_err(campplus.embed_batch(noisy, n).numpy(), alone) < 1e-4
+
+
+@pytest.mark.parametrize("local_context_s", [None, 1.5])
+def test_campplus_padded_frames_equal_alone(campplus, local_context_s):
+    audio = speech(12.0)
+    parts = [audio[:160000], audio[5000:155017], audio[:64000], audio[7:33340]]
+    x, n = padded(parts)
+    frames, valid = campplus.encode_frames(x, local_context_s, lengths=n)
+    for row, p in enumerate(parts):
+        ref, ref_valid = campplus.encode_frames(torch.from_numpy(p[None].copy()), local_context_s)
+        assert int(valid[row]) == int(ref_valid[0]) == int(campplus.num_frames(torch.tensor(len(p))))
+        assert rel_err(frames[row, :, : int(valid[row])].numpy(), ref[0].numpy()) < 1e-5
+
+
+def test_campplus_rejects_a_length_past_the_batch(campplus):
+    x = torch.zeros(2, 8000)
+    with pytest.raises(ValueError, match="needs at least"):
+        campplus.embed_batch(x, torch.tensor([8000, 300]))
+    with pytest.raises(ValueError, match="exceeds"):
+        campplus.embed_batch(x, torch.tensor([8000, 9000]))
+
+
+@pytest.mark.parametrize("which", ["campplus", "titanet"])
+def test_padded_span_batches_equal_per_length_batches(which, campplus):
+    """`embed_spans(pad=True)` (the GPU path) against the per-length batches of the CPU path."""
+    model = campplus if which == "campplus" else load_titanet(TINY)
+    audio = speech(20.0)
+    regions = np.array([[0.3, 4.17], [4.9, 9.33], [9.8, 10.42], [11.0, 19.61]])
+    scales = multiscale_windows(regions, WindowConfig())
+    first = np.concatenate([np.round(s.starts * SAMPLE_RATE) for s in scales]).astype(np.int64)
+    length = np.concatenate([np.round(s.ends * SAMPLE_RATE) for s in scales]).astype(np.int64) - first
+    assert len(np.unique(length)) > 10  # region ends cut windows of many lengths
+    per_length = embed_spans(audio, first, length, model, batch_size=64, min_embed_s=0.5)
+    together = embed_spans(audio, first, length, model, batch_size=64, min_embed_s=0.5, pad=True, max_batch_seconds=20)
+    assert rel_err(together, per_length) < 1e-4
+    assert cosines(together, per_length).min() > 0.99999
+
+
+@pytest.mark.parametrize("which", ["campplus", "titanet"])
+def test_fast_mode_chunk_batches_equal_one_chunk_per_call(which, campplus):
+    model = campplus if which == "campplus" else load_titanet(TINY)
+    local = 1.5 if which == "campplus" else None
+    audio = speech(40.0)
+    regions = np.array([[0.2, 0.55], [1.0, 12.31], [13.0, 39.7]])  # a tiled short region, a chunked long one
+    scales = multiscale_windows(regions, WindowConfig())
+    kw = dict(chunk_s=10.0, context_s=2.0, local_context_s=local)
+    alone = embed_scales_fast(audio, regions, scales, model, **kw)
+    together = embed_scales_fast(audio, regions, scales, model, batch_seconds=25.0, **kw)
+    for a, t in zip(alone, together):
+        assert rel_err(t, a) < 1e-4
