@@ -146,7 +146,7 @@ class EmbeddingConfig:
     # memory, is halved (a 60 s file's five scales peak at 654 MB instead of ~1,050 MB; RESULTS.md).
     max_batch_seconds: float = _f(16.0, 0.0, 1e6, lo_open=True)
     # On a GPU: padded audio per batch (exact-mode windows of any length, or fast-mode chunks, share
-    # zero-padded batches). Lower it on a small GPU.
+    # zero-padded batches). 600 s: CAM++ peaks at 1.1-1.3 GiB on an H200 (RESULTS.md); lower it on a small GPU.
     accelerator_batch_seconds: float = _f(600.0, 0.0, 1e6, lo_open=True)
     min_embed_s: float = _f(0.5, 0.0, 30.0)  # shorter windows are tiled (repeated) up to this length
     autocast: bool = True  # fp16/bf16 autocast on CUDA; CPU always runs fp32
