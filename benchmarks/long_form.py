@@ -76,9 +76,11 @@ class FbankStats:
         self.device = torch.device("cpu")
         self.fbank = KaldiFbank()
 
-    def embed_batch(self, waveforms):  # noqa: ANN001, ANN201 - torch types
+    def embed_batch(self, waveforms, lengths=None):  # noqa: ANN001, ANN201 - torch types
         import torch
 
+        if lengths is not None:  # zero-padded rows: each row's own samples only
+            return torch.cat([self.embed_batch(waveforms[i : i + 1, : int(n)]) for i, n in enumerate(lengths)])
         with torch.inference_mode():
             x = self.fbank(waveforms.float()) if hasattr(self, "fbank") else waveforms
             return torch.cat([x.mean(1), x.std(1)], dim=1)

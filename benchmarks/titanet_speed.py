@@ -30,14 +30,7 @@ def ours(args) -> None:
     import torch
 
     from diarize.config import EmbeddingConfig, EnergyVADConfig, WindowConfig
-    from diarize.embeddings import (
-        autocast_dtype,
-        embed_all_scales,
-        embed_scales_fast,
-        embed_spans,
-        precision,
-        window_samples,
-    )
+    from diarize.embeddings import autocast_dtype, embed_all_scales, embed_scales_fast, precision
     from diarize.models import load_model
     from diarize.vad import energy_vad
     from diarize.windows import multiscale_windows
@@ -56,16 +49,9 @@ def ours(args) -> None:
 
     def exact():
         with precision(model, low):
-            if args.batch_seconds is None:
-                return embed_all_scales(audio, scales, model, batch_size=args.batch_size, min_embed_s=0.0)
-            # the pipeline's GPU path: windows of any length in padded batches
-            spans = [window_samples(s.starts, s.ends) for s in scales]
-            first = np.concatenate([f for f, _ in spans])
-            length = np.concatenate([n for _, n in spans])
-            embs = embed_spans(
-                audio, first, length, model, args.batch_size, 0.0, max_batch_seconds=args.batch_seconds, pad=True
+            return embed_all_scales(
+                audio, scales, model, args.batch_size, min_embed_s=0.0, max_batch_seconds=args.batch_seconds
             )
-            return np.split(embs, np.cumsum([len(s) for s in scales])[:-1])
 
     def fast():
         with precision(model, low):
@@ -176,7 +162,7 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--batch-seconds",
         type=float,
-        help="ours: padded batches of at most this much audio (windows of any length; fast-mode chunks), as on a GPU",
+        help="ours: at most this much padded audio per batch (exact windows; fast mode: batch chunks, as on a GPU)",
     )
     ap.add_argument("--device", default="cpu", help="ours only: cpu | cuda (bf16 autocast on cuda, as the pipeline)")
     ap.add_argument("--out", type=Path, default=Path("/tmp/tspeed"))

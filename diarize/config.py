@@ -140,13 +140,14 @@ class EmbeddingConfig:
     model: str = "auto"  # "auto" (titanet-large if at hand, else campplus), a name, or a .nemo path
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N" | "mps"
     batch_size: int = _f(512, 1, 65536)  # windows per batch at most ...
-    # ... and at most this much audio per batch on CPU (its caches favour small batches of long windows;
-    # this binds before batch_size there).
-    # 16 s: as fast as 32 s with 2 threads, and the 2D-convolution workspace of a batch, which sets peak
-    # memory, is halved (a 60 s file's five scales peak at 654 MB instead of ~1,050 MB; RESULTS.md).
+    # ... and at most this much padded audio per batch on CPU (its caches favour small batches; this binds
+    # before batch_size there). Windows of any length (and fast-mode chunks) share a batch, zero-padded to
+    # its longest, the model masking the padding. 16 s: as fast as 32 s with 2 threads, and the
+    # 2D-convolution workspace of a batch, which sets peak memory, is halved (a 60 s file's five scales
+    # peak at 654 MB instead of ~1,050 MB; RESULTS.md).
     max_batch_seconds: float = _f(16.0, 0.0, 1e6, lo_open=True)
-    # On a GPU: padded audio per batch (exact-mode windows of any length, or fast-mode chunks, share
-    # zero-padded batches). 600 s: CAM++ peaks at 1.1-1.3 GiB on an H200 (RESULTS.md); lower it on a small GPU.
+    # The same on a GPU, where a call costs ~20 ms however small. 600 s: CAM++ peaks at 1.1-1.3 GiB on an
+    # H200 (RESULTS.md); lower it on a small GPU.
     accelerator_batch_seconds: float = _f(600.0, 0.0, 1e6, lo_open=True)
     min_embed_s: float = _f(0.5, 0.0, 30.0)  # shorter windows are tiled (repeated) up to this length
     autocast: bool = True  # fp16/bf16 autocast on CUDA; CPU always runs fp32

@@ -43,7 +43,9 @@ class ToyEmbedder:
     embedding_dim = 4
     device = torch.device("cpu")
 
-    def embed_batch(self, w: torch.Tensor) -> torch.Tensor:
+    def embed_batch(self, w: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        if lengths is not None:  # zero-padded rows: each row's own samples only
+            return torch.cat([self.embed_batch(w[i : i + 1, : int(n)]) for i, n in enumerate(lengths)])
         return torch.stack([w.mean(1), w.std(1), w[:, 0], w[:, -1]], dim=1)
 
     def to(self, device):  # noqa: ANN001, ANN201
