@@ -371,10 +371,18 @@ def cluster_items(
     k = int(np.clip(est.num_speakers, min_k, max_k))
     if not known and n <= cfg.enhanced_count_threshold and min_k < max_k:
         k = enhanced_count(items.vectors[-1], cfg, min_k, max_k)
-    if k == 1:
+    split = not known and cfg.split_threshold is not None
+    if k == 1 and not split:
         return ClusteringResult(np.zeros(n, dtype=np.int64), 1, est.p)
-    labels = kmeans(spectral_embedding(graph, k), k, seed=cfg.seed, n_init=cfg.kmeans_inits)
-    if not known and cfg.split_threshold is not None:
+    # A count of 1 also goes through the split: with more speakers than the search's max_k, each with
+    # fewer items than p, the graph is one blob (the first eigengap is the largest), although its halves
+    # are unlike. A single speaker's halves are alike, and it stays one cluster.
+    labels = (
+        np.zeros(n, dtype=np.int64)
+        if k == 1
+        else kmeans(spectral_embedding(graph, k), k, seed=cfg.seed, n_init=cfg.kmeans_inits)
+    )
+    if split:
         labels = split_mixed_clusters(labels, affinity, items, cfg, max_k)
     if not known and cfg.merge_threshold is not None:
         labels = merge_similar_clusters(labels, items, cfg.merge_threshold, min_k)

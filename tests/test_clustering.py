@@ -262,3 +262,26 @@ def test_nemo_toy_cases_known_count_nemo_way(n_spk):
     embs, scales, truth = nemo_toy_session(n_spk, NEMO_TOY_SCALES["5scales"])
     res = cluster(embs, scales, ClusteringConfig(known_count="nemo"), SpeakerCount(num=n_spk))
     assert res.num_speakers == n_spk and agreement(truth, res.labels) == 1.0
+
+
+def test_more_speakers_than_the_maximum_fill_it_instead_of_collapsing_to_one():
+    # 16 distinct speakers, one 4 s turn each (about 13 base windows), searched for at most 8: every
+    # speaker has fewer windows than NME-SC's p, the binarised graph is one blob and the eigengap
+    # says 1. The split must still find the unlike halves, up to the maximum.
+    rng = np.random.default_rng(0)
+    turn_speakers = list(range(16))
+    regions, scales = turns_to_scales(turn_speakers, turn_len=4.0)
+    centers = rng.standard_normal((16, 64))
+    embs = [centers[labels_for(sc, regions, turn_speakers)] + 0.8 * rng.standard_normal((len(sc), 64)) for sc in scales]
+    truth = labels_for(scales[-1], regions, turn_speakers)
+    assert nme_sc(fused_affinity(embs, scales), ClusteringConfig(), 8).num_speakers == 1  # the collapse
+    res = cluster(embs, scales, ClusteringConfig())
+    assert res.num_speakers == 8
+    # Clusters are unions of speakers, mostly whole ones (most windows of each speaker in one cluster).
+    assert np.mean([np.bincount(res.labels[truth == s]).max() / (truth == s).sum() for s in range(16)]) > 0.8
+    # With room for them, the eigengap finds all 16.
+    wide = cluster(embs, scales, ClusteringConfig(), SpeakerCount(max=30))
+    assert wide.num_speakers == 16 and agreement(truth, wide.labels) > 0.98
+    # One speaker's halves are alike: a single-speaker session stays one speaker.
+    one = [centers[0] + 0.8 * rng.standard_normal((len(sc), 64)) for sc in scales]
+    assert cluster(one, scales, ClusteringConfig()).num_speakers == 1
