@@ -6,6 +6,7 @@ All functions are NumPy/SciPy and deterministic for a given seed.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -371,13 +372,29 @@ def cluster_items(
     k = int(np.clip(est.num_speakers, min_k, max_k))
     if not known and n <= cfg.enhanced_count_threshold and min_k < max_k:
         k = enhanced_count(items.vectors[-1], cfg, min_k, max_k)
-    if k == 1:
+    split = not known and cfg.split_threshold is not None
+    if k == 1 and not split:
         return ClusteringResult(np.zeros(n, dtype=np.int64), 1, est.p)
-    labels = kmeans(spectral_embedding(graph, k), k, seed=cfg.seed, n_init=cfg.kmeans_inits)
-    if not known and cfg.split_threshold is not None:
-        labels = split_mixed_clusters(labels, affinity, items, cfg, max_k)
+    # A count of 1 also goes through the split: with more speakers than the search's max_k, each with
+    # fewer items than p, the graph is one blob (the first eigengap is the largest), although its halves
+    # are unlike. A single speaker's halves are alike, and it stays one cluster.
+    labels = (
+        np.zeros(n, dtype=np.int64)
+        if k == 1
+        else kmeans(spectral_embedding(graph, k), k, seed=cfg.seed, n_init=cfg.kmeans_inits)
+    )
+    left = None
+    if split:
+        labels, left = _split_clusters(labels, affinity, items, cfg, max_k, look_past_cap=True)
     if not known and cfg.merge_threshold is not None:
         labels = merge_similar_clusters(labels, items, cfg.merge_threshold, min_k)
+    if left is not None and len(np.unique(labels)) >= max_k:
+        warnings.warn(
+            f"the speaker count stopped at its maximum ({max_k}) with a cluster whose halves still look like "
+            f"two speakers (centroid cosine {left:.2f} < split_threshold {cfg.split_threshold}); the recording "
+            "may have more speakers: raise max_speakers (clustering.max_num_speakers)",
+            stacklevel=3,
+        )
     return _result(labels, est.p)
 
 
@@ -425,10 +442,25 @@ def split_mixed_clusters(
     Repeated until nothing splits or `max_k` clusters exist. `threshold` overrides `cfg.split_threshold`
     (np.inf: always split the most distinct halves, used to reach a known speaker count).
     """
+    return _split_clusters(labels, affinity, items, cfg, max_k, threshold)[0]
+
+
+def _split_clusters(
+    labels: np.ndarray,
+    affinity: np.ndarray,
+    items: ClusterItems,
+    cfg: ClusteringConfig,
+    max_k: int,
+    threshold: float | None = None,
+    look_past_cap: bool = False,
+) -> tuple[np.ndarray, float | None]:
+    """`split_mixed_clusters`, plus the cosine of the most distinct halves left unsplit because `max_k`
+    clusters exist (None: nothing left to split). That costs bisecting the clusters at the cap, so only
+    with `look_past_cap`."""
     threshold = cfg.split_threshold if threshold is None else threshold
     labels = labels.copy()
     halves: dict[tuple[int, ...], tuple[float, np.ndarray] | None] = {}  # cluster members -> (cosine, half)
-    while len(np.unique(labels)) < max_k:
+    while look_past_cap or len(np.unique(labels)) < max_k:
         best = None
         for c in np.unique(labels):
             idx = np.flatnonzero(labels == c)
@@ -440,8 +472,10 @@ def split_mixed_clusters(
                 best = cand
         if best is None:
             break
+        if len(np.unique(labels)) >= max_k:
+            return np.unique(labels, return_inverse=True)[1], best[0]
         labels[best[1]] = labels.max() + 1
-    return np.unique(labels, return_inverse=True)[1]
+    return np.unique(labels, return_inverse=True)[1], None
 
 
 def _bisect(

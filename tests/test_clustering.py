@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 
@@ -120,7 +122,8 @@ def test_known_and_bounded_speaker_counts(rng):
     centers = rng.standard_normal((3, 32))
     embs = [centers[labels_for(sc, regions, turn_speakers)] + 0.3 * rng.standard_normal((len(sc), 32)) for sc in scales]
     assert cluster(embs, scales, ClusteringConfig(), SpeakerCount(num=2)).num_speakers == 2
-    assert cluster(embs, scales, ClusteringConfig(), SpeakerCount(max=2)).num_speakers == 2
+    with pytest.warns(UserWarning, match=r"maximum \(2\)"):  # 3 unlike speakers, at most 2 allowed
+        assert cluster(embs, scales, ClusteringConfig(), SpeakerCount(max=2)).num_speakers == 2
     assert cluster(embs, scales, ClusteringConfig(), SpeakerCount(min=4)).num_speakers == 4
     with pytest.raises(ValueError, match="more than"):
         cluster(embs, scales, ClusteringConfig(), SpeakerCount(num=10_000))
@@ -262,3 +265,29 @@ def test_nemo_toy_cases_known_count_nemo_way(n_spk):
     embs, scales, truth = nemo_toy_session(n_spk, NEMO_TOY_SCALES["5scales"])
     res = cluster(embs, scales, ClusteringConfig(known_count="nemo"), SpeakerCount(num=n_spk))
     assert res.num_speakers == n_spk and agreement(truth, res.labels) == 1.0
+
+
+def test_more_speakers_than_the_maximum_fill_it_instead_of_collapsing_to_one():
+    # 16 distinct speakers, one 4 s turn each (about 13 base windows), searched for at most 8: every
+    # speaker has fewer windows than NME-SC's p, the binarised graph is one blob and the eigengap
+    # says 1. The split must still find the unlike halves, up to the maximum.
+    rng = np.random.default_rng(0)
+    turn_speakers = list(range(16))
+    regions, scales = turns_to_scales(turn_speakers, turn_len=4.0)
+    centers = rng.standard_normal((16, 64))
+    embs = [centers[labels_for(sc, regions, turn_speakers)] + 0.8 * rng.standard_normal((len(sc), 64)) for sc in scales]
+    truth = labels_for(scales[-1], regions, turn_speakers)
+    assert nme_sc(fused_affinity(embs, scales), ClusteringConfig(), 8).num_speakers == 1  # the collapse
+    with pytest.warns(UserWarning, match=r"stopped at its maximum \(8\).*raise max_speakers"):
+        res = cluster(embs, scales, ClusteringConfig())
+    assert res.num_speakers == 8
+    # Clusters are unions of speakers, mostly whole ones (most windows of each speaker in one cluster).
+    assert np.mean([np.bincount(res.labels[truth == s]).max() / (truth == s).sum() for s in range(16)]) > 0.8
+    # With room for them, the eigengap finds all 16.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning when the count is below the maximum
+        wide = cluster(embs, scales, ClusteringConfig(), SpeakerCount(max=30))
+    assert wide.num_speakers == 16 and agreement(truth, wide.labels) > 0.98
+    # One speaker's halves are alike: a single-speaker session stays one speaker.
+    one = [centers[0] + 0.8 * rng.standard_normal((len(sc), 64)) for sc in scales]
+    assert cluster(one, scales, ClusteringConfig()).num_speakers == 1
