@@ -162,8 +162,10 @@ def _block_regions(block: np.ndarray, cfg: VADConfig) -> SpeechRegions:
     from .models.pyannet import sliding_scores
 
     s = cfg.pyannote_seg
-    model = _segmentation_model(str(resolve_device(cfg.device)))
-    scores = sliding_scores(model, block, step_s=s.step_s, batch_size=s.batch_size, soft=s.soft)
+    device = resolve_device(cfg.device)
+    model = _segmentation_model(str(device))
+    batch = s.batch_size if device.type == "cpu" else s.accelerator_batch_size
+    scores = sliding_scores(model, block, step_s=s.step_s, batch_size=batch, soft=s.soft)
     return segmentation_regions(scores, block, cfg)
 
 
