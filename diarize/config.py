@@ -147,8 +147,8 @@ class EmbeddingConfig:
     # 2D-convolution workspace of a batch, which sets peak memory, is halved (a 60 s file's five scales
     # peak at 654 MB instead of ~1,050 MB; RESULTS.md).
     max_batch_seconds: float = _f(16.0, 0.0, 1e6, lo_open=True)
-    # The same on a GPU, where a call costs ~20 ms however small. 600 s: CAM++ peaks at 1.1-1.3 GiB on an
-    # H200 (RESULTS.md); lower it on a small GPU.
+    # The same on a GPU, where a call costs ~20 ms however small. 600 s: CAM++ embedding peaked at 1.1-1.3
+    # GiB on an H200 (RESULTS.md); lower it on a small GPU.
     accelerator_batch_seconds: float = _f(600.0, 0.0, 1e6, lo_open=True)
     min_embed_s: float = _f(0.5, 0.0, 30.0)  # shorter windows are tiled (repeated) up to this length
     autocast: bool = True  # fp16/bf16 autocast on CUDA; CPU always runs fp32
