@@ -93,7 +93,7 @@ def embed_spans(
     batch of unequal windows is zero-padded to its longest and passed with the lengths (the
     model masks the padding, so a window's embedding does not depend on its batch beyond float
     rounding). Mixing lengths matters: region ends cut a window of a new length per scale, and
-    one call per length cost ~20 ms each on a GPU and ~10 % of the embedding time on CPU.
+    one call per length cost ~20 ms each on a GPU and 15-25 % of the embedding time on CPU.
     """
     out = np.zeros((len(first), model.embedding_dim), dtype=np.float32)
     target = np.maximum(length, int(round(min_embed_s * SAMPLE_RATE)))  # short windows are tiled up to this
