@@ -4,6 +4,7 @@ block by block over the audio (`embed_blocks`): only the (N, D) float32 embeddin
 from __future__ import annotations
 
 import contextlib
+import ctypes
 from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
@@ -115,7 +116,29 @@ def embed_spans(
         out[chunk] = emb.detach().float().cpu().numpy()
         if progress is not None:
             progress(len(chunk))
+    release_freed_memory()
     return out
+
+
+def release_freed_memory() -> None:
+    """Hand memory that was freed back to the OS (glibc only; elsewhere nothing).
+
+    Each scale's batches have their own sizes, and glibc keeps the freed workspace of the last
+    ones in its heap: without this, a 12-min file's embedding RSS grew by ~150 MB per scale to
+    ~1 GB (1 thread); with it, it stays near one batch's workspace. Making glibc mmap every large
+    block instead (MALLOC_MMAP_THRESHOLD_) kept RSS down too but made embeddings 2.2x slower.
+    """
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
+
+
+_malloc_trim = None
 
 
 def _window(audio: np.ndarray, start: int, length: int, target: int) -> np.ndarray:
