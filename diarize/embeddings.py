@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
@@ -128,17 +129,17 @@ def release_freed_memory() -> None:
     ~1 GB (1 thread); with it, it stays near one batch's workspace. Making glibc mmap every large
     block instead (MALLOC_MMAP_THRESHOLD_) kept RSS down too but made embeddings 2.2x slower.
     """
-    global _malloc_trim
-    if _malloc_trim is None:
-        try:
-            _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
-        except (OSError, AttributeError):
-            _malloc_trim = False
-    if _malloc_trim:
-        _malloc_trim(0)
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
-_malloc_trim = None
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return None
 
 
 def _window(audio: np.ndarray, start: int, length: int, target: int) -> np.ndarray:
@@ -362,7 +363,7 @@ def embed_scales_fast(
         for row, j in enumerate(batch):
             start, n, real, _ = jobs[j]
             x[row, :n] = _window(audio, start, real, n)
-        lengths = None if len(batch) == 1 else torch.tensor([jobs[j][1] for j in batch])
+        lengths = torch.tensor([jobs[j][1] for j in batch])
         frames, n_valid = model.encode_frames(torch.from_numpy(x), lengths=lengths, **local)
         for row, j in enumerate(batch):
             start, _, real, idx = jobs[j]

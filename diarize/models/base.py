@@ -14,8 +14,8 @@ class SpeakerEmbedder(Protocol):
     `embed_batch` takes a batch of mono waveforms at `sample_rate` (float32, roughly in
     [-1, 1]) and returns one raw (not L2-normalised) embedding per row. Implementations run in
     eval mode under `torch.inference_mode`. With `lengths`, row i is its first lengths[i] samples
-    followed by zero padding, and gets the embedding of those samples alone (the GPU path batches
-    windows of any length so; the CPU path passes equal-length rows and no lengths).
+    followed by zero padding, and gets the embedding of those samples alone (`embeddings.embed_spans`
+    batches windows of any length so, on every device).
     """
 
     name: str

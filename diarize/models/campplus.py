@@ -314,7 +314,7 @@ class CAMPPlusNet(nn.Module):
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         """(B, T, F) features -> (B, D) embeddings."""
-        return self.xvector(self.head(feats.transpose(1, 2)))
+        return self.embed(feats)
 
     def encode(
         self, feats: torch.Tensor, lengths: torch.Tensor | None = None, context_frames: int | None = None
@@ -340,7 +340,7 @@ class CAMPPlusNet(nn.Module):
         return x, mask
 
     def embed(self, feats: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, T, F) zero-padded features, (B,) own frames per row -> (B, D) embeddings."""
+        """(B, T, F) features (zero-padded rows with `lengths`, their own frames) -> (B, D) embeddings."""
         x, mask = self.encode(feats, lengths)
         return self.xvector.dense(self.xvector.stats(x, mask))
 
@@ -410,8 +410,17 @@ class CAMPPlus(nn.Module):
             )
         return self
 
-    def _feature_frames(self, lengths: torch.Tensor) -> torch.Tensor:
-        return torch.div(lengths - self.fbank.frame, self.fbank.shift, rounding_mode="floor") + 1
+    def _feature_frames(self, num_samples: torch.Tensor) -> torch.Tensor:
+        """fbank frames of inputs of `num_samples` (>= one fbank frame) samples."""
+        return torch.div(num_samples - self.fbank.frame, self.fbank.shift, rounding_mode="floor") + 1
+
+    def _features(
+        self, wav: torch.Tensor, lengths: torch.Tensor | None, cmn_frames: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """fbank features of a batch and each row's own feature frames (None: no padding)."""
+        lengths = self._check_lengths(wav, lengths)
+        nf = None if lengths is None else self._feature_frames(lengths)
+        return self.fbank(wav, cmn_frames, frame_mask(nf, self.fbank.num_frames(wav.shape[-1]))), nf
 
     def _check_lengths(self, wav: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor | None:
         shortest = wav.shape[-1] if lengths is None else int(lengths.min())
@@ -427,14 +436,7 @@ class CAMPPlus(nn.Module):
     def embed_batch(self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """(B, T) waveforms -> (B, D). `lengths` (B,): each row's own samples, the rest zero padding;
         a row then gets the embedding of its unpadded self (up to float rounding)."""
-        wav = waveforms.to(self.device, torch.float32)
-        lengths = self._check_lengths(wav, lengths)
-        if lengths is None:
-            feats = self.fbank(wav)
-            with self._autocast():
-                return self.net(feats).float()
-        nf = self._feature_frames(lengths)
-        feats = self.fbank(wav, mask=frame_mask(nf, self.fbank.num_frames(wav.shape[-1])))
+        feats, nf = self._features(waveforms.to(self.device, torch.float32), lengths)
         with self._autocast():
             return self.net.embed(feats, nf).float()
 
@@ -452,9 +454,10 @@ class CAMPPlus(nn.Module):
 
     def num_frames(self, num_samples: torch.Tensor) -> torch.Tensor:
         """Encoder frames of an input of `num_samples` samples (what `embed_batch` pools over)."""
-        fb = self.fbank
-        n = torch.div(torch.clamp(num_samples - fb.frame, min=0), fb.shift, rounding_mode="floor") + 1
-        return torch.where(num_samples < fb.frame, torch.zeros_like(n), torch.div(n + 1, 2, rounding_mode="floor"))
+        n = self._feature_frames(torch.clamp(num_samples, min=self.fbank.frame))
+        return torch.where(
+            num_samples < self.fbank.frame, torch.zeros_like(n), torch.div(n + 1, 2, rounding_mode="floor")
+        )
 
     @torch.inference_mode()
     def encode_frames(
@@ -468,14 +471,11 @@ class CAMPPlus(nn.Module):
         `lengths` (B,): each row's own samples (zero padding after them), as `embed_batch`; frames
         past a row's count are not meaningful.
         """
-        wav = waveforms.to(self.device, torch.float32)
-        lengths = self._check_lengths(wav, lengths)
         cmn = ctx = None
         if local_context_s is not None:
             cmn = int(round(local_context_s * self.sample_rate / self.fbank.shift))
             ctx = int(round(local_context_s * self.sample_rate / self.frame_hop))
-        nf = None if lengths is None else self._feature_frames(lengths)
-        feats = self.fbank(wav, cmn, frame_mask(nf, self.fbank.num_frames(wav.shape[-1])))
+        feats, nf = self._features(waveforms.to(self.device, torch.float32), lengths, cmn)
         with self._autocast():
             x, mask = self.net.encode(feats, nf, ctx)
         x = x.float()
