@@ -27,7 +27,7 @@ from .config import PRESET_NAMES, VAD_METHODS, load_config
 from .engine import Job, RunOptions, run_local, run_ray
 from .errors import AudioError, DiarizeError, FormatError, OutputError, short
 from .files import atomic_path
-from .models.base import resolve_device
+from .models.base import limit_threads, resolve_device
 from .models.hub import DEFAULT_FETCH, WEIGHTS
 from .rttm import read_rttm, read_uem, rttm_token
 from .score import COLLAR_PRESETS
@@ -197,8 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--threads",
         type=_positive_int,
         default=None,
-        help="CPU threads for this process [all cores]; give each of several parallel jobs its share "
-        "(torch threads of jobs side by side otherwise oversubscribe the cores)",
+        help="CPU threads for this process (torch and BLAS) [all cores]; give each of several parallel jobs "
+        "its share (jobs side by side otherwise oversubscribe the cores)",
     )
 
     e = sub.add_parser("embed", help="one raw embedding per audio file, saved as .npz")
@@ -421,9 +421,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         ) from None
     cfg = load_config(args.config, args.set)
     if args.threads is not None:
-        import torch
-
-        torch.set_num_threads(args.threads)
+        limit_threads(args.threads)
     if args.vad is not None:
         cfg.vad.method = args.vad
     if args.device is not None:

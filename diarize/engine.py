@@ -184,11 +184,10 @@ def run_ray(
     @ray.remote(num_cpus=1)
     class Worker:
         def __init__(self, config: DiarizerConfig, model: str | None, device: str | None):
-            import torch
-
+            from .models.base import limit_threads
             from .pipeline import Diarizer
 
-            torch.set_num_threads(1)  # one core per actor; parallelism comes from actors
+            limit_threads(1)  # one core per actor; parallelism comes from actors
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the driver already said which model it uses
                 self.diarizer = Diarizer(config, model=model, device=device)

@@ -1,6 +1,10 @@
 """The drop-in Python API: Diarizer is callable, takes paths, arrays, tensors and pyannote's audio dict,
 reports progress through `hook(stage, completed, total)`, and stops when the hook raises."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -78,3 +82,22 @@ def test_to_device_and_auto_device(diarizer):
     assert diarizer.to("cpu") is diarizer and diarizer.config.embedding.device == "cpu"
     want = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
     assert str(resolve_device("auto")).startswith(want)
+
+
+def test_limit_threads_caps_torch_and_blas():
+    """`--threads N` caps both pools (in a fresh process: the limit is process-wide)."""
+    code = (
+        "import scipy.linalg, threadpoolctl, torch\n"
+        "from diarize.models.base import limit_threads\n"
+        "limit_threads(1)\n"
+        "blas = [i['num_threads'] for i in threadpoolctl.threadpool_info() if i['user_api'] == 'blas']\n"
+        "print(torch.get_num_threads(), max(blas))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "OMP_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2"},
+    )
+    assert out.stdout.split() == ["1", "1"]

@@ -30,6 +30,17 @@ class SpeakerEmbedder(Protocol):
     def to(self, device: torch.device | str) -> "SpeakerEmbedder": ...
 
 
+def limit_threads(n: int) -> None:
+    """Use at most `n` CPU threads in this process: torch's intra-op pool and NumPy/SciPy's BLAS.
+
+    Each pool left at its default takes every core, so jobs side by side must each set their share.
+    """
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(n)
+    threadpool_limits(n, user_api="blas")
+
+
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     """`auto` -> CUDA if available, else Apple MPS, else CPU; `cpu`, `cuda`, `cuda:N`, `mps` as asked.
 

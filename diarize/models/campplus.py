@@ -163,10 +163,14 @@ class FCM(nn.Module):
         self.conv2 = nn.Conv2d(m_channels, m_channels, 3, stride=(2, 1), padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(m_channels)
         self.out_channels = m_channels * (feat_dim // 8)
+        # oneDNN runs these 3x3 convolutions ~10 % faster on channels-last (NHWC) tensors than on NCHW,
+        # which it reorders on every call (CAM++ on CPU, 1-2 threads; benchmarks/RESULTS.md).
+        self.to(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """(B, F, T) features -> (B, C * F / 8, T); `mask` (B, 1, T) as `KaldiFbank.forward`."""
-        out = F.relu(self.bn1(self.conv1(_masked(x, mask).unsqueeze(1))))
+        x = _masked(x, mask).unsqueeze(1).contiguous(memory_format=torch.channels_last)
+        out = F.relu(self.bn1(self.conv1(x)))
         for block in (*self.layer1, *self.layer2):
             out = block(out, mask)
         out = F.relu(self.bn2(self.conv2(_masked(out, mask))))
