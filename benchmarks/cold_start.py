@@ -1,7 +1,7 @@
 """Cold start of `diarize run` as a whole process on a 30 s file (issue 11, target 2), split into
 import, model load and the run itself. Weights must already be cached (`diarize models fetch`).
 
-    python benchmarks/cold_start.py [--wav FILE] [--repeat 3] [--threads 2]
+    python benchmarks/cold_start.py [--wav FILE] [--repeat 3] [--threads 2] [--config general]
 
 Each repeat is a fresh interpreter; the script prints the median of each part and of the whole
 `diarize run` process (wall clock, including interpreter start-up).
@@ -33,7 +33,7 @@ from diarize.config import load_config
 t1 = time.perf_counter()
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
-    d = Diarizer(load_config("general"))
+    d = Diarizer(load_config(sys.argv[3]))
 t2 = time.perf_counter()
 res = d.run(sys.argv[1])
 t3 = time.perf_counter()
@@ -46,12 +46,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--wav", type=Path, default=WAV)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--config", default="general", help="preset or YAML [general]")
     args = ap.parse_args(argv)
     parts, whole = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(args.repeat):
             out = subprocess.run(
-                [sys.executable, "-c", PARTS, str(args.wav), str(args.threads)],
+                [sys.executable, "-c", PARTS, str(args.wav), str(args.threads), args.config],
                 capture_output=True,
                 text=True,
                 check=True,
@@ -71,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
                     "--quiet",
                     "--threads",
                     str(args.threads),
+                    "--config",
+                    args.config,
                 ],
                 check=True,
                 cwd=REPO,

@@ -24,7 +24,7 @@ from .errors import ConfigError, short
 # Presets live in the repo's top-level configs/; `diarize/configs` links to it so
 # an installed package finds them too.
 _PRESET_DIRS = [Path(__file__).resolve().parent / "configs", Path(__file__).resolve().parents[1] / "configs"]
-PRESET_NAMES = ("general", "meeting", "telephonic")
+PRESET_NAMES = ("general", "meeting", "telephonic", "fast")
 VAD_METHODS = ("pyannote-seg", "energy", "silero")
 MAX_YAML_BYTES = 1 << 20
 
@@ -89,7 +89,7 @@ class SegmentationVADConfig(RegionRules):
 
     # pyannote's own 1 s. 2.5 s takes 40 % of the VAD's time and was as good on the held-out sets (dev DER
     # 16.50 -> 15.91 % forgiving, test 11.90 -> 11.96 %), but on the real recordings it lost trn04's third
-    # speaker (known count: 4.75 -> 27.13 %), so it is an option (benchmarks/RESULTS.md, "VAD step").
+    # speaker (known count: 4.75 -> 27.13 %), so it is only in the `fast` preset (RESULTS.md, "VAD step, channels-last CAM++ ...").
     step_s: float = _f(1.0, 0.0, 10.0, lo_open=True)
     onset: float = _f(0.5, 0.0, 1.0)
     offset: float = _f(0.5, 0.0, 1.0)

@@ -95,8 +95,17 @@ def test_dispatch_and_config() -> None:
         assert config_from_dict({"vad": {"seg_onset": 0.7}}).vad.pyannote_seg.onset == 0.7
     # The default (dataclass and every preset) is the measured best: pyannote-seg with overlap assignment.
     assert DiarizerConfig().vad.method == "pyannote-seg" and DiarizerConfig().vad.overlap_assignment
-    for preset in ("general", "meeting", "telephonic"):
+    for preset in ("general", "meeting", "telephonic", "fast"):
         assert load_config(preset).vad.method == "pyannote-seg" and load_config(preset).vad.overlap_assignment
+
+
+def test_fast_preset_changes_only_embedding_mode_and_vad_step() -> None:
+    import dataclasses
+
+    fast, general = dataclasses.asdict(load_config("fast")), dataclasses.asdict(load_config("general"))
+    assert (fast["embedding"]["mode"], fast["vad"]["pyannote_seg"]["step_s"]) == ("fast", 2.5)
+    fast["embedding"]["mode"], fast["vad"]["pyannote_seg"]["step_s"] = "exact", 1.0
+    assert fast == general
 
 
 def test_cli_vad_flag() -> None:
