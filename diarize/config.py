@@ -89,7 +89,7 @@ class SegmentationVADConfig(RegionRules):
 
     # pyannote's own 1 s. 2.5 s takes 40 % of the VAD's time and was as good on the held-out sets (dev DER
     # 16.50 -> 15.91 % forgiving, test 11.90 -> 11.96 %), but on the real recordings it lost trn04's third
-    # speaker (known count: 4.75 -> 27.13 %), so it is only in the `fast` preset (RESULTS.md, "VAD step, channels-last CAM++ ...").
+    # speaker (known count: 4.75 -> 27.13 %), so it is only in the `fast` preset (RESULTS.md, "VAD step").
     step_s: float = _f(1.0, 0.0, 10.0, lo_open=True)
     onset: float = _f(0.5, 0.0, 1.0)
     offset: float = _f(0.5, 0.0, 1.0)
