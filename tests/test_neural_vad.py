@@ -12,7 +12,7 @@ import pytest
 import torch
 from pyannote.core import Segment
 
-from diarize.config import ConfigError, DiarizerConfig, VADConfig, config_from_dict, load_config
+from diarize.config import PRESET_NAMES, ConfigError, DiarizerConfig, VADConfig, config_from_dict, load_config
 from diarize.models import pyannet
 from diarize.models.hub import WeightsUnavailable, weights_path
 from diarize.overlap import overlap_aware_annotation, second_speakers
@@ -95,7 +95,7 @@ def test_dispatch_and_config() -> None:
         assert config_from_dict({"vad": {"seg_onset": 0.7}}).vad.pyannote_seg.onset == 0.7
     # The default (dataclass and every preset) is the measured best: pyannote-seg with overlap assignment.
     assert DiarizerConfig().vad.method == "pyannote-seg" and DiarizerConfig().vad.overlap_assignment
-    for preset in ("general", "meeting", "telephonic", "fast"):
+    for preset in PRESET_NAMES:
         assert load_config(preset).vad.method == "pyannote-seg" and load_config(preset).vad.overlap_assignment
 
 

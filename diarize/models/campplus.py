@@ -163,8 +163,8 @@ class FCM(nn.Module):
         self.conv2 = nn.Conv2d(m_channels, m_channels, 3, stride=(2, 1), padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(m_channels)
         self.out_channels = m_channels * (feat_dim // 8)
-        # oneDNN runs these 3x3 convolutions ~10 % faster on channels-last (NHWC) tensors than on NCHW,
-        # which it reorders on every call (CAM++ on CPU, 1-2 threads; benchmarks/RESULTS.md).
+        # Channels-last (NHWC) spares oneDNN a reorder of NCHW tensors on every 3x3 convolution: a batch
+        # alone ran 8-10 % faster on CPU, though whole runs showed no gain (benchmarks/RESULTS.md).
         self.to(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
