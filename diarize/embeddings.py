@@ -18,6 +18,11 @@ from .windows import ScaleWindows
 
 Progress = Callable[[int], None]  # called with the number of windows just embedded
 
+# glibc keeps the freed workspace of past batches resident, and a CPU run's heap grows with the number of
+# batches (benchmarks/RESULTS.md, "Memory of the embedding stage"): hand it back every this many batches.
+# One trim costs ~20 ms plus re-faulting the next batch's pages; every 8 batches no time cost showed.
+TRIM_EVERY_BATCHES = 8
+
 
 def autocast_dtype(cfg: EmbeddingConfig, device: torch.device) -> torch.dtype | None:
     """bf16 (fp16 where the GPU lacks bf16) on CUDA when `cfg.autocast`; None (fp32) elsewhere.
@@ -100,7 +105,7 @@ def embed_spans(
     out = np.zeros((len(first), model.embedding_dim), dtype=np.float32)
     target = np.maximum(length, int(round(min_embed_s * SAMPLE_RATE)))  # short windows are tiled up to this
     order = np.argsort(-target, kind="stable")  # longest first: little padding per batch
-    b = 0
+    b = batches = 0
     while b < len(order):
         step = batch_size
         if max_batch_seconds:
@@ -117,6 +122,9 @@ def embed_spans(
         out[chunk] = emb.detach().float().cpu().numpy()
         if progress is not None:
             progress(len(chunk))
+        batches += 1
+        if batches % TRIM_EVERY_BATCHES == 0:
+            release_freed_memory()
     release_freed_memory()
     return out
 
@@ -357,7 +365,7 @@ def embed_scales_fast(
             n = max(1, int(batch_seconds * SAMPLE_RATE) // jobs[by_len[j]][1])
             batches.append(by_len[j : j + n])
             j += n
-    for batch in batches:
+    for done, batch in enumerate(batches, 1):
         width = jobs[batch[0]][1]
         x = np.zeros((len(batch), width), dtype=np.float32)
         for row, j in enumerate(batch):
@@ -369,6 +377,8 @@ def embed_scales_fast(
             start, _, real, idx = jobs[j]
             nv = int(n_valid[row])
             pool(frames[row, :, :nv], nv, start, real, idx)
+        if done % TRIM_EVERY_BATCHES == 0:
+            release_freed_memory()
     return out
 
 
