@@ -22,6 +22,7 @@ reference turns; "system": the preset's VAD, pyannote-seg by default) and keeps,
 DIR/<set>/cache/<vad>/<uri>.npz: for each scale i `starts_i`, `ends_i`, `emb_i` (float32) and the
 scale's window/shift/weight (`windows`, `shifts`, `weights`), the speech `regions`, the VAD's `overlap`
 regions, `duration`, and `key` (JSON of model + window/VAD/embedding settings: a mismatch re-embeds).
+A config with `embedding.mode: fast` (`--config fast`) keeps its own cache, DIR/<set>/cache/<vad>-fast.
 The reference RTTM is DIR/<set>/<uri>.rttm. Later runs only cluster and score: the whole dev or test
 set is re-scored in seconds with any ClusteringConfig (`-s field=value`, YAML values: null, 0.7, [..];
 or `--clustering FILE.yaml` holding ClusteringConfig fields, at top level or under `clustering:`).
@@ -181,6 +182,9 @@ def cache_key(cfg: DiarizerConfig, model_name: str, vad: str) -> str:
         "min_embed_s": cfg.embedding.min_embed_s,
         "vad": "oracle",
     }
+    if cfg.embedding.mode == "fast":
+        e = cfg.embedding
+        key["fast"] = [e.fast_chunk_s, e.fast_context_s, e.fast_local_context_s]
     if vad != "oracle":
         vad_cfg = dataclasses.asdict(cfg.vad)
         vad_cfg.pop("device")
@@ -194,7 +198,7 @@ def cache_key(cfg: DiarizerConfig, model_name: str, vad: str) -> str:
 def embed_session(s: Session, model, cfg: DiarizerConfig, vad: str, path: Path, key: str) -> None:
     """Run VAD, windows and embeddings as diarize.pipeline.diarize does, and save them to `path`."""
     from diarize.audio import load_audio
-    from diarize.embeddings import embed_all_scales
+    from diarize.embeddings import embed_all_scales, embed_blocks
     from diarize.regions import clip
     from diarize.vad import oracle_regions, speech_regions
     from diarize.windows import multiscale_windows
@@ -207,14 +211,17 @@ def embed_session(s: Session, model, cfg: DiarizerConfig, vad: str, path: Path, 
         regions, overlap = speech_regions(audio, cfg.vad)
     regions, overlap = clip(regions, 0.0, duration), clip(overlap, 0.0, duration)
     scales = multiscale_windows(regions, cfg.windows)
-    embs = embed_all_scales(
-        audio,
-        scales,
-        model,
-        cfg.embedding.batch_size,
-        cfg.embedding.min_embed_s,
-        max_batch_seconds=cfg.embedding.max_batch_seconds if model.device.type == "cpu" else None,
-    )
+    if cfg.embedding.mode == "fast":
+        embs = embed_blocks([audio], scales, model, cfg.embedding, regions=regions)
+    else:
+        embs = embed_all_scales(
+            audio,
+            scales,
+            model,
+            cfg.embedding.batch_size,
+            cfg.embedding.min_embed_s,
+            max_batch_seconds=cfg.embedding.max_batch_seconds if model.device.type == "cpu" else None,
+        )
     save_cached(path, scales, embs, regions, overlap, duration, key)
 
 
@@ -255,8 +262,9 @@ def read_cached(s: Session, path: Path) -> Cached:
     )
 
 
-def cache_dir(set_dir: Path, vad: str) -> Path:
-    return set_dir / "cache" / vad
+def cache_dir(set_dir: Path, vad: str, mode: str = "exact") -> Path:
+    """Where a set's embeddings for one VAD and embedding mode live (exact: cache/<vad>, fast: cache/<vad>-fast)."""
+    return set_dir / "cache" / (vad if mode == "exact" else f"{vad}-{mode}")
 
 
 def list_sessions(set_dir: Path) -> list[Session]:
@@ -269,11 +277,11 @@ def list_sessions(set_dir: Path) -> list[Session]:
         ]
 
 
-def load_sessions(set_dir: Path, vad: str, partial: bool = False) -> list[Cached]:
+def load_sessions(set_dir: Path, vad: str, partial: bool = False, mode: str = "exact") -> list[Cached]:
     """Every conversation of a built and embedded set (raises if one is not cached, unless `partial`)."""
     out = []
     for s in list_sessions(set_dir):
-        path = cache_dir(set_dir, vad) / f"{s.uri}.npz"
+        path = cache_dir(set_dir, vad, mode) / f"{s.uri}.npz"
         if not path.exists() and partial:
             continue
         if not path.exists():
@@ -285,7 +293,7 @@ def load_sessions(set_dir: Path, vad: str, partial: bool = False) -> list[Cached
 def ensure_cache(sessions: list[Session], set_dir: Path, cfg: DiarizerConfig, vad: str, model) -> float:
     """Embed every conversation whose cache is missing or stale; returns the CPU seconds spent."""
     key = cache_key(cfg, model.name, vad)
-    folder = cache_dir(set_dir, vad)
+    folder = cache_dir(set_dir, vad, cfg.embedding.mode)
     folder.mkdir(parents=True, exist_ok=True)
     cpu = 0.0
     for s in sessions:
@@ -524,7 +532,7 @@ def main(argv: list[str] | None = None) -> int:
 
                     model = load_model(args.model, "cpu")
                 embed_cpu = ensure_cache(sessions, set_dir, cfg, vad, model)
-            cached = load_sessions(set_dir, vad, partial=args.partial)
+            cached = load_sessions(set_dir, vad, partial=args.partial, mode=cfg.embedding.mode)
             if len(cached) < len(sessions):
                 print(f"\nPARTIAL: {len(cached)} of {len(sessions)} conversations cached")
             label = (

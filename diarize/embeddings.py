@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import os
 from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
@@ -18,11 +19,12 @@ from .windows import ScaleWindows
 
 Progress = Callable[[int], None]  # called with the number of windows just embedded
 
-# glibc keeps the freed workspace of past batches resident, and a CPU run's heap grows with the number of
-# batches (benchmarks/RESULTS.md, "Memory of the embedding stage"): hand it back every this many batches.
-# A trim costs ~20 ms plus re-faulting the next batch's pages: every 8 batches cut the 1 h peak by 18 % for
-# ~5 % more CPU (every batch: +30 % time).
-TRIM_EVERY_BATCHES = 8
+# glibc keeps the freed workspace of past batches resident: batches of different shapes leave holes the
+# next ones do not fit, and a CPU run's heap grows by 25-50 MB a batch (benchmarks/RESULTS.md, "Memory of
+# the embedding stage"). It is handed back once resident memory has grown this much since the last time.
+# A trim costs the next batch the page faults of its workspace (~140 ms on a 2-core VM): after every batch
+# it cost 30 % more time, every 8 batches ~6 %. A growth bound trims about as often but also caps the spikes.
+TRIM_AFTER_GROWTH_MB = 256
 
 
 def autocast_dtype(cfg: EmbeddingConfig, device: torch.device) -> torch.dtype | None:
@@ -106,7 +108,7 @@ def embed_spans(
     out = np.zeros((len(first), model.embedding_dim), dtype=np.float32)
     target = np.maximum(length, int(round(min_embed_s * SAMPLE_RATE)))  # short windows are tiled up to this
     order = np.argsort(-target, kind="stable")  # longest first: little padding per batch
-    b = batches = 0
+    b = 0
     while b < len(order):
         step = batch_size
         if max_batch_seconds:
@@ -123,24 +125,44 @@ def embed_spans(
         out[chunk] = emb.detach().float().cpu().numpy()
         if progress is not None:
             progress(len(chunk))
-        batches += 1
-        if batches % TRIM_EVERY_BATCHES == 0:
-            release_freed_memory()
+        release_freed_memory(TRIM_AFTER_GROWTH_MB)
     release_freed_memory()
     return out
 
 
-def release_freed_memory() -> None:
-    """Hand memory that was freed back to the OS (glibc only; elsewhere nothing).
+_rss_after_trim = 0  # bytes resident right after the last trim
+
+
+def release_freed_memory(min_growth_mb: float = 0.0) -> None:
+    """Hand memory that was freed back to the OS (glibc only; elsewhere nothing), if resident memory
+    has grown by at least `min_growth_mb` since the last time (0: always).
 
     Each scale's batches have their own sizes, and glibc keeps the freed workspace of the last
     ones in its heap: without this, a 12-min file's embedding RSS grew by ~150 MB per scale to
-    ~1 GB (1 thread); with it, it stays near one batch's workspace. Making glibc mmap every large
-    block instead (MALLOC_MMAP_THRESHOLD_) kept RSS down too but made embeddings 2.2x slower.
+    ~1 GB (1 thread). Making glibc mmap every large block instead (MALLOC_MMAP_THRESHOLD_) kept
+    RSS down too but made embeddings 2.2x slower.
     """
+    global _rss_after_trim
     trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
+    if trim is None:
+        return
+    if min_growth_mb > 0 and (_resident_bytes() or 0) - _rss_after_trim < min_growth_mb * 2**20:
+        return
+    trim(0)
+    _rss_after_trim = _resident_bytes() or 0
+
+
+def _resident_bytes() -> int | None:
+    try:  # Linux: the second field of statm is resident pages
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * _page_size()
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+@functools.cache
+def _page_size() -> int:
+    return os.sysconf("SC_PAGE_SIZE")
 
 
 @functools.cache
@@ -366,7 +388,7 @@ def embed_scales_fast(
             n = max(1, int(batch_seconds * SAMPLE_RATE) // jobs[by_len[j]][1])
             batches.append(by_len[j : j + n])
             j += n
-    for done, batch in enumerate(batches, 1):
+    for batch in batches:
         width = jobs[batch[0]][1]
         x = np.zeros((len(batch), width), dtype=np.float32)
         for row, j in enumerate(batch):
@@ -378,8 +400,7 @@ def embed_scales_fast(
             start, _, real, idx = jobs[j]
             nv = int(n_valid[row])
             pool(frames[row, :, :nv], nv, start, real, idx)
-        if done % TRIM_EVERY_BATCHES == 0:
-            release_freed_memory()
+        release_freed_memory(TRIM_AFTER_GROWTH_MB)
     return out
 
 

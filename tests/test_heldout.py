@@ -66,3 +66,16 @@ def test_rescore_from_cache_and_overrides(tmp_path):
     assert heldout.clustering_overrides(cfg, y, []).clustering.merge_threshold == 0.7
     with pytest.raises(ConfigError, match="unknown clustering field"):
         heldout.clustering_overrides(cfg, None, ["no_such_field=1"])
+
+
+def test_fast_mode_embeddings_have_their_own_cache(tmp_path):
+    exact, fast = load_config("general"), load_config("fast")
+    assert heldout.cache_dir(tmp_path, "oracle", "fast") != heldout.cache_dir(tmp_path, "oracle")
+    assert heldout.cache_key(fast, "campplus", "oracle") != heldout.cache_key(exact, "campplus", "oracle")
+    # A fast-mode setting that changes the embeddings changes the key (the cache is re-embedded).
+    wider = load_config("fast", ["embedding.fast_context_s=5"])
+    assert heldout.cache_key(wider, "campplus", "oracle") != heldout.cache_key(fast, "campplus", "oracle")
+    # Exact-mode keys do not depend on fast-mode settings (existing caches stay valid).
+    assert heldout.cache_key(load_config("general", ["embedding.fast_context_s=5"]), "campplus", "oracle") == (
+        heldout.cache_key(exact, "campplus", "oracle")
+    )
