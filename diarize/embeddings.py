@@ -22,8 +22,9 @@ Progress = Callable[[int], None]  # called with the number of windows just embed
 # glibc keeps the freed workspace of past batches resident: batches of different shapes leave holes the
 # next ones do not fit, and a CPU run's heap grows by 25-50 MB a batch (benchmarks/RESULTS.md, "Memory of
 # the embedding stage"). It is handed back once resident memory has grown this much since the last time.
-# A trim costs the next batch the page faults of its workspace (~140 ms on a 2-core VM): after every batch
-# it cost 30 % more time, every 8 batches ~6 %. A growth bound trims about as often but also caps the spikes.
+# A trim costs the next batch the page faults of its workspace: after every batch it cost 35 % more time,
+# every 8 batches 8 %. The growth bound took as long as every 8 batches on a 1 h file and cut its peak RSS
+# from 1,111 to ~950 MB (the count let spikes through).
 TRIM_AFTER_GROWTH_MB = 256
 
 
