@@ -198,7 +198,7 @@ def cache_key(cfg: DiarizerConfig, model_name: str, vad: str) -> str:
 def embed_session(s: Session, model, cfg: DiarizerConfig, vad: str, path: Path, key: str) -> None:
     """Run VAD, windows and embeddings as diarize.pipeline.diarize does, and save them to `path`."""
     from diarize.audio import load_audio
-    from diarize.embeddings import embed_all_scales, embed_blocks
+    from diarize.embeddings import embed_blocks
     from diarize.regions import clip
     from diarize.vad import oracle_regions, speech_regions
     from diarize.windows import multiscale_windows
@@ -211,17 +211,7 @@ def embed_session(s: Session, model, cfg: DiarizerConfig, vad: str, path: Path, 
         regions, overlap = speech_regions(audio, cfg.vad)
     regions, overlap = clip(regions, 0.0, duration), clip(overlap, 0.0, duration)
     scales = multiscale_windows(regions, cfg.windows)
-    if cfg.embedding.mode == "fast":
-        embs = embed_blocks([audio], scales, model, cfg.embedding, regions=regions)
-    else:
-        embs = embed_all_scales(
-            audio,
-            scales,
-            model,
-            cfg.embedding.batch_size,
-            cfg.embedding.min_embed_s,
-            max_batch_seconds=cfg.embedding.max_batch_seconds if model.device.type == "cpu" else None,
-        )
+    embs = embed_blocks([audio], scales, model, cfg.embedding, regions=regions)  # the pipeline's own, one block
     save_cached(path, scales, embs, regions, overlap, duration, key)
 
 

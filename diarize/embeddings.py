@@ -24,7 +24,7 @@ Progress = Callable[[int], None]  # called with the number of windows just embed
 # the embedding stage"). It is handed back once resident memory has grown this much since the last time.
 # A trim costs the next batch the page faults of its workspace: after every batch it cost 35 % more time,
 # every 8 batches 8 %. The growth bound took as long as every 8 batches on a 1 h file and cut its peak RSS
-# from 1,111 to ~950 MB (the count let spikes through).
+# from 1,111 to 946-976 MB (the count let spikes through).
 TRIM_AFTER_GROWTH_MB = 256
 
 
@@ -156,14 +156,9 @@ def release_freed_memory(min_growth_mb: float = 0.0) -> None:
 def _resident_bytes() -> int | None:
     try:  # Linux: the second field of statm is resident pages
         with open("/proc/self/statm", "rb") as f:
-            return int(f.read().split()[1]) * _page_size()
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, IndexError, ValueError):
         return None
-
-
-@functools.cache
-def _page_size() -> int:
-    return os.sysconf("SC_PAGE_SIZE")
 
 
 @functools.cache
