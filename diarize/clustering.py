@@ -526,7 +526,9 @@ def merge_similar_clusters(labels: np.ndarray, items: ClusterItems, threshold: f
 # 2. the windows are cut into contiguous chunks of near-equal size (at most `embeddings_per_chunk`);
 # 3. each chunk is over-clustered by spherical k-means into `chunk_cluster_count` groups. k-means puts
 #    more centroids where there is more data, so a speaker's share of centroids follows their share of
-#    speech, which keeps the spectral step on the reduced set balanced like the full one would be;
+#    speech, which keeps the spectral step on the reduced set balanced like the full one would be.
+#    The k-means is fitted on every other window and then every window joins its nearest centroid
+#    (`over_cluster`);
 # 4. the groups of all chunks go through the same core as a short session (`cluster_items`);
 # 5. every window takes the speaker label of its group.
 # Memory is O(N * D) for the fused vectors of one chunk plus O(M^2) for M = chunks * chunk_cluster_count.
@@ -595,7 +597,7 @@ def spherical_kmeans(
             if empty.any():  # reseed empty groups with the worst-fitting points
                 worst = np.argsort(sim[np.arange(n), labels], kind="stable")[: int(empty.sum())]
                 sums[empty] = xn[worst]
-            centres = unit_rows(sums)
+            centres = unit_rows(sums).astype(np.float32)  # unit_rows is float64: keep the matmul float32
         score = float((xn * centres[labels]).sum())
         if score > best_score + 1e-9:
             best, best_score = labels.copy(), score
@@ -603,6 +605,25 @@ def spherical_kmeans(
     counts = np.bincount(labels)
     cent = _group_sums(labels, np.asarray(x, dtype=np.float64), len(used))
     return labels.astype(np.int64), cent / counts[:, None]
+
+
+FIT_STRIDE = 2  # fit the chunk k-means on every FIT_STRIDE-th window (benchmarks/RESULTS.md)
+FIT_MIN_PER_GROUP = 20  # ... when that leaves at least this many windows per group
+
+
+def over_cluster(x: np.ndarray, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Up to `k` groups of the rows of `x` by cosine: (labels 0..k'-1, mean of the raw rows of each group).
+
+    The spherical k-means is fitted on every other row, then every row joins the centroid it is most
+    similar to. Neighbouring base windows (0.5 s every 0.25 s) share half their audio and mostly the
+    same longer-scale windows, so skipping one in two loses little, and the k-means is most of a long
+    session's clustering time (1 h: 2.5-2.8 -> 0.9-1.4 s, DER +0.01 points; benchmarks/RESULTS.md).
+    """
+    xn = unit_rows(x).astype(np.float32)
+    _, cent = spherical_kmeans(xn[::FIT_STRIDE] if len(x) >= FIT_STRIDE * FIT_MIN_PER_GROUP * k else xn, k, seed=seed)
+    used, labels = np.unique((xn @ unit_rows(cent).astype(np.float32).T).argmax(axis=1), return_inverse=True)
+    sums = _group_sums(labels, np.asarray(x, dtype=np.float64), len(used))
+    return labels.astype(np.int64), sums / np.bincount(labels)[:, None]
 
 
 def chunk_bounds(n: int, per_chunk: int) -> list[tuple[int, int]]:
@@ -633,7 +654,7 @@ def reduce_long_form(
     offset = 0
     for a, b in chunk_bounds(n, cfg.embeddings_per_chunk):
         x = fused_vectors(embs, maps_used, weights, slice(a, b))
-        labels, cent = spherical_kmeans(x, groups_per_chunk, seed=cfg.seed)
+        labels, cent = over_cluster(x, groups_per_chunk, seed=cfg.seed)
         owner[a:b] = offset + labels
         reps.append(cent)
         k = len(cent)

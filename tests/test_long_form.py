@@ -135,6 +135,30 @@ def test_chunk_bounds_and_spherical_kmeans() -> None:
     assert all(len(np.unique(labels[i * 50 : (i + 1) * 50])) == 1 for i in range(3))
 
 
+def test_over_cluster_fits_on_every_other_row_and_assigns_all(monkeypatch: pytest.MonkeyPatch) -> None:
+    fits: list[tuple[int, np.ndarray]] = []
+
+    def spy(x, k, **kw):  # noqa: ANN001, ANN003, ANN202
+        labels, cent = real(x, k, **kw)
+        fits.append((len(x), cent))
+        return labels, cent
+
+    real = clustering.spherical_kmeans
+    monkeypatch.setattr(clustering, "spherical_kmeans", spy)
+    rng = np.random.default_rng(1)
+    k = 4
+    n = 2 * clustering.FIT_MIN_PER_GROUP * k + 1
+    x = rng.standard_normal((n, 16)) + 2 * np.eye(16)[rng.integers(0, k, n)]
+    labels, cent = clustering.over_cluster(x, k, seed=0)
+    assert [f[0] for f in fits] == [len(x[:: clustering.FIT_STRIDE])]
+    # Every row, fitted or not, joins the fitted centroid it is most like; the groups' means come back.
+    assert np.array_equal(labels, (clustering.unit_rows(x) @ clustering.unit_rows(fits[0][1]).T).argmax(axis=1))
+    assert np.allclose(cent, [x[labels == g].mean(axis=0) for g in range(len(cent))])
+    fits.clear()
+    clustering.over_cluster(x[:40], k, seed=0)  # too few rows per group to skip any
+    assert [f[0] for f in fits] == [40]
+
+
 def test_sparse_spectral_embedding_matches_dense() -> None:
     embs, scales, _ = synthetic_session(80, noise=1.0)
     aff = clustering.fused_affinity(embs, scales)
