@@ -27,6 +27,8 @@ import json, sys, time, warnings
 t0 = time.perf_counter()
 import torch
 torch.set_num_threads(int(sys.argv[2]))
+from diarize.__main__ import import_pyannote_core_without_notebook
+import_pyannote_core_without_notebook()  # as the `diarize` command does first
 from diarize.cli import main
 from diarize.pipeline import Diarizer
 from diarize.config import load_config

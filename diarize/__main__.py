@@ -1,5 +1,33 @@
+"""The `diarize` command and `python -m diarize`: the CLI (diarize.cli) in a process of its own."""
+
+from __future__ import annotations
+
 import sys
 
-from .cli import main
 
-sys.exit(main())
+def import_pyannote_core_without_notebook() -> None:
+    """Import pyannote.core without the notebook helper its __init__ builds for Jupyter display.
+
+    Building it imports matplotlib.pyplot whenever matplotlib is installed (the `test` and `plot`
+    extras): ~0.9 s of a command's start-up (benchmarks/RESULTS.md) that a CLI process never uses.
+    Blocking the submodule for this one import makes pyannote.core skip it (its own try/except);
+    the block is lifted at once, so `--plot` and anything later import matplotlib as usual.
+    """
+    if "pyannote.core" in sys.modules:
+        return
+    sys.modules["pyannote.core.notebook"] = None  # type: ignore[assignment]  # None = "import blocked"
+    try:
+        import pyannote.core  # noqa: F401
+    finally:
+        del sys.modules["pyannote.core.notebook"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    import_pyannote_core_without_notebook()
+    from .cli import main as cli_main
+
+    return cli_main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

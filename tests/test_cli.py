@@ -1,5 +1,6 @@
 import shutil
 import subprocess
+import sys
 import zipfile
 
 import numpy as np
@@ -128,6 +129,26 @@ def test_console_script_runs():
     assert proc.returncode == 0 and proc.stdout.startswith("diarize ")
     proc = subprocess.run([exe, "run"], capture_output=True, text=True)
     assert proc.returncode == 2
+
+
+def test_command_does_not_import_matplotlib_until_asked():
+    """The command skips pyannote.core's notebook helper (matplotlib.pyplot at import); the block is lifted after."""
+    pytest.importorskip("matplotlib")
+    code = (
+        "import sys\n"
+        "from diarize.__main__ import main\n"
+        "try:\n"
+        "    main(['--version'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "import diarize.pipeline, diarize.formats\n"
+        "assert 'pyannote.core' in sys.modules\n"
+        "print(sorted(m for m in sys.modules if m.startswith('matplotlib')))\n"
+        "import pyannote.core.notebook, matplotlib.pyplot\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "diarize 0.1.0" in proc.stdout and "[]" in proc.stdout
 
 
 def test_verify_and_embed(tmp_path, capsys, monkeypatch, campplus):
