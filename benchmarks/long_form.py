@@ -8,6 +8,7 @@ Conversations come from benchmarks/simulate.py's writer (turns of 1.5-8 s of one
     python benchmarks/long_form.py all --hours 10 --model fbank-stats  # memory check, stand-in embedder
     python benchmarks/long_form.py cluster --windows 14000              # clustering alone, synthetic
     python benchmarks/long_form.py cluster --npz /tmp/x/emb.npz         # clustering alone, saved embeddings
+    python benchmarks/long_form.py cluster --npz X_emb.npz --rttm X.rttm  # ... and its DER
 
 Each case runs in its own subprocess so ru_maxrss is that case's peak.
 """
@@ -283,6 +284,10 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         ]
         embs = [z[f"emb{i}"] for i in range(len(meta))]
         truth = None
+        if args.cluster_rttm:
+            from diarize.rttm import read_rttm
+
+            ref = next(iter(read_rttm(args.cluster_rttm).values()))
     else:
         # Synthetic: turns of 5 speakers; each window embedding = speaker centre + noise.
         rng = np.random.default_rng(0)
@@ -324,6 +329,15 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         "rss_before_mb": rss0,
         "peak_rss_mb": rss_mb(),
     }
+    if args.npz and args.cluster_rttm:
+        from pyannote.metrics.diarization import DiarizationErrorRate
+
+        from diarize.rttm import labels_to_annotation
+
+        hyp = labels_to_annotation(scales[-1].starts, scales[-1].ends, res.labels, uri=ref.uri)
+        out["speakers_ref"] = len(ref.labels())
+        out["der_forgiving_pct"] = 100 * DiarizationErrorRate(collar=0.5, skip_overlap=True)(ref, hyp)
+        out["der_full_pct"] = 100 * DiarizationErrorRate()(ref, hyp)
     if truth is not None:
         from scipy.optimize import linear_sum_assignment
 
@@ -362,6 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     k.add_argument("--windows", type=int, default=14000, help="synthetic: about this many base windows")
     k.add_argument("--noise", type=float, default=3.0, help="synthetic: noise std per dimension (centres std 1)")
     k.add_argument("--npz", type=Path, help="embeddings saved by `all --save-embeddings`")
+    k.add_argument("--rttm", dest="cluster_rttm", type=Path, help="with --npz: the reference, to print DER")
     k.add_argument("--per-chunk", type=int, default=10000)
     k.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args(argv)
