@@ -620,8 +620,10 @@ def over_cluster(x: np.ndarray, k: int, seed: int = 0) -> tuple[np.ndarray, np.n
     session's clustering time (1 h: 2.5-2.8 -> 0.9-1.4 s, DER +0.01 points; benchmarks/RESULTS.md).
     """
     xn = unit_rows(x).astype(np.float32)
-    _, cent = spherical_kmeans(xn[::FIT_STRIDE] if len(x) >= FIT_STRIDE * FIT_MIN_PER_GROUP * k else xn, k, seed=seed)
-    used, labels = np.unique((xn @ unit_rows(cent).astype(np.float32).T).argmax(axis=1), return_inverse=True)
+    fit = xn[::FIT_STRIDE] if len(x) >= FIT_STRIDE * FIT_MIN_PER_GROUP * k else xn  # small chunks: every row
+    _, cent = spherical_kmeans(fit, k, seed=seed)
+    nearest = (xn @ unit_rows(cent).astype(np.float32).T).argmax(axis=1)
+    used, labels = np.unique(nearest, return_inverse=True)
     sums = _group_sums(labels, np.asarray(x, dtype=np.float64), len(used))
     return labels.astype(np.int64), sums / np.bincount(labels)[:, None]
 
