@@ -41,6 +41,10 @@ def build_recording(minutes: float) -> np.ndarray:
     in turn, 0.3 s pauses, until `minutes` long."""
     # FLAC copies of the same utterances (a device run carries those) sort and read the same.
     files = sorted(f for f in (DATA / "speakers").glob("librispeech_*/*/*.*") if f.suffix in (".wav", ".flac"))
+    if not files:
+        raise SystemExit(
+            f"speed.py: no LibriSpeech utterances under {DATA / 'speakers'} (../shared/data beside the checkout)"
+        )
     pause = np.zeros(int(0.3 * 16000), dtype=np.float32)
     parts, total = [], 0
     while total < minutes * 60 * 16000:

@@ -48,6 +48,29 @@ def test_random_model_shapes_and_batch_independence():
         m.embed_batch(torch.zeros(1, 100))
 
 
+def test_folded_batchnorm_gives_the_same_embeddings():
+    # Random BatchNorm statistics, so that a fold that skipped or misplaced one would show.
+    torch.manual_seed(1)
+    m = CAMPPlus().eval()
+    for bn in m.modules():
+        if isinstance(bn, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+            bn.running_mean.uniform_(-0.5, 0.5)
+            bn.running_var.uniform_(0.5, 2.0)
+            if bn.affine:
+                bn.weight.data.uniform_(0.5, 1.5)
+                bn.bias.data.uniform_(-0.3, 0.3)
+    x = torch.randn(3, 16000) * 0.1
+    lengths = torch.tensor([16000, 12000, 8000])
+    with torch.inference_mode():
+        before = m.embed_batch(x, lengths), m.encode_frames(x, 1.5, lengths=lengths)[0]
+        m.net.fold_batchnorm()
+        after = m.embed_batch(x, lengths), m.encode_frames(x, 1.5, lengths=lengths)[0]
+    n_bn = sum(isinstance(b, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)) for b in m.modules())
+    assert n_bn == 52 + 3 + 1  # left: the pre-activation ones (dense layers, transits, output)
+    for b, a in zip(before, after):
+        torch.testing.assert_close(a, b, atol=1e-4 * float(b.abs().max()), rtol=1e-4)
+
+
 def test_real_weights_separate_speakers(campplus):
     """Same-speaker LibriSpeech utterances score higher than different-speaker ones."""
     require_data()

@@ -163,6 +163,21 @@ def test_raw_output_regression(model: pyannet.PyanNet) -> None:
     assert float(logp.sum()) == pytest.approx(-20156.9, rel=1e-3)
 
 
+def test_sliding_windows_share_the_filterbank_exactly(model: pyannet.PyanNet) -> None:
+    # `windows` runs the sinc filterbank once over the span; every window must score as on its own,
+    # whether its offset is on the filterbank's stride (shared) or off it (filtered alone).
+    span = torch.from_numpy(_load(TRN04)[:320000])
+    offsets = torch.tensor([0, 16000, 32000, 48007])
+    with torch.inference_mode():
+        alone = model(torch.stack([span[o : o + 160000] for o in offsets.tolist()]))
+        shared = model.windows(span, offsets, 160000)
+        apart = model.windows(span, torch.tensor([0, 160000]), 160000)  # no overlap: the plain path
+        apart_alone = model(torch.stack([span[:160000], span[160000:]]))
+    np.testing.assert_allclose(np.exp(shared.numpy()), np.exp(alone.numpy()), atol=1e-4)
+    assert (shared.argmax(-1) == alone.argmax(-1)).float().mean() > 0.999
+    np.testing.assert_array_equal(apart.numpy(), apart_alone.numpy())
+
+
 def test_segmentation_finds_speech_on_real_audio(model: pyannet.PyanNet) -> None:
     from diarize.rttm import read_rttm
 

@@ -320,6 +320,36 @@ class CAMPPlusNet(nn.Module):
         """(B, T, F) features -> (B, D) embeddings."""
         return self.embed(feats)
 
+    @torch.no_grad()
+    def fold_batchnorm(self) -> "CAMPPlusNet":
+        """Fold every BatchNorm that directly follows a convolution into that convolution (inference only:
+        the BatchNorms become identities). Those before a convolution (pre-activation) stay. ~10 % less
+        CPU time per batch; outputs change by float rounding only (RESULTS.md)."""
+        h = self.head
+        pairs = [(h.conv1, h, "bn1"), (h.conv2, h, "bn2")]
+        for block in (*h.layer1, *h.layer2):
+            pairs += [(block.conv1, block, "bn1"), (block.conv2, block, "bn2")]
+            if len(block.shortcut):
+                pairs.append((block.shortcut[0], block.shortcut, "1"))
+        pairs.append((self.xvector.tdnn.linear, self.xvector.tdnn.nonlinear, "batchnorm"))
+        for block in self.xvector.children():
+            if isinstance(block, CAMDenseTDNNBlock):
+                pairs += [(layer.linear1, layer.nonlinear2, "batchnorm") for layer in block]
+        pairs.append((self.xvector.dense.linear, self.xvector.dense.nonlinear, "batchnorm"))
+        for conv, parent, name in pairs:
+            bn = getattr(parent, name) if not name.isdigit() else parent[int(name)]
+            scale = torch.rsqrt(bn.running_var + bn.eps)
+            shift = -bn.running_mean * scale
+            if bn.affine:
+                scale, shift = scale * bn.weight, shift * bn.weight + bn.bias
+            conv.weight.mul_(scale.view(-1, *[1] * (conv.weight.dim() - 1)))
+            conv.bias = nn.Parameter(shift if conv.bias is None else conv.bias * scale + shift)
+            if name.isdigit():
+                parent[int(name)] = nn.Identity()
+            else:
+                setattr(parent, name, nn.Identity())
+        return self
+
     def encode(
         self, feats: torch.Tensor, lengths: torch.Tensor | None = None, context_frames: int | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -387,7 +417,8 @@ class CAMPPlus(nn.Module):
         return self.fbank.frame + 2 * self.fbank.shift
 
     def load_weights(self, path: str | Path) -> "CAMPPlus":
-        """Load a CAM++ state dict (tensors only: `weights_only`, so a pickle cannot run code).
+        """Load a CAM++ state dict (tensors only: `weights_only`, so a pickle cannot run code), then fold
+        its BatchNorms into the convolutions before them (`CAMPPlusNet.fold_batchnorm`; load once).
 
         Raises WeightsUnavailable for a file that is not a readable CAM++ checkpoint.
         """
@@ -412,6 +443,7 @@ class CAMPPlus(nn.Module):
             raise WeightsUnavailable(
                 f"{path}: not a CAM++ checkpoint (missing keys {missing[:5]}, unexpected keys {unexpected[:5]})"
             )
+        self.net.fold_batchnorm()  # inference only, as this class is used
         return self
 
     def _feature_frames(self, num_samples: torch.Tensor) -> torch.Tensor:

@@ -170,11 +170,39 @@ class SincNet(nn.Module):
         self.norm1d = nn.ModuleList([nn.InstanceNorm1d(c, affine=True) for c in (80, 60, 60)])
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
-        x = self.wav_norm1d(wav)
+        return self._after_filterbank(self.conv1d[0](self.wav_norm1d(wav)))
+
+    def windows(self, span: torch.Tensor, offsets: torch.Tensor, window: int) -> torch.Tensor:
+        """`forward` of the windows span[o : o + window] for each offset o, with the sinc filterbank run
+        once over `span` (N,) instead of once per window (sliding windows share most of their audio).
+
+        Exact up to float rounding: the wave's instance norm is affine per window and the filterbank
+        is linear without padding, so filterbank(a * x + c) = a * filterbank(x) + c * (each filter's tap
+        sum), on the frames of the window. Offsets off the filterbank's stride are filtered alone."""
+        bank = self.conv1d[0].filterbank
+        norm = self.wav_norm1d
+        rows = torch.stack([span[o : o + window] for o in offsets.tolist()])
+        if len(span) >= len(rows) * window:  # the windows do not overlap: nothing to share
+            return self.forward(rows.unsqueeze(1))
+        frames = (window - bank.kernel_size) // bank.stride + 1
+        shared = bank(span.view(1, 1, -1))[0]  # (filters, frames of the span)
+        var, mean = torch.var_mean(rows, dim=-1, correction=0)
+        a = norm.weight / torch.sqrt(var + norm.eps)  # (windows,)
+        c = norm.bias - a * mean
+        taps = bank.filters().sum(dim=-1)  # (filters, 1)
+        x = torch.empty(len(rows), shared.shape[0], frames, dtype=shared.dtype, device=shared.device)
+        for i, o in enumerate(offsets.tolist()):
+            k = o // bank.stride
+            y = shared[:, k : k + frames] if o % bank.stride == 0 else bank(rows[i].view(1, 1, -1))[0]
+            torch.addcmul(c[i] * taps, y, a[i], out=x[i])  # one pass over the window's filter outputs
+        return self._after_filterbank(x)
+
+    def _after_filterbank(self, x: torch.Tensor) -> torch.Tensor:
         for i, (conv, pool, norm) in enumerate(zip(self.conv1d, self.pool1d, self.norm1d)):
-            x = conv(x)
-            if i == 0:
-                x = x.abs()  # |band-pass| -> envelope
+            if i > 0:
+                x = conv(x)
+            else:
+                x = x.abs_()  # |band-pass| -> envelope (in place: the tensor is this call's own)
             x = F.leaky_relu(norm(pool(x)))
         return x
 
@@ -193,7 +221,14 @@ class PyanNet(nn.Module):
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
         if wav.dim() == 2:
             wav = wav.unsqueeze(1)
-        x, _ = self.lstm(self.sincnet(wav).transpose(1, 2))
+        return self._head(self.sincnet(wav))
+
+    def windows(self, span: torch.Tensor, offsets: torch.Tensor, window: int) -> torch.Tensor:
+        """`forward` of the windows span[o : o + window], o in `offsets` (`SincNet.windows`)."""
+        return self._head(self.sincnet.windows(span, offsets, window))
+
+    def _head(self, features: torch.Tensor) -> torch.Tensor:
+        x, _ = self.lstm(features.transpose(1, 2))
         for layer in self.linear:
             x = F.leaky_relu(layer(x))
         return F.log_softmax(self.classifier(x), dim=-1)
@@ -310,8 +345,8 @@ def window_log_probs(
     out = np.zeros((len(starts), num_frames(win), len(powerset_classes())), dtype=np.float32)
     for b in range(0, len(starts), batch_size):
         chunk = starts[b : b + batch_size]
-        batch = torch.stack([wav[s : s + win] for s in chunk]).to(device)
-        out[b : b + len(chunk)] = model(batch).float().cpu().numpy()
+        span = wav[chunk[0] : chunk[-1] + win].to(device)
+        out[b : b + len(chunk)] = model.windows(span, torch.from_numpy(chunk - chunk[0]), win).float().cpu().numpy()
     return starts, out
 
 
