@@ -182,7 +182,8 @@ class SincNet(nn.Module):
         bank = self.conv1d[0].filterbank
         norm = self.wav_norm1d
         rows = torch.stack([span[o : o + window] for o in offsets.tolist()])
-        if len(span) >= len(rows) * window:  # the windows do not overlap: nothing to share
+        on_stride = int((offsets % bank.stride == 0).sum())
+        if len(span) >= len(rows) * window or 2 * on_stride < len(rows):  # little or nothing to share
             return self.forward(rows.unsqueeze(1))
         frames = (window - bank.kernel_size) // bank.stride + 1
         shared = bank(span.view(1, 1, -1))[0]  # (filters, frames of the span)
