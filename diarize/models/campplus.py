@@ -323,7 +323,7 @@ class CAMPPlusNet(nn.Module):
     @torch.no_grad()
     def fold_batchnorm(self) -> "CAMPPlusNet":
         """Fold every BatchNorm that directly follows a convolution into that convolution (inference only:
-        the BatchNorms become identities). Those before a convolution (pre-activation) stay. ~10 % less
+        the BatchNorms become identities). Those before a convolution (pre-activation) stay. ~9 % less
         CPU time per batch; outputs change by float rounding only (RESULTS.md)."""
         h = self.head
         pairs = [(h.conv1, h, "bn1"), (h.conv2, h, "bn2")]
@@ -336,18 +336,15 @@ class CAMPPlusNet(nn.Module):
             if isinstance(block, CAMDenseTDNNBlock):
                 pairs += [(layer.linear1, layer.nonlinear2, "batchnorm") for layer in block]
         pairs.append((self.xvector.dense.linear, self.xvector.dense.nonlinear, "batchnorm"))
-        for conv, parent, name in pairs:
-            bn = getattr(parent, name) if not name.isdigit() else parent[int(name)]
+        for conv, parent, name in pairs:  # a Sequential's children are attributes "0", "1", ...
+            bn = getattr(parent, name)
             scale = torch.rsqrt(bn.running_var + bn.eps)
             shift = -bn.running_mean * scale
             if bn.affine:
                 scale, shift = scale * bn.weight, shift * bn.weight + bn.bias
             conv.weight.mul_(scale.view(-1, *[1] * (conv.weight.dim() - 1)))
             conv.bias = nn.Parameter(shift if conv.bias is None else conv.bias * scale + shift)
-            if name.isdigit():
-                parent[int(name)] = nn.Identity()
-            else:
-                setattr(parent, name, nn.Identity())
+            setattr(parent, name, nn.Identity())
         return self
 
     def encode(

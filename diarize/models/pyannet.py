@@ -199,12 +199,10 @@ class SincNet(nn.Module):
         return self._after_filterbank(x)
 
     def _after_filterbank(self, x: torch.Tensor) -> torch.Tensor:
-        for i, (conv, pool, norm) in enumerate(zip(self.conv1d, self.pool1d, self.norm1d)):
-            if i > 0:
-                x = conv(x)
-            else:
-                x = x.abs_()  # |band-pass| -> envelope (in place: the tensor is this call's own)
-            x = F.leaky_relu(norm(pool(x)))
+        # |band-pass| -> envelope, in place: the filterbank output is this call's own tensor.
+        x = F.leaky_relu(self.norm1d[0](self.pool1d[0](x.abs_())))
+        for conv, pool, norm in zip(self.conv1d[1:], self.pool1d[1:], self.norm1d[1:]):
+            x = F.leaky_relu(norm(pool(conv(x))))
         return x
 
 
