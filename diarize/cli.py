@@ -24,6 +24,7 @@ import numpy as np
 
 from . import __version__
 from .config import PRESET_NAMES, VAD_METHODS, load_config
+from .cores import CoreShare
 from .engine import Job, RunOptions, run_local, run_ray
 from .errors import AudioError, DiarizeError, FormatError, OutputError, short
 from .files import atomic_path
@@ -74,6 +75,20 @@ class _ProgressBar:
         bar = "#" * int(30 * frac)
         end = "\n" if completed >= total else ""
         print(f"\r{self.label}: {stage:<10} [{bar:<30}] {100 * frac:3.0f}%", end=end, file=sys.stderr, flush=True)
+
+
+def _run_hook(label: str, share: CoreShare | None, show_progress: bool):
+    """A file's progress hook: the bar (on a terminal) and the core share's update between batches."""
+    bar = _ProgressBar(label) if show_progress else None
+    if share is None:
+        return bar
+
+    def hook(stage: str, completed: int, total: int) -> None:
+        share.update()
+        if bar is not None:
+            bar(stage, completed, total)
+
+    return hook
 
 
 def _positive_int(s: str) -> int:
@@ -518,56 +533,60 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"diarize: error: {msg}", file=sys.stderr)
     opts = RunOptions(args.num_speakers, args.min_speakers, args.max_speakers)
     show_progress = not args.quiet and sys.stderr.isatty()
-    if not jobs:
-        results = iter(())
-    elif args.engine == "ray":
-        results = run_ray(cfg, args.model, args.device, jobs, opts, address=args.ray_address, workers=args.workers)
-    else:
-        results = run_local(
-            Diarizer(cfg, model=args.model),
-            jobs,
-            opts,
-            hook_for=(lambda job: _ProgressBar(job.uri)) if show_progress else None,
-        )
-    for r in results:
-        audio, out = r.job.audio, r.job.out
-        if r.error is not None:
-            if not batch:
-                raise UsageError(r.error)
-            failures.append((audio, r.error))
-            log(f"fail\t{audio}\t{r.error}")
-            print(f"diarize: error: {r.error}", file=sys.stderr)
-            continue
-        for w in r.warnings:
-            if not args.quiet:
-                print(f"diarize: warning: {w}", file=sys.stderr)
-        try:
-            written = _write_outputs(r, fmts, args, speaker_db)
-        except OSError as e:  # disk full, file too large ...: this file fails, the batch goes on
-            if not batch:
-                raise OutputError(_write_error(out, e)) from None
-            failures.append((audio, _write_error(out, e)))
-            log(f"fail\t{audio}\t{_write_error(out, e)}")
-            print(f"diarize: error: {_write_error(out, e)}", file=sys.stderr)
-            continue
-        if args.plot is not None:
-            from .plot import plot_timeline
-
-            try:
-                plot_timeline(r.annotation, args.plot, duration=r.duration, audio=audio)
-            except OSError as e:
-                raise OutputError(_write_error(args.plot, e)) from None
-        done += 1
-        log(
-            f"ok\t{audio}\t{out}\tspeakers={r.num_speakers}\tduration={r.duration:.1f}s\t"
-            f"rtf={r.seconds / max(r.duration, 1e-9):.3f}"
-        )
-        if not args.quiet:
-            print(
-                f"{audio}: {r.num_speakers} speakers, {len(r.annotation)} turns, "
-                f"{r.duration:.1f} s in {r.seconds:.1f} s -> {', '.join(map(str, written))}",
-                file=sys.stderr,
+    # Without --threads, a local run takes its share of the cores among the diarize processes running
+    # side by side (each taking every core made them several times slower; benchmarks/RESULTS.md).
+    share = CoreShare() if args.threads is None and args.engine == "local" and jobs else None
+    with share if share is not None else contextlib.nullcontext():
+        if not jobs:
+            results = iter(())
+        elif args.engine == "ray":
+            results = run_ray(cfg, args.model, args.device, jobs, opts, address=args.ray_address, workers=args.workers)
+        else:
+            results = run_local(
+                Diarizer(cfg, model=args.model),
+                jobs,
+                opts,
+                hook_for=lambda job: _run_hook(job.uri, share, show_progress),
             )
+        for r in results:
+            audio, out = r.job.audio, r.job.out
+            if r.error is not None:
+                if not batch:
+                    raise UsageError(r.error)
+                failures.append((audio, r.error))
+                log(f"fail\t{audio}\t{r.error}")
+                print(f"diarize: error: {r.error}", file=sys.stderr)
+                continue
+            for w in r.warnings:
+                if not args.quiet:
+                    print(f"diarize: warning: {w}", file=sys.stderr)
+            try:
+                written = _write_outputs(r, fmts, args, speaker_db)
+            except OSError as e:  # disk full, file too large ...: this file fails, the batch goes on
+                if not batch:
+                    raise OutputError(_write_error(out, e)) from None
+                failures.append((audio, _write_error(out, e)))
+                log(f"fail\t{audio}\t{_write_error(out, e)}")
+                print(f"diarize: error: {_write_error(out, e)}", file=sys.stderr)
+                continue
+            if args.plot is not None:
+                from .plot import plot_timeline
+
+                try:
+                    plot_timeline(r.annotation, args.plot, duration=r.duration, audio=audio)
+                except OSError as e:
+                    raise OutputError(_write_error(args.plot, e)) from None
+            done += 1
+            log(
+                f"ok\t{audio}\t{out}\tspeakers={r.num_speakers}\tduration={r.duration:.1f}s\t"
+                f"rtf={r.seconds / max(r.duration, 1e-9):.3f}"
+            )
+            if not args.quiet:
+                print(
+                    f"{audio}: {r.num_speakers} speakers, {len(r.annotation)} turns, "
+                    f"{r.duration:.1f} s in {r.seconds:.1f} s -> {', '.join(map(str, written))}",
+                    file=sys.stderr,
+                )
     if batch:
         if not args.quiet:
             print(

@@ -143,8 +143,9 @@ def _segmentation_model(device: str):
     return load_pyannet(device=device)
 
 
-def _block_regions(block: np.ndarray, cfg: VADConfig) -> SpeechRegions:
-    """Speech (and overlap) regions of one block of audio by a neural VAD."""
+def _block_regions(block: np.ndarray, cfg: VADConfig, progress: Callable[[int], None] | None = None) -> SpeechRegions:
+    """Speech (and overlap) regions of one block of audio by a neural VAD; `progress` gets its samples as they
+    are done (pyannote-seg: batch by batch)."""
     from .models.base import resolve_device
 
     total = len(block) / SAMPLE_RATE
@@ -153,6 +154,8 @@ def _block_regions(block: np.ndarray, cfg: VADConfig) -> SpeechRegions:
 
         s = cfg.silero
         probs = silero_probs(block)
+        if progress is not None:
+            progress(len(block))
         step = FRAME / SAMPLE_RATE
         times = step * (np.arange(len(probs)) + 0.5)
         speech = scores_to_regions(
@@ -165,7 +168,7 @@ def _block_regions(block: np.ndarray, cfg: VADConfig) -> SpeechRegions:
     device = resolve_device(cfg.device)
     model = _segmentation_model(str(device))
     batch = s.batch_size if device.type == "cpu" else s.accelerator_batch_size
-    scores = sliding_scores(model, block, step_s=s.step_s, batch_size=batch, soft=s.soft)
+    scores = sliding_scores(model, block, step_s=s.step_s, batch_size=batch, soft=s.soft, progress=progress)
     return segmentation_regions(scores, block, cfg)
 
 
@@ -238,7 +241,7 @@ def detect_speech(
 
     Energy VAD carries the partial frame at each block's end into the next block, so it gives
     exactly the whole-file result. Neural VADs run per block (one block for audio up to a block
-    long) and join regions cut at a seam. `progress` is called with the samples of each block done.
+    long) and join regions cut at a seam. `progress` is called with the samples done as they are done.
     """
     if cfg.method not in VAD_METHODS:
         raise ValueError(f"unknown VAD method {cfg.method!r}; choose one of {', '.join(VAD_METHODS)}")
@@ -259,15 +262,13 @@ def detect_speech(
         return SpeechRegions(speech, rg.EMPTY.copy())
     speech_parts, overlap_parts, local_parts, seams = [], [], [], []
     for block in blocks:
-        found = _block_regions(block, cfg)
+        found = _block_regions(block, cfg, progress)
         speech_parts.append(found.speech + total / SAMPLE_RATE)
         overlap_parts.append(found.overlap + total / SAMPLE_RATE)
         if found.local is not None:
             local_parts.append(found.local.shifted(total / SAMPLE_RATE))
         total += len(block)
         seams.append(total / SAMPLE_RATE)
-        if progress is not None:
-            progress(len(block))
     seam_arr = np.array(seams[:-1])
     local = None
     if local_parts:

@@ -295,8 +295,8 @@ def test_overlap_assignment_on_blockwise_path(monkeypatch: pytest.MonkeyPatch) -
     cfg = load_config("general")
     real = vad._block_regions
 
-    def with_overlap(block, c):  # noqa: ANN001, ANN202 - a known overlap in every block's middle
-        found = real(block, c)
+    def with_overlap(block, c, progress=None):  # noqa: ANN001, ANN202 - a known overlap in every block's middle
+        found = real(block, c, progress)
         mid = len(block) / SAMPLE_RATE / 2
         return vad.SpeechRegions(found.speech, np.array([[mid - 0.3, mid + 0.3]]))
 

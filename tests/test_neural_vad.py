@@ -178,6 +178,25 @@ def test_sliding_windows_share_the_filterbank_exactly(model: pyannet.PyanNet) ->
     np.testing.assert_array_equal(apart.numpy(), apart_alone.numpy())
 
 
+def test_vad_reports_progress_batch_by_batch(model: pyannet.PyanNet) -> None:
+    # Progress (and the CLI's core share, which updates on it) must move during a block, not only after it.
+    from diarize.vad import detect_speech
+
+    wav = _load(DEV00)[:400000]  # 25 s
+    steps: list[int] = []
+    starts, _ = pyannet.window_log_probs(model, wav, batch_size=4, progress=steps.append)
+    assert len(starts) == 16 and len(steps) == 4 and min(steps) > 0 and sum(steps) == len(wav)
+    steps.clear()
+    pyannet.window_log_probs(model, wav[:100000], progress=steps.append)  # shorter than a window
+    assert steps == [100000]
+    steps.clear()
+    blocks = [wav[:250000], wav[250000:]]
+    cfg = VADConfig(method="pyannote-seg", device="cpu")
+    cfg.pyannote_seg.batch_size = 2
+    detect_speech(blocks, cfg, steps.append)
+    assert len(steps) > len(blocks) and sum(steps) == len(wav)
+
+
 def test_segmentation_finds_speech_on_real_audio(model: pyannet.PyanNet) -> None:
     from diarize.rttm import read_rttm
 

@@ -14,6 +14,7 @@ local speakers to global ones (diarize.overlap).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
@@ -330,10 +331,15 @@ def window_starts(num_samples: int, window: int, step: int) -> np.ndarray:
 
 @torch.inference_mode()
 def window_log_probs(
-    model: PyanNet, audio: np.ndarray, step_s: float = 1.0, batch_size: int = 32
+    model: PyanNet,
+    audio: np.ndarray,
+    step_s: float = 1.0,
+    batch_size: int = 32,
+    progress: Callable[[int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Run `model` on 10 s windows every `step_s` (`window_starts`; audio shorter than a window is
-    zero-padded). Returns (start samples (C,), powerset log-probabilities (C, num_frames(window), 7))."""
+    zero-padded). Returns (start samples (C,), powerset log-probabilities (C, num_frames(window), 7)).
+    `progress` is called after each batch with the samples its windows newly covered (len(audio) in all)."""
     device = next(model.parameters()).device
     win, step = int(WINDOW_S * SAMPLE_RATE), max(1, int(round(step_s * SAMPLE_RATE)))
     n = len(audio)
@@ -342,10 +348,15 @@ def window_log_probs(
         wav = F.pad(wav, (0, win - n))
     starts = window_starts(n, win, step)
     out = np.zeros((len(starts), num_frames(win), len(powerset_classes())), dtype=np.float32)
+    covered = 0
     for b in range(0, len(starts), batch_size):
         chunk = starts[b : b + batch_size]
         span = wav[chunk[0] : chunk[-1] + win].to(device)
         out[b : b + len(chunk)] = model.windows(span, torch.from_numpy(chunk - chunk[0]), win).float().cpu().numpy()
+        if progress is not None:
+            reached = min(n, int(chunk[-1]) + win)
+            progress(reached - covered)
+            covered = reached
     return starts, out
 
 
@@ -381,8 +392,13 @@ def frame_scores(starts: np.ndarray, log_probs: np.ndarray, num_samples: int, so
 
 
 def sliding_scores(
-    model: PyanNet, audio: np.ndarray, step_s: float = 1.0, batch_size: int = 32, soft: bool = False
+    model: PyanNet,
+    audio: np.ndarray,
+    step_s: float = 1.0,
+    batch_size: int = 32,
+    soft: bool = False,
+    progress: Callable[[int], None] | None = None,
 ) -> FrameScores:
     """`frame_scores` of `window_log_probs`: frame-level speech and overlap scores of 16 kHz `audio`."""
-    starts, log_probs = window_log_probs(model, audio, step_s, batch_size)
+    starts, log_probs = window_log_probs(model, audio, step_s, batch_size, progress)
     return frame_scores(starts, log_probs, len(audio), soft)
