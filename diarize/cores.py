@@ -1,7 +1,7 @@
 """The CPU cores shared by diarize processes running side by side on one machine.
 
 torch's OpenMP threads spin while they wait for each other. Two processes that each run a thread per
-core therefore take far longer side by side than one after the other: 1.8-9x on 2 cores
+core therefore take far longer side by side than one after the other: 1.4-13.5x on 2 cores
 (benchmarks/RESULTS.md, "Processes side by side"). Each `diarize run` without `--threads` registers
 in a per-user folder under the temp dir. Between batches it sets its threads to its share: the
 threads it would use alone, divided by the diarize processes alive. A process alone is not changed.
