@@ -95,6 +95,7 @@ def embed_spans(
     offset: int = 0,
     progress: Progress | None = None,
     max_batch_seconds: float | None = None,
+    few_shapes: bool = False,
 ) -> np.ndarray:
     """(N, D) float32 embeddings of the sample spans [first, first + length).
 
@@ -105,30 +106,58 @@ def embed_spans(
     model masks the padding, so a window's embedding does not depend on its batch beyond float
     rounding). Mixing lengths matters: region ends cut a window of a new length per scale, and
     one call per length cost ~20 ms each on a GPU and 15-25 % of the embedding time on CPU.
+    `few_shapes` (accelerators): batch shapes come from a short ladder (`ladder_size`), see there.
     """
     out = np.zeros((len(first), model.embedding_dim), dtype=np.float32)
     target = np.maximum(length, int(round(min_embed_s * SAMPLE_RATE)))  # short windows are tiled up to this
     order = np.argsort(-target, kind="stable")  # longest first: little padding per batch
     b = 0
     while b < len(order):
+        width = int(target[order[b]])
+        width = ladder_size(width) if few_shapes else width
         step = batch_size
         if max_batch_seconds:
-            step = max(1, min(batch_size, int(max_batch_seconds * SAMPLE_RATE) // int(target[order[b]])))
+            step = max(1, min(batch_size, int(max_batch_seconds * SAMPLE_RATE) // width))
         chunk = order[b : b + step]
         b += len(chunk)
-        batch = np.zeros((len(chunk), int(target[chunk[0]])), dtype=np.float32)
+        rows = _ladder_rows(len(chunk), step) if few_shapes else len(chunk)
+        batch = np.zeros((rows, width), dtype=np.float32)
         for row, i in enumerate(chunk):
             batch[row, : target[i]] = _window(audio, first[i] - offset, int(length[i]), int(target[i]))
-        mixed = target[chunk[-1]] != target[chunk[0]]
-        emb = model.embed_batch(
-            torch.from_numpy(batch), **({"lengths": torch.from_numpy(target[chunk])} if mixed else {})
-        )
-        out[chunk] = emb.detach().float().cpu().numpy()
+        lengths = target[np.concatenate([chunk, np.full(rows - len(chunk), chunk[-1])])]
+        batch[len(chunk) :] = batch[len(chunk) - 1]  # filler rows: copies of the last window, dropped below
+        padded = bool((lengths != width).any())
+        emb = model.embed_batch(torch.from_numpy(batch), **({"lengths": torch.from_numpy(lengths)} if padded else {}))
+        out[chunk] = emb[: len(chunk)].detach().float().cpu().numpy()
         if progress is not None:
             progress(len(chunk))
         release_freed_memory(TRIM_AFTER_GROWTH_MB)
     release_freed_memory()
     return out
+
+
+def ladder_size(n: int) -> int:
+    """The smallest k * 2**e >= n with 8 <= k < 16 (n itself below 16): at most 12.5 % larger.
+
+    Accelerators pay for every new input shape: cuDNN sets up each convolution the first time it
+    sees a shape, 80-120 ms per new CAM++ batch shape on an H100. An hour's exact-mode embedding
+    made 78 batches of 34 shapes (3.9-4.7 s of its first run); with widths padded up to this ladder
+    (8 steps per octave) and partly filled batches to a power-of-two fraction of a full one, 73
+    batches of 7 shapes (benchmarks/RESULTS.md, "Fewer batch shapes on a GPU").
+    """
+    if n < 16:
+        return n
+    e = n.bit_length() - 4  # n >> e is in [8, 16)
+    return -(-n // (1 << e)) << e
+
+
+def _ladder_rows(n: int, full: int) -> int:
+    """Rows of a batch of `n` windows where a full one has `full`: `full` divided by a power of two,
+    the smallest of those that holds `n` (the last batch of a call is filled up with copies)."""
+    rows = full
+    while rows // 2 >= n and rows > 1:
+        rows //= 2
+    return rows
 
 
 _rss_after_trim = 0  # bytes resident right after the last trim
@@ -232,24 +261,32 @@ def _embed_blocks_exact(
     buf_start = 0  # file sample index of buf[0]
 
     def embed_ready(final: bool) -> None:
+        # The windows of every scale that this block completes, in one call: one partly filled
+        # last batch per block, not one per scale.
         buf_end = buf_start + len(buf)
-        for (first, length), emb, todo in zip(spans, out, pending):
-            ready = todo & ((first + length <= buf_end) | final)
-            if ready.any():
-                idx = np.flatnonzero(ready)
-                assert first[idx].min() >= buf_start, "a window's samples were dropped before embedding"
-                emb[idx] = embed_spans(
-                    buf,
-                    first[idx],
-                    length[idx],
-                    model,
-                    cfg.batch_size,
-                    cfg.min_embed_s,
-                    offset=buf_start,
-                    progress=progress,
-                    max_batch_seconds=max_batch_s,
-                )
-                todo[idx] = False
+        ready = [
+            np.flatnonzero(todo & ((first + length <= buf_end) | final))
+            for (first, length), todo in zip(spans, pending)
+        ]
+        if not sum(map(len, ready)):
+            return
+        first = np.concatenate([f[i] for (f, _), i in zip(spans, ready)])
+        assert first.min() >= buf_start, "a window's samples were dropped before embedding"
+        emb = embed_spans(
+            buf,
+            first,
+            np.concatenate([n[i] for (_, n), i in zip(spans, ready)]),
+            model,
+            cfg.batch_size,
+            cfg.min_embed_s,
+            offset=buf_start,
+            progress=progress,
+            max_batch_seconds=max_batch_s,
+            few_shapes=not on_cpu,
+        )
+        for e, todo, i, part in zip(out, pending, ready, np.split(emb, np.cumsum(list(map(len, ready)))[:-1])):
+            e[i] = part
+            todo[i] = False
 
     for block in blocks:
         buf = np.concatenate([buf, block]) if len(buf) else block
@@ -299,6 +336,7 @@ def embed_scales_fast(
     progress: Progress | None = None,
     local_context_s: float | None = None,
     batch_seconds: float | None = None,
+    few_shapes: bool = False,
 ) -> list[np.ndarray]:
     """Fast mode: (N_s, D) float32 embeddings per scale, like `embed_all_scales`, with the
     model's frame encoder run once per speech region instead of once per window.
@@ -319,6 +357,7 @@ def embed_scales_fast(
 
     `batch_seconds`: encode chunks of any length together in zero-padded batches of at most this
     much padded audio, longest first (the model masks the padding). None: one chunk per call.
+    `few_shapes` (accelerators, with `batch_seconds`): batch shapes from a ladder, as `embed_spans`.
     """
     out = [np.zeros((len(s), model.embedding_dim), dtype=np.float32) for s in scales]
     spans = [window_samples(s.starts, s.ends) for s in scales]
@@ -375,22 +414,27 @@ def embed_scales_fast(
             progress(len(idx))
 
     local = {} if local_context_s is None else {"local_context_s": local_context_s}
+    # (jobs, width, rows) per call; with `few_shapes` widths and row counts come from a ladder.
+    batches: list[tuple[list[int], int, int]] = []
     if batch_seconds is None:
-        batches = [[j] for j in range(len(jobs))]
+        batches = [([j], jobs[j][1], 1) for j in range(len(jobs))]
     else:  # longest first, so that each batch pads little
         by_len = sorted(range(len(jobs)), key=lambda j: -jobs[j][1])
-        batches, j = [], 0
+        j = 0
         while j < len(by_len):
-            n = max(1, int(batch_seconds * SAMPLE_RATE) // jobs[by_len[j]][1])
-            batches.append(by_len[j : j + n])
+            width = jobs[by_len[j]][1]
+            width = ladder_size(width) if few_shapes else width
+            n = max(1, int(batch_seconds * SAMPLE_RATE) // width)
+            batches.append((by_len[j : j + n], width, n))
             j += n
-    for batch in batches:
-        width = jobs[batch[0]][1]
-        x = np.zeros((len(batch), width), dtype=np.float32)
+    for batch, width, full in batches:
+        rows = _ladder_rows(len(batch), full) if few_shapes else len(batch)
+        x = np.zeros((rows, width), dtype=np.float32)
         for row, j in enumerate(batch):
             start, n, real, _ = jobs[j]
             x[row, :n] = _window(audio, start, real, n)
-        lengths = torch.tensor([jobs[j][1] for j in batch])
+        x[len(batch) :] = x[len(batch) - 1]  # filler rows: copies of the last chunk, not pooled
+        lengths = torch.tensor([jobs[j][1] for j in batch] + [jobs[batch[-1]][1]] * (rows - len(batch)))
         frames, n_valid = model.encode_frames(torch.from_numpy(x), lengths=lengths, **local)
         for row, j in enumerate(batch):
             start, _, real, idx = jobs[j]
@@ -415,6 +459,7 @@ def _embed_blocks_fast(
     owner = [np.searchsorted(regions[:, 0], s.midpoints, side="right") - 1 for s in scales]
     pending = np.ones(len(regions), dtype=bool)
     local = cfg.fast_local_context_s if getattr(model, "name", "") == "campplus" else None
+    on_cpu = model.device.type == "cpu"
     buf = np.zeros(0, dtype=np.float32)
     buf_start = 0
 
@@ -437,7 +482,8 @@ def _embed_blocks_fast(
             min_embed_s=cfg.min_embed_s,
             progress=progress,
             local_context_s=local,
-            batch_seconds=cfg.max_batch_seconds if model.device.type == "cpu" else cfg.accelerator_batch_seconds,
+            batch_seconds=cfg.max_batch_seconds if on_cpu else cfg.accelerator_batch_seconds,
+            few_shapes=not on_cpu,
         )
         for o, i, e in zip(out, picks, embs):
             o[i] = e
