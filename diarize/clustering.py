@@ -386,6 +386,13 @@ def cluster_items(
     left = None
     if split:
         labels, left = _split_clusters(labels, affinity, items, cfg, max_k, look_past_cap=True)
+        if k == 1 and labels.max() == 0:
+            # The halves of a blob of many speakers each average many voices, so they can look alike
+            # (60 min of 57 speakers: halves at cosine 0.453, partitions into 3-8 clusters all below
+            # 0.42). A partition into clusters that are all unlike shows it is not one speaker.
+            part = unlike_partition(graph, items, cfg, max_k)
+            if part is not None:
+                labels, left = _split_clusters(part, affinity, items, cfg, max_k, look_past_cap=True)
     if not known and cfg.merge_threshold is not None:
         labels = merge_similar_clusters(labels, items, cfg.merge_threshold, min_k)
     if left is not None and len(np.unique(labels)) >= max_k:
@@ -476,6 +483,23 @@ def _split_clusters(
             return np.unique(labels, return_inverse=True)[1], best[0]
         labels[best[1]] = labels.max() + 1
     return np.unique(labels, return_inverse=True)[1], None
+
+
+def unlike_partition(graph: np.ndarray, items: ClusterItems, cfg: ClusteringConfig, max_k: int) -> np.ndarray | None:
+    """The spectral partition of `graph` into the most clusters, `max_k` down to 2, whose centroids are
+    all unlike (cosine < `split_threshold`) and which each stand for at least `split_min_windows` base
+    windows; None if no count has one. A single speaker's parts stay alike at every count."""
+    vecs = spectral_embedding(graph, max_k)
+    for k in range(max_k, 1, -1):
+        labels = kmeans(vecs[:, :k], k, seed=cfg.seed, n_init=cfg.kmeans_inits)
+        sizes = np.bincount(labels, weights=items.sizes, minlength=k)
+        if sizes.min() < cfg.split_min_windows:
+            continue
+        _, sims = centroid_similarity(labels, items)
+        np.fill_diagonal(sims, -np.inf)
+        if sims.max() < cfg.split_threshold:
+            return labels
+    return None
 
 
 def _bisect(

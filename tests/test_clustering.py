@@ -3,6 +3,7 @@ import warnings
 import numpy as np
 import pytest
 
+from diarize import clustering
 from diarize.clustering import (
     binarize,
     cluster,
@@ -291,3 +292,27 @@ def test_more_speakers_than_the_maximum_fill_it_instead_of_collapsing_to_one():
     # One speaker's halves are alike: a single-speaker session stays one speaker.
     one = [centers[0] + 0.8 * rng.standard_normal((len(sc), 64)) for sc in scales]
     assert cluster(one, scales, ClusteringConfig()).num_speakers == 1
+
+
+def test_many_speakers_whose_halves_look_alike_fill_the_maximum(monkeypatch):
+    # 60 speakers sharing a common direction, as real embeddings do (4 s each, at most 8 searched for).
+    # The eigengap says 1, and the spectral halves of the blob average 30 voices each, so their
+    # centroids look alike and the split does not start (an hour of 57 LibriSpeech speakers on an
+    # H100 came out as 1 speaker this way). A partition into 8 clusters that are all unlike does exist.
+    rng = np.random.default_rng(0)
+    turn_speakers = list(range(60))
+    regions, scales = turns_to_scales(turn_speakers, turn_len=4.0)
+    centers = 0.4 * rng.standard_normal(64) + rng.standard_normal((60, 64))
+    embs = [centers[labels_for(sc, regions, turn_speakers)] + 0.8 * rng.standard_normal((len(sc), 64)) for sc in scales]
+    assert nme_sc(fused_affinity(embs, scales), ClusteringConfig(), 8).num_speakers == 1
+    with pytest.warns(UserWarning, match=r"stopped at its maximum \(8\)"):
+        res = cluster(embs, scales, ClusteringConfig())
+    assert res.num_speakers == 8
+    with monkeypatch.context() as m:  # the split alone, from one cluster: the halves look alike
+        m.setattr(clustering, "unlike_partition", lambda *a: None)
+        assert cluster(embs, scales, ClusteringConfig()).num_speakers == 1
+    # One speaker with the same common direction stays one speaker.
+    one = [centers[0] + 0.8 * rng.standard_normal((len(sc), 64)) for sc in scales]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert cluster(one, scales, ClusteringConfig()).num_speakers == 1
