@@ -143,7 +143,7 @@ def ladder_size(n: int) -> int:
     sees a shape, 80-120 ms per new CAM++ batch shape on an H100. An hour's exact-mode embedding
     made 78 batches of 34 shapes (3.9-4.7 s of its first run); with widths padded up to this ladder
     (8 steps per octave) and partly filled batches to a power-of-two fraction of a full one, 73
-    batches of 7 shapes (benchmarks/RESULTS.md, "Fewer batch shapes on a GPU").
+    batches of 9 shapes (benchmarks/RESULTS.md, "Fewer batch shapes on a GPU").
     """
     if n < 16:
         return n
