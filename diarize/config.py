@@ -155,7 +155,10 @@ class EmbeddingConfig:
     # GiB on an H200 (RESULTS.md); lower it on a small GPU.
     accelerator_batch_seconds: float = _f(600.0, 0.0, 1e6, lo_open=True)
     min_embed_s: float = _f(0.5, 0.0, 30.0)  # shorter windows are tiled (repeated) up to this length
-    autocast: bool = True  # fp16/bf16 autocast on CUDA; CPU always runs fp32
+    autocast: bool = True  # fp16/bf16 autocast on CUDA
+    # bf16 autocast on CPUs with native bf16 (AVX512-BF16 or AMX); elsewhere bf16 is emulated and runs
+    # slower than fp32, so it is never used there. Off by default: see benchmarks/RESULTS.md.
+    cpu_bf16: bool = False
     # "exact": every window embedded on its own (NeMo's way). "fast": the frame encoder runs once per
     # speech region (chunks of fast_chunk_s with fast_context_s each side) and each window is pooled from
     # the shared frames: ~9x faster embeddings for CAM++, but +2.2 points forgiving DER on the shared

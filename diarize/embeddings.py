@@ -29,12 +29,24 @@ TRIM_AFTER_GROWTH_MB = 256
 
 
 def autocast_dtype(cfg: EmbeddingConfig, device: torch.device) -> torch.dtype | None:
-    """bf16 (fp16 where the GPU lacks bf16) on CUDA when `cfg.autocast`; None (fp32) elsewhere.
-
-    CPUs without native bf16 run autocast slower than fp32, so CPU stays fp32."""
-    if not cfg.autocast or device.type != "cuda":
+    """bf16 (fp16 where the GPU lacks bf16) on CUDA when `cfg.autocast`; on CPU bf16 only when
+    `cfg.cpu_bf16` and the CPU has native bf16 (`cpu_has_native_bf16`); None (fp32) elsewhere."""
+    if not cfg.autocast:
+        return None
+    if device.type == "cpu":
+        return torch.bfloat16 if cfg.cpu_bf16 and cpu_has_native_bf16() else None
+    if device.type != "cuda":
         return None
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+@functools.cache
+def cpu_has_native_bf16() -> bool:
+    """AVX512-BF16 or AMX tiles: bf16 dot products in hardware. Without them torch emulates bf16 and
+    a CPU autocast ran 14x slower than fp32 (AVX2 EPYC, benchmarks/RESULTS.md)."""
+    cpu = getattr(torch, "cpu", None)
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private, hence the getattr
+    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
 
 
 @contextlib.contextmanager

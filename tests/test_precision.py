@@ -12,6 +12,7 @@ import torch
 from conftest import REPO, librispeech_utts, require_data
 from diarize.audio import load_audio
 from diarize.config import EmbeddingConfig
+from diarize import embeddings
 from diarize.embeddings import autocast_dtype, precision
 from diarize.models.titanet import load_titanet
 
@@ -21,6 +22,38 @@ NEMO = Path(__file__).parent / "fixtures" / "titanet_tiny.nemo"
 def test_cpu_stays_fp32_and_autocast_can_be_turned_off():
     assert autocast_dtype(EmbeddingConfig(), torch.device("cpu")) is None
     assert autocast_dtype(EmbeddingConfig(autocast=False), torch.device("cuda")) is None
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_cpu_bf16_only_where_the_cpu_has_it(monkeypatch, native):
+    monkeypatch.setattr(embeddings, "cpu_has_native_bf16", lambda: native)
+    cpu = torch.device("cpu")
+    assert autocast_dtype(EmbeddingConfig(cpu_bf16=True), cpu) is (torch.bfloat16 if native else None)
+    assert autocast_dtype(EmbeddingConfig(), cpu) is None  # opt-in: it moves DER (RESULTS.md)
+    assert autocast_dtype(EmbeddingConfig(cpu_bf16=True, autocast=False), cpu) is None
+
+
+def test_cpu_bf16_is_a_config_setting_and_reaches_the_model(monkeypatch, campplus):
+    """`--set embedding.cpu_bf16=true` runs the embedding stage under bf16 autocast (where the CPU has it)."""
+    from diarize.config import load_config
+    from diarize.windows import ScaleWindows
+
+    cfg = load_config("general", ["embedding.cpu_bf16=true"])
+    assert cfg.embedding.cpu_bf16 is True
+    monkeypatch.setattr(embeddings, "cpu_has_native_bf16", lambda: True)
+    seen = []
+    real = type(campplus).embed_batch
+
+    def spy(self, *a, **k):
+        seen.append(self.autocast_dtype)
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(type(campplus), "embed_batch", spy)
+    audio = np.random.default_rng(0).standard_normal(32000).astype(np.float32) * 0.1
+    scale = ScaleWindows(1.5, 0.75, 1.0, np.array([0.0, 0.5]), np.array([1.5, 2.0]))
+    embeddings.embed_blocks([audio], [scale], campplus, cfg.embedding)
+    assert seen and all(d is torch.bfloat16 for d in seen)
+    assert campplus.autocast_dtype is None  # restored after the stage
 
 
 def _cosines(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
