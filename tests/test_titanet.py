@@ -152,3 +152,29 @@ def test_diarize_run_with_nemo_path(tmp_path):
         == 0
     )
     assert read_rttm(out)["an4_diarize_test"].get_timeline().duration() > 3.0
+
+
+def test_speed_benchmarks_run_our_side(tmp_path, capsys):
+    """`titanet_speed.py ours` and `nemo_e2e.py ours` (the side that needs no NeMo) on the tiny checkpoint:
+    the benchmark scripts keep working against the pipeline they time. Speed is not checked here."""
+    import json
+    import sys
+
+    from conftest import REPO, require_data
+
+    require_data()
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import nemo_e2e
+    import titanet_speed
+
+    assert titanet_speed.main(["ours", str(NEMO), "--minutes", "0.2", "--repeats", "1", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "ours exact:" in out and "ours fast :" in out
+    with np.load(tmp_path / "windows.npz") as d:  # what the NeMo side reads: every scale's windows, embedded
+        assert all(len(d[f"emb{i}"]) == len(d[f"starts{i}"]) > 0 for i in range(5))
+
+    assert nemo_e2e.main(["build", "--minutes", "0.3", "--out", str(tmp_path)]) == 0
+    wav = tmp_path / "conv_0.3min.wav"
+    assert nemo_e2e.main(["ours", str(wav), str(NEMO), "--repeats", "1", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["side"] == "ours" and len(result["runs_s"]) == 1 and result["speakers"] >= 1
