@@ -1,8 +1,8 @@
-"""TitaNet embedding throughput on NeMo's five scales: ours in exact mode (batched by equal
-length, fp32) and fast mode (`embed_scales_fast`: encoder once per region, windows pooled from
-shared frames), timed interleaved in one process, with the cosine between the two modes, vs
-NeMo's own model run the way ClusteringDiarizer runs it (batches of 64 in manifest order, short
-windows tiled to the batch's longest, forward under torch autocast = bf16 on CPU), and NeMo fp32.
+"""TitaNet embedding throughput on NeMo's five scales: ours in exact mode (every window on its own)
+and fast mode (encoder once per region, windows pooled from shared frames), timed interleaved in
+one process, with the cosine between the two modes, vs NeMo's own model run the way
+ClusteringDiarizer runs it (batches of 64 in manifest order, short windows tiled to the batch's
+longest, forward under torch autocast: bf16 on CPU, fp16 on CUDA), and NeMo fp32.
 
 Needs a TitaNet .nemo (a random one from `benchmarks/nemo_parity.py make` is fine: speed does not
 depend on the weights). Step 1, in diarize's env, writes the windows; step 2 runs NeMo in its venv:
