@@ -22,10 +22,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
-
-WINDOWS = (1.5, 1.25, 1.0, 0.75, 0.5)  # NeMo's defaults, and ours
-SHIFTS = (0.75, 0.625, 0.5, 0.375, 0.25)
 
 
 def build(args: argparse.Namespace) -> None:
@@ -38,7 +36,6 @@ def build(args: argparse.Namespace) -> None:
 
 
 def ours(args: argparse.Namespace) -> dict:
-    sys.path.insert(0, str(REPO))
     import torch
 
     from diarize import Diarizer, load_config
@@ -64,6 +61,9 @@ def nemo(args: argparse.Namespace) -> dict:
 
     from nemo.collections.asr.models import ClusteringDiarizer
 
+    from diarize.config import WindowConfig  # NeMo's five scales are our defaults: one source for both sides
+
+    scales = WindowConfig()
     torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp())
     manifest = work / "manifest.json"
@@ -95,9 +95,9 @@ def nemo(args: argparse.Namespace) -> dict:
                 "speaker_embeddings": {
                     "model_path": str(args.nemo),
                     "parameters": {
-                        "window_length_in_sec": list(WINDOWS),
-                        "shift_length_in_sec": list(SHIFTS),
-                        "multiscale_weights": [1] * len(WINDOWS),
+                        "window_length_in_sec": scales.window_lengths,
+                        "shift_length_in_sec": scales.shifts,
+                        "multiscale_weights": scales.weights,
                         "save_embeddings": False,
                     },
                 },

@@ -96,8 +96,7 @@ def load_clips() -> list[np.ndarray]:
     for rel, start, dur in CLIPS:
         path = DATA / "speakers" / rel
         if path.is_dir():
-            path = sorted(path.rglob("*.wav")) or sorted(path.rglob("*.flac"))
-            path = path[0]
+            path = (sorted(path.rglob("*.wav")) or sorted(path.rglob("*.flac")))[0]
         elif not path.exists():
             path = path.with_suffix(".flac")  # a device run carries FLAC copies of the same utterances
         x, sr = sf.read(path, dtype="float32")

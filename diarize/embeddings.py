@@ -44,9 +44,8 @@ def autocast_dtype(cfg: EmbeddingConfig, device: torch.device) -> torch.dtype | 
 def cpu_has_native_bf16() -> bool:
     """AVX512-BF16 or AMX tiles: bf16 dot products in hardware. Without them torch emulates bf16 and
     a CPU autocast ran 14x slower than fp32 (AVX2 EPYC, benchmarks/RESULTS.md)."""
-    cpu = getattr(torch, "cpu", None)
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private, hence the getattr
-    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
 
 
 @contextlib.contextmanager
