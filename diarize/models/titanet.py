@@ -354,10 +354,8 @@ class TitaNet(nn.Module):
         lengths are padded and masked. The attention network's first 1x1 conv is linear in
         [h; mean; std], so its frame part is computed once per frame and only the window's
         context statistics are added per window. The rest (tanh, second conv, softmax over the
-        window's frames, weighted statistics) is per window-frame, and bound by memory traffic
-        on CPU, so it is laid out for few passes: frames are centred on their channel means
-        over the sequence, which lets the weighted variance be taken in one pass
-        (E[h^2] - E[h]^2) without losing precision (within 5e-7 of a float64 reference).
+        window's frames, weighted statistics) is per window-frame and, on CPU, bound by memory
+        traffic, so it is laid out for few passes over the data (benchmarks/RESULTS.md).
         """
         h = frames.to(self.device, torch.float32)
         starts = torch.as_tensor(starts, dtype=torch.long, device=h.device)
@@ -376,7 +374,8 @@ class TitaNet(nn.Module):
         bn = tdnn.bn
         lengths = ends - starts
         # Frames centred on their channel means over the sequence: prefix sums stay small, and the
-        # weighted variance below can be taken in one pass (E[h^2] - E[h]^2) without cancellation.
+        # weighted variance below can be taken in one pass (E[h^2] - E[h]^2) without cancellation
+        # (within 5e-7 of a float64 reference).
         shift = h.mean(-1)
         hc = h - shift[:, None]  # (C, F)
         # Uniform (context) statistics of every span at once, from prefix sums.
