@@ -1,5 +1,6 @@
 """Fast-mode embeddings: pooling windows from region-level frames (`embed_scales_fast`)."""
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +85,24 @@ def test_batched_spans_equal_pooling_each_span_alone(titanet, campplus):
             assert rel_err(got[i], ref.numpy()) <= 1e-4, (model.name, i, ends[i] - starts[i])
     with pytest.raises(ValueError, match="span"):
         titanet.pool_frames(frames[0], torch.tensor([5]), torch.tensor([5]))
+
+
+def test_titanet_pooling_of_equal_spans_and_offset_frames(titanet):
+    """Batches of equal-length spans (gathered without padding or masks), split by a small budget,
+    on frames whose channels sit far from zero (the one-pass weighted variance runs on centred
+    frames): each span matches the exact pooling layer on its own frames, in float64."""
+    rng = np.random.default_rng(2)
+    c = titanet.decoder.emb_layers[0][1].in_channels // 2
+    frames = torch.from_numpy(rng.standard_normal((c, 600)) * rng.uniform(0.01, 2.0, (c, 1)) + 40.0).float()
+    starts = np.concatenate([np.arange(0, 450, 25), rng.integers(0, 450, 7), [0, 10]])  # regular, irregular, ragged
+    ends = starts + np.concatenate([np.full(25, 150), [3, 600 - 10]])
+    got = titanet.pool_frames(frames, torch.from_numpy(starts), torch.from_numpy(ends), max_window_frames=400)
+    pool, emb = copy.deepcopy(titanet.decoder._pooling).double(), copy.deepcopy(titanet.decoder.emb_layers[0]).double()
+    with torch.inference_mode():
+        for i, (a, b) in enumerate(zip(starts, ends)):
+            h = frames[None, :, a:b].double()
+            ref = emb(pool(h, torch.ones(1, 1, b - a, dtype=torch.bool), torch.tensor([b - a])))[0, :, 0]
+            assert rel_err(got[i].numpy(), ref.numpy()) <= 1e-5, (i, b - a)
 
 
 @pytest.mark.parametrize("which", ["titanet", "campplus"])
