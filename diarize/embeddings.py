@@ -26,7 +26,9 @@ Progress = Callable[[int], None]  # called with the number of windows just embed
 # every 8 batches 8 %. The growth bound took as long as every 8 batches on a 1 h file and cut its peak RSS
 # from 1,111 to 946-976 MB (the count let spikes through).
 TRIM_AFTER_GROWTH_MB = 256
-POOL_MAX_FRAMES = 1 << 16  # fast mode: frames per pooling call (~11 min of TitaNet's 10 ms frames)
+# Fast mode: frames per pooling call (~2.7 min of TitaNet's 10 ms frames). Pooling holds ~5 copies of them in
+# float32 at once (TitaNet: ~1 GB at this size), which a small GPU must fit; a few calls per hour cost nothing.
+POOL_MAX_FRAMES = 1 << 14
 
 
 def autocast_dtype(cfg: EmbeddingConfig, device: torch.device) -> torch.dtype | None:
