@@ -471,11 +471,13 @@ def embed_scales_fast(
         frames, n_valid = model.encode_frames(torch.from_numpy(x), lengths=lengths, **local)
         n_valid = n_valid.cpu().numpy()
         rows: list[int] = []  # chunks pooled together, at most POOL_MAX_FRAMES frames in all
+        held = 0
         for row in range(len(batch)):
-            if rows and int(n_valid[rows].sum()) + int(n_valid[row]) > POOL_MAX_FRAMES:
+            if rows and held + n_valid[row] > POOL_MAX_FRAMES:
                 pool(frames, n_valid, batch, rows)
-                rows = []
+                rows, held = [], 0
             rows.append(row)
+            held += int(n_valid[row])
         pool(frames, n_valid, batch, rows)
         release_freed_memory(TRIM_AFTER_GROWTH_MB)
     return out
