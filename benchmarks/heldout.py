@@ -2,6 +2,7 @@
 
     python benchmarks/heldout.py DIR                        # build DIR/dev + DIR/test, embed, report both
     python benchmarks/heldout.py DIR --sets test --vad oracle --known
+    python benchmarks/heldout.py DIR --sets dev-long test-long --vad oracle      # 3-6 min conversations
     python benchmarks/heldout.py DIR -s merge_threshold=0.7 -s split_threshold=null   # re-score a variant
     python benchmarks/heldout.py DIR --clustering variant.yaml --json out.json
 
@@ -16,6 +17,11 @@ have 10 % overlapped turns. Speaker counts 2..10 appear in every set (2: 10 conv
 each); conversations run 0.5-1 min plus 4.5 s per speaker above two (up to 1.6 min; telephone calls
 0.5-1.5 min): about 40 min of audio per set, so that embedding a set takes ~4 min of CPU on a quiet
 machine (RTF ~0.1 per VAD).
+
+The long sets, dev-long and test-long (`--sets dev-long test-long`), hold 8 conversations of 3-6 min
+each from the same two sides' speakers (clean, overlap, reverb, noise 10 dB; 2-8 speakers; ~35 min of
+audio, ~7 min of CPU to embed): 680-1,050 base windows, where the NME-SC p-search runs on a subsampled
+affinity and clustering time matters, which the short sets never reach.
 
 Caching (for clustering work). The first run embeds every conversation once per VAD ("oracle": the
 reference turns; "system": the preset's VAD, pyannote-seg by default) and keeps, per conversation,
@@ -65,7 +71,8 @@ from diarize.rttm import read_rttm  # noqa: E402
 from diarize.score import COLLAR_PRESETS as PRESETS, FileScore, ScoreReport, score  # noqa: E402
 from diarize.windows import ScaleWindows  # noqa: E402
 
-SIDE_SEEDS = {"dev": 1201, "test": 1202}
+SIDE_SEEDS = {"dev": 1201, "test": 1202, "dev-long": 1211, "test-long": 1212}
+SETS = tuple(SIDE_SEEDS)  # "<side>-long": the side's speakers in 3-6 min conversations (LONG_CONDITIONS)
 VADS = ("oracle", "system")
 
 # condition -> (turn-taking, acoustics, speaker count of each conversation)
@@ -80,6 +87,15 @@ CONDITIONS: dict[str, tuple[SimConfig, Acoustics, list[int]]] = {
     "fewwords": (SimConfig(overlap_rate=0.1, minor_speakers=2), Acoustics(), [4, 6, 7, 8, 9, 10]),
 }
 
+# The long sets: sessions long enough (700-1,400 base windows) that the p-search runs on a subsampled
+# affinity and clustering time matters, which the short sets (<= 1.6 min) never reach.
+LONG_CONDITIONS: dict[str, tuple[SimConfig, Acoustics, list[int]]] = {
+    "clean": (SimConfig(), Acoustics(), [2, 4, 7]),
+    "overlap": (SimConfig(overlap_rate=0.25), Acoustics(), [3, 6]),
+    "reverb": (SimConfig(overlap_rate=0.1), Acoustics(rt60_s=(0.2, 0.7)), [5]),
+    "noise10": (SimConfig(overlap_rate=0.1), Acoustics(snr_db=10.0), [4, 8]),
+}
+
 
 @dataclass(frozen=True)
 class Planned:
@@ -92,25 +108,31 @@ class Planned:
     acoustics: Acoustics
 
 
-def plan_set(side: str) -> list[Planned]:
-    """The conversations of one side, in a fixed order; everything drawn from the side's seed."""
-    rng = np.random.default_rng(SIDE_SEEDS[side])
+def plan_set(name: str) -> list[Planned]:
+    """The conversations of one set, in a fixed order; everything drawn from the set's seed."""
+    rng = np.random.default_rng(SIDE_SEEDS[name])
+    side, long = name.removesuffix("-long"), name.endswith("-long")
     names = sorted(SIDES[side], key=int)
     plan = []
-    for cond, (sim, ac, counts) in CONDITIONS.items():
+    for cond, (sim, ac, counts) in (LONG_CONDITIONS if long else CONDITIONS).items():
         for j, n in enumerate(counts):
             spk = tuple(names[i] for i in sorted(rng.choice(len(names), n, replace=False)))
-            minutes = rng.uniform(0.5, 1.5) if ac.telephone else rng.uniform(0.5, 1.0) + 0.075 * (n - 2)
+            if long:
+                minutes = rng.uniform(3.0, 6.0)
+            elif ac.telephone:
+                minutes = rng.uniform(0.5, 1.5)
+            else:
+                minutes = rng.uniform(0.5, 1.0) + 0.075 * (n - 2)
             if ac.snr_db is not None:
                 ac = dataclasses.replace(ac, noise=("babble", "pink")[j % 2])
             i = len(plan)
             plan.append(
                 Planned(
-                    f"{side}_{i:02d}_{cond}_{n}spk",
+                    f"{name.replace('-', '')}_{i:02d}_{cond}_{n}spk",
                     cond,
                     spk,
                     round(float(minutes) * 60, 1),
-                    SIDE_SEEDS[side] * 1000 + i,
+                    SIDE_SEEDS[name] * 1000 + i,
                     sim,
                     ac,
                 )
@@ -127,10 +149,10 @@ class Session:
     rttm: Path
 
 
-def build_set(out: Path, side: str) -> list[Session]:
-    """Write (or reuse, when list.tsv matches the plan) the side's conversations into `out`."""
+def build_set(out: Path, name: str) -> list[Session]:
+    """Write (or reuse, when list.tsv matches the plan) the set's conversations into `out`."""
     out.mkdir(parents=True, exist_ok=True)
-    plan = plan_set(side)
+    plan = plan_set(name)
     header = "uri\tcondition\tspeakers\tseconds\tseed\tspeaker_ids\tsim\tacoustics\n"
     listing = "".join(
         f"{p.uri}\t{p.condition}\t{len(p.speakers)}\t{p.seconds}\t{p.seed}\t{','.join(p.speakers)}\t"
@@ -139,7 +161,7 @@ def build_set(out: Path, side: str) -> list[Session]:
     )
     list_tsv = out / "list.tsv"
     reuse = list_tsv.exists() and list_tsv.read_text() == header + listing
-    files = speaker_files(side)
+    files = speaker_files(name.removesuffix("-long"))
     cache: dict[str, list[np.ndarray]] = {}
 
     def pool(names) -> dict[str, list[np.ndarray]]:
@@ -470,7 +492,7 @@ def clustering_overrides(cfg: DiarizerConfig, yaml_path: Path | None, sets: list
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("dir", type=Path, help="where the sets live (DIR/dev, DIR/test; built on first use)")
-    ap.add_argument("--sets", nargs="+", default=list(SIDES), choices=list(SIDES))
+    ap.add_argument("--sets", nargs="+", default=list(SIDES), choices=list(SETS))
     ap.add_argument("--vad", nargs="+", default=list(VADS), choices=list(VADS))
     ap.add_argument("--model", default="campplus")
     ap.add_argument("--config", default="general", help="preset or YAML for VAD, windows, embeddings, clustering")

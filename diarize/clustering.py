@@ -78,13 +78,24 @@ def neighbour_ranks(affinity: np.ndarray) -> np.ndarray:
     return ranks
 
 
+def top_p_mask(affinity: np.ndarray, p: int) -> np.ndarray:
+    """True at each row's p largest entries (ties: lower index first): `neighbour_ranks(affinity) < p`
+    by a partial sort, for a matrix binarised once."""
+    n = len(affinity)
+    p = max(1, min(p, n))
+    kth = -np.partition(-affinity, p - 1, axis=1)[:, p - 1 : p]  # each row's p-th largest value
+    above, tie = affinity > kth, affinity == kth
+    return above | (tie & (np.cumsum(tie, axis=1) <= p - above.sum(axis=1, keepdims=True)))
+
+
 def binarize(affinity: np.ndarray, p: int, ranks: np.ndarray | None = None) -> np.ndarray:
     """Keep the top-p entries of each row (self included), then symmetrise: values in {0, .5, 1}.
 
     `ranks` (from `neighbour_ranks(affinity)`) saves the sort when binarising one matrix many times."""
-    ranks = neighbour_ranks(affinity) if ranks is None else ranks
-    b = (ranks < max(1, min(p, len(ranks)))).astype(np.float64)
-    return 0.5 * (b + b.T)
+    b = (top_p_mask(affinity, p) if ranks is None else ranks < max(1, min(p, len(ranks)))).astype(np.float64)
+    b += b.T
+    b *= 0.5
+    return b
 
 
 def laplacian(affinity: np.ndarray) -> np.ndarray:
@@ -143,7 +154,7 @@ def nme_sc(affinity: np.ndarray, cfg: ClusteringConfig, max_k: int, fixed_ratio:
     ranks = neighbour_ranks(m)
     results = []
     for p in p_list:
-        lam = eigvalsh(laplacian(binarize(m, p, ranks)))
+        lam = eigvalsh(laplacian(binarize(m, p, ranks)), overwrite_a=True, check_finite=False)
         _, gap = eigengap_count(lam, 1, max_k)
         results.append((p / n / (gap + 1e-10), p, lam))
     best = min(range(len(results)), key=lambda i: results[i][0])
@@ -366,7 +377,9 @@ def cluster_items(
             return _result(merge_similar_clusters(labels, items, -np.inf, count.num), est.p)
         if 1 < free < count.num and cfg.split_threshold is not None:
             labels = kmeans(spectral_embedding(graph, free), free, seed=cfg.seed, n_init=cfg.kmeans_inits)
-            labels = split_mixed_clusters(labels, affinity, items, cfg, count.num, threshold=np.inf)
+            # The halves that reach the count come from a p-search per cluster: a fixed share of each
+            # cluster (`split_p_ratio`) was worse here (held-out dev 4.17 -> 4.81 %, RESULTS.md).
+            labels = split_mixed_clusters(labels, affinity, items, cfg, count.num, threshold=np.inf, search_p=True)
             if len(np.unique(labels)) == count.num:
                 return _result(labels, est.p)
     k = int(np.clip(est.num_speakers, min_k, max_k))
@@ -439,17 +452,20 @@ def split_mixed_clusters(
     cfg: ClusteringConfig,
     max_k: int,
     threshold: float | None = None,
+    search_p: bool = False,
 ) -> np.ndarray:
     """Split off a group of items that a cluster absorbed although it is another speaker.
 
     NME-SC's p (the neighbours kept per row) is chosen for the whole session; a speaker with fewer
     windows than p links mostly to other speakers and disappears into their cluster. Each cluster is
-    bisected spectrally on its own affinity; the split is kept when the two halves' centroids have cosine
-    below `split_threshold` and the smaller half stands for at least `split_min_windows` base windows.
-    Repeated until nothing splits or `max_k` clusters exist. `threshold` overrides `cfg.split_threshold`
-    (np.inf: always split the most distinct halves, used to reach a known speaker count).
+    bisected spectrally on its own affinity, binarised with p = `split_p_ratio` of its items (with
+    `search_p`: NME-SC's p-search on the cluster's affinity). The split is kept when the two halves'
+    centroids have cosine below `split_threshold` and the smaller half stands for at least
+    `split_min_windows` base windows. Repeated until nothing splits or `max_k` clusters exist.
+    `threshold` overrides `cfg.split_threshold` (np.inf: always split the most distinct halves, used to
+    reach a known speaker count).
     """
-    return _split_clusters(labels, affinity, items, cfg, max_k, threshold)[0]
+    return _split_clusters(labels, affinity, items, cfg, max_k, threshold, search_p=search_p)[0]
 
 
 def _split_clusters(
@@ -460,6 +476,7 @@ def _split_clusters(
     max_k: int,
     threshold: float | None = None,
     look_past_cap: bool = False,
+    search_p: bool = False,
 ) -> tuple[np.ndarray, float | None]:
     """`split_mixed_clusters`, plus the cosine of the most distinct halves left unsplit because `max_k`
     clusters exist (None: nothing left to split). That costs bisecting the clusters at the cap, so only
@@ -473,7 +490,7 @@ def _split_clusters(
             idx = np.flatnonzero(labels == c)
             key = tuple(idx)
             if key not in halves:
-                halves[key] = _bisect(idx, labels, affinity, items, cfg)
+                halves[key] = _bisect(idx, labels, affinity, items, cfg, search_p)
             cand = halves[key]
             if cand is not None and cand[0] < threshold and (best is None or cand[0] < best[0]):
                 best = cand
@@ -503,14 +520,21 @@ def unlike_partition(graph: np.ndarray, items: ClusterItems, cfg: ClusteringConf
 
 
 def _bisect(
-    idx: np.ndarray, labels: np.ndarray, affinity: np.ndarray, items: ClusterItems, cfg: ClusteringConfig
+    idx: np.ndarray,
+    labels: np.ndarray,
+    affinity: np.ndarray,
+    items: ClusterItems,
+    cfg: ClusteringConfig,
+    search_p: bool = False,
 ) -> tuple[float, np.ndarray] | None:
-    """Spectral 2-way split of the items `idx`: (centroid cosine of the halves, one half), or None."""
+    """Spectral 2-way split of the items `idx`: (centroid cosine of the halves, one half), or None.
+
+    The cluster's affinity is binarised with p = `cfg.split_p_ratio` of its items, or NME-SC's p."""
     if items.sizes[idx].sum() < 2 * cfg.split_min_windows or len(idx) < 4:
         return None
     sub = affinity[np.ix_(idx, idx)]
-    est = nme_sc(sub, cfg, max(2, cfg.max_num_speakers))
-    part = kmeans(spectral_embedding(binarize(sub, est.p), 2), 2, seed=cfg.seed, n_init=cfg.kmeans_inits)
+    p = nme_sc(sub, cfg, max(2, cfg.max_num_speakers)).p if search_p else max(2, int(len(idx) * cfg.split_p_ratio))
+    part = kmeans(spectral_embedding(binarize(sub, p), 2), 2, seed=cfg.seed, n_init=cfg.kmeans_inits)
     if min(items.sizes[idx[part == 0]].sum(), items.sizes[idx[part == 1]].sum()) < cfg.split_min_windows:
         return None
     two = np.zeros(len(labels), dtype=np.int64)  # only the two halves matter for their cosine

@@ -15,6 +15,7 @@ from diarize.clustering import (
     nearest_window,
     neighbour_ranks,
     nme_sc,
+    top_p_mask,
     window_items,
 )
 from diarize.config import ClusteringConfig, SpeakerCount, WindowConfig
@@ -73,6 +74,17 @@ def test_binarize_from_ranks_equals_a_fresh_top_p(rng):
         kept = (ranks < p).astype(float)
         assert np.all(kept.sum(1) == p)
         assert np.all(np.where(kept > 0, a, np.inf).min(1) >= np.where(kept == 0, a, -np.inf).max(1))
+
+
+def test_top_p_mask_equals_ranks_below_p_with_ties(rng):
+    """The partial sort keeps the same entries as the full one, ties going to the lower index."""
+    for a in (
+        cosine_affinity(rng.standard_normal((37, 6))),
+        np.round(cosine_affinity(rng.standard_normal((37, 6))) * 4) / 4,  # many ties per row
+    ):
+        ranks = neighbour_ranks(a)
+        for p in (1, 2, 5, 20, 36, 37, 50):
+            assert np.array_equal(top_p_mask(a, p), ranks < min(p, 37)), p
 
 
 def test_nme_search_matrix_is_at_most_nme_mat_size(rng):

@@ -79,3 +79,17 @@ def test_fast_mode_embeddings_have_their_own_cache(tmp_path):
     assert heldout.cache_key(load_config("general", ["embedding.fast_context_s=5"]), "campplus", "oracle") == (
         heldout.cache_key(exact, "campplus", "oracle")
     )
+
+
+def test_long_sets_keep_their_sides_speakers():
+    """dev-long / test-long draw 3-6 min conversations from the dev / test speakers only, and the short
+    sets' plans are what they were (the long sets have their own seeds)."""
+    for side in ("dev", "test"):
+        short, long = heldout.plan_set(side), heldout.plan_set(f"{side}-long")
+        assert len(short) == 39 and short[0].uri == f"{side}_00_clean_2spk"
+        assert len(long) == 8 and all(p.uri.startswith(f"{side}long_") for p in long)
+        assert all(180 <= p.seconds <= 360 for p in long)
+        speakers = {s for p in long for s in p.speakers}
+        assert speakers <= set(heldout.SIDES[side])
+        assert not speakers & set(heldout.SIDES["test" if side == "dev" else "dev"])
+        assert {p.seed for p in long}.isdisjoint(p.seed for p in short)
