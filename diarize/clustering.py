@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.linalg import eigh, eigvalsh
-from scipy.sparse import csr_matrix
+from scipy.sparse import csr_matrix, vstack
 from scipy.sparse.csgraph import connected_components
 
 from .config import ClusteringConfig, SpeakerCount, model_clustering
@@ -30,7 +30,11 @@ def cosine_affinity(emb: np.ndarray) -> np.ndarray:
     cos = x @ x.T
     np.fill_diagonal(cos, 1.0)
     lo, hi = cos.min(), cos.max()
-    return (cos - lo) / (hi - lo) if hi > lo else np.ones_like(cos)
+    if hi <= lo:
+        return np.ones_like(cos)
+    cos -= lo  # in place: at 9,000 windows each N x N copy is 650 MB
+    cos /= hi - lo
+    return cos
 
 
 def nearest_window(base_mid: np.ndarray, scale_mid: np.ndarray) -> np.ndarray:
@@ -54,6 +58,13 @@ def scale_maps(scales: list[ScaleWindows]) -> list[np.ndarray]:
     return [nearest_window(base, s.midpoints) for s in scales]
 
 
+ROW_BLOCK = 1024  # rows per step where a whole N x N temporary would add another matrix's worth of memory
+
+
+def row_blocks(n: int) -> list[tuple[int, int]]:
+    return [(a, min(a + ROW_BLOCK, n)) for a in range(0, n, ROW_BLOCK)]
+
+
 def fused_affinity(embeddings: list[np.ndarray], scales: list[ScaleWindows]) -> np.ndarray:
     """Weighted sum over scales of each scale's affinity, mapped onto the base-scale windows."""
     maps = scale_maps(scales)
@@ -62,7 +73,10 @@ def fused_affinity(embeddings: list[np.ndarray], scales: list[ScaleWindows]) -> 
     for emb, scale, m in zip(embeddings, scales, maps):
         if scale.weight == 0 or len(emb) == 0:
             continue
-        fused += scale.weight * cosine_affinity(emb)[np.ix_(m, m)]
+        aff = cosine_affinity(emb)
+        aff *= scale.weight
+        for a, b in row_blocks(n):
+            fused[a:b] += aff[m[a:b]][:, m]
     return fused
 
 
@@ -83,17 +97,22 @@ def top_p_mask(affinity: np.ndarray, p: int) -> np.ndarray:
     by a partial sort, for a matrix binarised once."""
     n = len(affinity)
     p = max(1, min(p, n))
-    kth = -np.partition(-affinity, p - 1, axis=1)[:, p - 1 : p]  # each row's p-th largest value
-    above, tie = affinity > kth, affinity == kth
-    return above | (tie & (np.cumsum(tie, axis=1) <= p - above.sum(axis=1, keepdims=True)))
+    mask = np.empty(affinity.shape, dtype=bool)
+    for a, b in row_blocks(n):
+        rows = affinity[a:b]
+        kth = np.partition(rows, n - p, axis=1)[:, n - p : n - p + 1]  # each row's p-th largest value
+        above, tie = rows > kth, rows == kth
+        mask[a:b] = above | (tie & (np.cumsum(tie, axis=1) <= p - above.sum(axis=1, keepdims=True)))
+    return mask
 
 
 def binarize(affinity: np.ndarray, p: int, ranks: np.ndarray | None = None) -> np.ndarray:
     """Keep the top-p entries of each row (self included), then symmetrise: values in {0, .5, 1}.
 
     `ranks` (from `neighbour_ranks(affinity)`) saves the sort when binarising one matrix many times."""
-    b = (top_p_mask(affinity, p) if ranks is None else ranks < max(1, min(p, len(ranks)))).astype(np.float64)
-    b += b.T
+    mask = top_p_mask(affinity, p) if ranks is None else ranks < max(1, min(p, len(ranks)))
+    b = mask.astype(np.float64)
+    np.add(b, mask.T, out=b)  # from the boolean transpose: no float copy of b.T
     b *= 0.5
     return b
 
@@ -103,6 +122,18 @@ def laplacian(affinity: np.ndarray) -> np.ndarray:
     a = affinity.copy()
     np.fill_diagonal(a, 0.0)
     return np.diag(np.abs(a).sum(axis=1)) - a
+
+
+def sparse_laplacian(affinity: np.ndarray) -> csr_matrix:
+    """`csr_matrix(laplacian(affinity))`, built a block of rows at a time: no dense N x N copy."""
+    blocks = []
+    for a, b in row_blocks(len(affinity)):
+        rows = np.negative(affinity[a:b])
+        diag = (np.arange(b - a), np.arange(a, b))
+        rows[diag] = 0.0
+        rows[diag] = np.abs(rows).sum(axis=1)
+        blocks.append(csr_matrix(rows))  # drops zeros, as csr_matrix of the whole matrix does
+    return vstack(blocks, format="csr")
 
 
 def eigengap_count(eigvals: np.ndarray, min_k: int, max_k: int) -> tuple[int, float]:
@@ -181,18 +212,17 @@ def spectral_embedding(affinity: np.ndarray, k: int) -> np.ndarray:
     that follows only sees distances within it, which any orthonormal basis preserves.
     Falls back to the dense solver if ARPACK does not converge.
     """
-    lap = laplacian(affinity)
-    n = len(lap)
+    n = len(affinity)
     if n >= SPARSE_EIGEN_MIN_N and k < n // 2:
         from scipy.sparse.linalg import ArpackError, eigsh
 
         v0 = np.random.default_rng(0).standard_normal(n)  # fixed start vector: deterministic
         try:
-            vals, vecs = eigsh(csr_matrix(lap), k=k, which="SA", v0=v0, maxiter=20 * n)
+            vals, vecs = eigsh(sparse_laplacian(affinity), k=k, which="SA", v0=v0, maxiter=20 * n)
             return vecs[:, np.argsort(vals, kind="stable")]
         except ArpackError:
             pass
-    _, vecs = eigh(lap, subset_by_index=[0, k - 1])
+    _, vecs = eigh(laplacian(affinity), subset_by_index=[0, k - 1])
     return vecs
 
 

@@ -87,6 +87,29 @@ def test_top_p_mask_equals_ranks_below_p_with_ties(rng):
             assert np.array_equal(top_p_mask(a, p), ranks < min(p, 37)), p
 
 
+def test_row_blocked_matrices_equal_the_whole_matrix_ones(rng, monkeypatch):
+    """Fused affinity, top-p mask and sparse Laplacian built a few rows at a time are bit-identical to
+    building them whole (they only save memory)."""
+    from scipy.sparse import csr_matrix
+
+    from diarize.clustering import scale_maps, sparse_laplacian
+
+    monkeypatch.setattr(clustering, "ROW_BLOCK", 7)
+    lab = np.repeat([0, 1, 2], 20)
+    regions = np.array([[0.0, 15.0]])
+    scales = multiscale_windows(regions, WindowConfig())
+    embs = [speaker_embeddings(rng, lab[np.minimum(np.arange(len(sc)) * 60 // len(sc), 59)]) for sc in scales]
+    whole = sum(sc.weight * cosine_affinity(e)[np.ix_(m, m)] for e, sc, m in zip(embs, scales, scale_maps(scales)))
+    fused = fused_affinity(embs, scales)
+    assert np.array_equal(fused, whole)
+    for p in (1, 4, 17):
+        assert np.array_equal(top_p_mask(fused, p), neighbour_ranks(fused) < p)
+        for m in (fused, binarize(fused, p)):
+            a, b = csr_matrix(laplacian(m)), sparse_laplacian(m)
+            assert np.array_equal(a.indptr, b.indptr) and np.array_equal(a.indices, b.indices)
+            assert np.array_equal(a.data, b.data)
+
+
 def test_nme_search_matrix_is_at_most_nme_mat_size(rng):
     """1.5x nme_mat_size rows are searched on every 2nd row (at most nme_mat_size), the found p scaled back."""
     cfg = ClusteringConfig(nme_mat_size=60)
