@@ -3,6 +3,7 @@
     python benchmarks/heldout.py DIR                        # build DIR/dev + DIR/test, embed, report both
     python benchmarks/heldout.py DIR --sets test --vad oracle --known
     python benchmarks/heldout.py DIR --sets dev-long test-long --vad oracle      # 3-6 min conversations
+    python benchmarks/heldout.py DIR --sets dev-xl test-xl --vad oracle          # 20-40 min conversations
     python benchmarks/heldout.py DIR -s merge_threshold=0.7 -s split_threshold=null   # re-score a variant
     python benchmarks/heldout.py DIR --clustering variant.yaml --json out.json
 
@@ -21,7 +22,9 @@ machine (RTF ~0.1 per VAD).
 The long sets, dev-long and test-long (`--sets dev-long test-long`), hold 8 conversations of 3-6 min
 each from the same two sides' speakers (clean, overlap, reverb, noise 10 dB; 2-8 speakers; ~35 min of
 audio, ~7 min of CPU to embed): 680-1,050 base windows, where the NME-SC p-search runs on a subsampled
-affinity and clustering time matters, which the short sets never reach.
+affinity and clustering time matters, which the short sets never reach. dev-xl and test-xl hold 3
+conversations of 20-40 min each (clean 5, overlap 7, noise 10 dB 4 speakers; ~75 min of audio, ~15 min
+of CPU to embed): 4,000-6,600 base windows, around where clustering switches to chunks.
 
 Caching (for clustering work). The first run embeds every conversation once per VAD ("oracle": the
 reference turns; "system": the preset's VAD, pyannote-seg by default) and keeps, per conversation,
@@ -71,8 +74,8 @@ from diarize.rttm import read_rttm  # noqa: E402
 from diarize.score import COLLAR_PRESETS as PRESETS, FileScore, ScoreReport, score  # noqa: E402
 from diarize.windows import ScaleWindows  # noqa: E402
 
-SIDE_SEEDS = {"dev": 1201, "test": 1202, "dev-long": 1211, "test-long": 1212}
-SETS = tuple(SIDE_SEEDS)  # "<side>-long": the side's speakers in 3-6 min conversations (LONG_CONDITIONS)
+SIDE_SEEDS = {"dev": 1201, "test": 1202, "dev-long": 1211, "test-long": 1212, "dev-xl": 1221, "test-xl": 1222}
+SETS = tuple(SIDE_SEEDS)  # "<side>-long", "<side>-xl": the side's speakers in longer conversations (LENGTHS)
 VADS = ("oracle", "system")
 
 # condition -> (turn-taking, acoustics, speaker count of each conversation)
@@ -95,6 +98,24 @@ LONG_CONDITIONS: dict[str, tuple[SimConfig, Acoustics, list[int]]] = {
     "reverb": (SimConfig(overlap_rate=0.1), Acoustics(rt60_s=(0.2, 0.7)), [5]),
     "noise10": (SimConfig(overlap_rate=0.1), Acoustics(snr_db=10.0), [4, 8]),
 }
+# The xl sets: 20-40 min, 4,000-7,000 base windows, below the size where clustering switches to chunks.
+XL_CONDITIONS: dict[str, tuple[SimConfig, Acoustics, list[int]]] = {
+    "clean": (SimConfig(), Acoustics(), [5]),
+    "overlap": (SimConfig(overlap_rate=0.25), Acoustics(), [7]),
+    "noise10": (SimConfig(overlap_rate=0.1), Acoustics(snr_db=10.0), [4]),
+}
+# set-name suffix -> (conditions, minutes per conversation; None: the short sets' rule)
+LENGTHS: dict[str, tuple[dict, tuple[float, float] | None]] = {
+    "": (CONDITIONS, None),
+    "-long": (LONG_CONDITIONS, (3.0, 6.0)),
+    "-xl": (XL_CONDITIONS, (20.0, 40.0)),
+}
+
+
+def set_side(name: str) -> tuple[str, str]:
+    """("dev", "-xl") for "dev-xl": whose speakers, and which length."""
+    side, _, kind = name.partition("-")
+    return side, f"-{kind}" if kind else ""
 
 
 @dataclass(frozen=True)
@@ -111,14 +132,15 @@ class Planned:
 def plan_set(name: str) -> list[Planned]:
     """The conversations of one set, in a fixed order; everything drawn from the set's seed."""
     rng = np.random.default_rng(SIDE_SEEDS[name])
-    side, long = name.removesuffix("-long"), name.endswith("-long")
+    side, kind = set_side(name)
+    conditions, length = LENGTHS[kind]
     names = sorted(SIDES[side], key=int)
     plan = []
-    for cond, (sim, ac, counts) in (LONG_CONDITIONS if long else CONDITIONS).items():
+    for cond, (sim, ac, counts) in conditions.items():
         for j, n in enumerate(counts):
             spk = tuple(names[i] for i in sorted(rng.choice(len(names), n, replace=False)))
-            if long:
-                minutes = rng.uniform(3.0, 6.0)
+            if length:
+                minutes = rng.uniform(*length)
             elif ac.telephone:
                 minutes = rng.uniform(0.5, 1.5)
             else:
@@ -161,7 +183,7 @@ def build_set(out: Path, name: str) -> list[Session]:
     )
     list_tsv = out / "list.tsv"
     reuse = list_tsv.exists() and list_tsv.read_text() == header + listing
-    files = speaker_files(name.removesuffix("-long"))
+    files = speaker_files(set_side(name)[0])
     cache: dict[str, list[np.ndarray]] = {}
 
     def pool(names) -> dict[str, list[np.ndarray]]:

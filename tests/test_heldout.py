@@ -82,14 +82,16 @@ def test_fast_mode_embeddings_have_their_own_cache(tmp_path):
 
 
 def test_long_sets_keep_their_sides_speakers():
-    """dev-long / test-long draw 3-6 min conversations from the dev / test speakers only, and the short
-    sets' plans are what they were (the long sets have their own seeds)."""
+    """dev-long / test-long (3-6 min) and dev-xl / test-xl (20-40 min) draw from their side's speakers only,
+    and the short sets' plans are what they were (the longer sets have their own seeds)."""
     for side in ("dev", "test"):
-        short, long = heldout.plan_set(side), heldout.plan_set(f"{side}-long")
+        short = heldout.plan_set(side)
         assert len(short) == 39 and short[0].uri == f"{side}_00_clean_2spk"
-        assert len(long) == 8 and all(p.uri.startswith(f"{side}long_") for p in long)
-        assert all(180 <= p.seconds <= 360 for p in long)
-        speakers = {s for p in long for s in p.speakers}
-        assert speakers <= set(heldout.SIDES[side])
-        assert not speakers & set(heldout.SIDES["test" if side == "dev" else "dev"])
-        assert {p.seed for p in long}.isdisjoint(p.seed for p in short)
+        for kind, count, (lo, hi) in (("long", 8, (180, 360)), ("xl", 3, (1200, 2400))):
+            plan = heldout.plan_set(f"{side}-{kind}")
+            assert len(plan) == count and all(p.uri.startswith(f"{side}{kind}_") for p in plan)
+            assert all(lo <= p.seconds <= hi for p in plan)
+            speakers = {s for p in plan for s in p.speakers}
+            assert speakers <= set(heldout.SIDES[side])
+            assert not speakers & set(heldout.SIDES["test" if side == "dev" else "dev"])
+            assert {p.seed for p in plan}.isdisjoint(p.seed for p in short)
