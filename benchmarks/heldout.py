@@ -23,8 +23,8 @@ The long sets, dev-long and test-long (`--sets dev-long test-long`), hold 8 conv
 each from the same two sides' speakers (clean, overlap, reverb, noise 10 dB; 2-8 speakers; ~35 min of
 audio, ~7 min of CPU to embed): 680-1,050 base windows, where the NME-SC p-search runs on a subsampled
 affinity and clustering time matters, which the short sets never reach. dev-xl and test-xl hold 3
-conversations of 20-40 min each (clean 5, overlap 7, noise 10 dB 4 speakers; ~75 min of audio, ~15 min
-of CPU to embed): 4,000-6,600 base windows, around where clustering switches to chunks.
+conversations of 20-40 min each (clean 5, overlap 7, noise 10 dB 4 speakers; 70-85 min of audio, ~15 min
+of CPU to embed): 4,200-6,600 base windows, below where clustering switches to chunks.
 
 Caching (for clustering work). The first run embeds every conversation once per VAD ("oracle": the
 reference turns; "system": the preset's VAD, pyannote-seg by default) and keeps, per conversation,
@@ -90,7 +90,7 @@ CONDITIONS: dict[str, tuple[SimConfig, Acoustics, list[int]]] = {
     "fewwords": (SimConfig(overlap_rate=0.1, minor_speakers=2), Acoustics(), [4, 6, 7, 8, 9, 10]),
 }
 
-# The long sets: sessions long enough (700-1,400 base windows) that the p-search runs on a subsampled
+# The long sets: sessions long enough (680-1,050 base windows) that the p-search runs on a subsampled
 # affinity and clustering time matters, which the short sets (<= 1.6 min) never reach.
 LONG_CONDITIONS: dict[str, tuple[SimConfig, Acoustics, list[int]]] = {
     "clean": (SimConfig(), Acoustics(), [2, 4, 7]),
