@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.linalg import eigh, eigvalsh
-from scipy.sparse import csr_matrix, vstack
+from scipy.sparse import csr_matrix
+from scipy.sparse.linalg import LinearOperator
 from scipy.sparse.csgraph import connected_components
 
 from .config import ClusteringConfig, SpeakerCount, model_clustering
@@ -20,21 +21,122 @@ from .windows import ScaleWindows
 
 
 # --------------------------------------------------------------------------- affinities
-def cosine_affinity(emb: np.ndarray) -> np.ndarray:
+ROW_BLOCK = 512  # affinity rows computed at a time: 38 MB of float64 at 9,000 windows
+
+
+def row_blocks(n: int) -> list[tuple[int, int]]:
+    if n <= 2 * ROW_BLOCK:  # one block: a matrix times its own transpose is a symmetric product, half the work
+        return [(0, n)]
+    return [(a, min(a + ROW_BLOCK, n)) for a in range(0, n, ROW_BLOCK)]
+
+
+@dataclass
+class Affinity:
+    """An N x N affinity held as vectors: blocks of rows are computed when asked for (`dense()` for small ones).
+
+    Entry (i, j) is NeMo's multi-scale fusion: the sum over scales of w_s times the min-max scaled
+    cosine similarity of the windows that items i and j map to at scale s. With a_s = w_s / (hi_s - lo_s)
+    and unit embeddings u_s, that is sum_s a_s * (u_s[m_s(i)] . u_s[m_s(j)] - lo_s): one dot product of
+    the concatenated vectors sqrt(a_s) * u_s[m_s(i)], minus a constant. Where i and j map to the same
+    window the scale's cosine is 1 (its diagonal), while |u|^2 is a little below 1 (NeMo's guard against
+    zero vectors), so that pair gains a_s * (1 - |u|^2). At 9,000 base windows the matrix would take
+    650 MB per copy; the vectors take 70 MB and a block of rows 38 MB. A small affinity (one block of rows)
+    keeps its matrix once computed, so that its subsets (the split step's clusters) are slices.
+    """
+
+    vectors: np.ndarray  # (N, D) float64
+    windows: np.ndarray  # (S, N) each item's window at each scale
+    deficits: np.ndarray  # (S, N) a_s * (1 - |u_s|^2) of that window
+    offset: float  # sum_s a_s * lo_s
+    matrix: np.ndarray | None = dataclasses.field(default=None, repr=False)  # read-only, small affinities only
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+    def take(self, idx: np.ndarray) -> Affinity:
+        """The affinity among the items `idx` (in that order)."""
+        if len(idx) == len(self) and np.array_equal(idx, np.arange(len(self))):
+            return self  # a cluster of every item: no 70 MB copy at 9,000 windows
+        sub = Affinity(self.vectors[idx], self.windows[:, idx], self.deficits[:, idx], self.offset)
+        if self.matrix is not None:
+            sub.matrix = self.matrix[np.ix_(idx, idx)]
+            sub.matrix.flags.writeable = False
+        return sub
+
+    def rows(self, a: int, b: int) -> np.ndarray:
+        """Rows a..b-1 of the matrix (read-only if kept)."""
+        if self.matrix is not None:
+            return self.matrix[a:b]
+        out = self.vectors[a:b] @ self.vectors.T
+        out -= self.offset
+        for win, deficit in zip(self.windows, self.deficits):
+            r, c = equal_pairs(win[a:b], win)
+            out[r, c] += deficit[a + r]
+        if row_blocks(len(self)) == [(a, b)]:
+            out.flags.writeable = False
+            self.matrix = out
+        return out
+
+    def dense(self) -> np.ndarray:
+        return self.rows(0, len(self))
+
+
+def equal_pairs(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """All (i, j) with x[i] == y[j], by a sorted search (windows share a scale window with a few neighbours)."""
+    order = np.argsort(y, kind="stable")
+    ys = y[order]
+    lo, hi = np.searchsorted(ys, x, "left"), np.searchsorted(ys, x, "right")
+    count = hi - lo
+    i = np.repeat(np.arange(len(x)), count)
+    j = order[np.arange(count.sum()) + np.repeat(lo - (np.cumsum(count) - count), count)]
+    return i, j
+
+
+def unit_rows(x: np.ndarray, eps: float = 3.5e-4) -> np.ndarray:
+    """Rows scaled to unit length, float64. The default eps is NeMo's guard against zero vectors."""
+    x = np.asarray(x, dtype=np.float64)
+    return x / (np.linalg.norm(x, axis=1, keepdims=True) + eps)
+
+
+def cosine_range(u: np.ndarray) -> tuple[float, float]:
+    """Smallest and largest cosine similarity among the rows of `u` (unit rows), the diagonal counted as 1."""
+    lo, hi = 1.0, 1.0
+    for a, b in row_blocks(len(u)):
+        cos = u[a:b] @ u.T
+        cos[np.arange(b - a), np.arange(a, b)] = 1.0
+        lo, hi = min(lo, float(cos.min())), max(hi, float(cos.max()))
+    return lo, hi
+
+
+def scaled_affinity(embeddings: list[np.ndarray], maps: list[np.ndarray], weights: list[float]) -> Affinity:
+    """Weighted sum over scales of each scale's cosine affinity, min-max scaled to [0, 1] over the scale's
+    windows, on the items that `maps` take to those windows."""
+    n = len(maps[0]) if maps else 0
+    vectors, windows, deficits, offset = [], [], [], 0.0
+    for emb, m, w in zip(embeddings, maps, weights):
+        if w == 0 or len(emb) == 0:
+            continue
+        u = unit_rows(emb)
+        lo, hi = cosine_range(u)
+        if hi <= lo:  # every window alike: NeMo's scaled affinity is all ones, a constant w
+            offset -= w
+            continue
+        a = w / (hi - lo)
+        vectors.append(np.sqrt(a) * u[m])
+        windows.append(m)
+        deficits.append((a * (1.0 - (u * u).sum(axis=1)))[m])
+        offset += a * lo
+    return Affinity(
+        np.concatenate(vectors, axis=1) if vectors else np.zeros((n, 0)),
+        np.array(windows, dtype=np.int64).reshape(len(windows), n),
+        np.array(deficits, dtype=np.float64).reshape(len(deficits), n),
+        offset,
+    )
+
+
+def cosine_affinity(emb: np.ndarray) -> Affinity:
     """Cosine similarity with unit diagonal, min-max scaled to [0, 1] over the whole matrix."""
-    emb = np.asarray(emb, dtype=np.float64)
-    if len(emb) == 1:
-        return np.ones((1, 1))
-    norm = np.linalg.norm(emb, axis=1) + 3.5e-4  # NeMo's guard against zero vectors
-    x = emb / norm[:, None]
-    cos = x @ x.T
-    np.fill_diagonal(cos, 1.0)
-    lo, hi = cos.min(), cos.max()
-    if hi <= lo:
-        return np.ones_like(cos)
-    cos -= lo  # in place: at 9,000 windows each N x N copy is 650 MB
-    cos /= hi - lo
-    return cos
+    return scaled_affinity([emb], [np.arange(len(emb))], [1.0])
 
 
 def nearest_window(base_mid: np.ndarray, scale_mid: np.ndarray) -> np.ndarray:
@@ -58,26 +160,9 @@ def scale_maps(scales: list[ScaleWindows]) -> list[np.ndarray]:
     return [nearest_window(base, s.midpoints) for s in scales]
 
 
-ROW_BLOCK = 1024  # rows per step where a whole N x N temporary would add another matrix's worth of memory
-
-
-def row_blocks(n: int) -> list[tuple[int, int]]:
-    return [(a, min(a + ROW_BLOCK, n)) for a in range(0, n, ROW_BLOCK)]
-
-
-def fused_affinity(embeddings: list[np.ndarray], scales: list[ScaleWindows]) -> np.ndarray:
-    """Weighted sum over scales of each scale's affinity, mapped onto the base-scale windows."""
-    maps = scale_maps(scales)
-    n = len(scales[-1])
-    fused = np.zeros((n, n))
-    for emb, scale, m in zip(embeddings, scales, maps):
-        if scale.weight == 0 or len(emb) == 0:
-            continue
-        aff = cosine_affinity(emb)
-        aff *= scale.weight
-        for a, b in row_blocks(n):
-            fused[a:b] += aff[m[a:b]][:, m]
-    return fused
+def fused_affinity(embeddings: list[np.ndarray], scales: list[ScaleWindows]) -> Affinity:
+    """Weighted sum over scales of each scale's affinity, on the base-scale windows."""
+    return scaled_affinity(embeddings, scale_maps(scales), [float(s.weight) for s in scales])
 
 
 # --------------------------------------------------------------------------- spectral tools
@@ -92,17 +177,19 @@ def neighbour_ranks(affinity: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def top_p_mask(affinity: np.ndarray, p: int) -> np.ndarray:
+def top_p_mask(rows: np.ndarray, p: int) -> np.ndarray:
     """True at each row's p largest entries (ties: lower index first): `neighbour_ranks(affinity) < p`
-    by a partial sort, for a matrix binarised once."""
-    n = len(affinity)
+    by a partial sort, for rows of a matrix binarised once."""
+    n = rows.shape[1]
     p = max(1, min(p, n))
-    mask = np.empty(affinity.shape, dtype=bool)
-    for a, b in row_blocks(n):
-        rows = affinity[a:b]
-        kth = np.partition(rows, n - p, axis=1)[:, n - p : n - p + 1]  # each row's p-th largest value
-        above, tie = rows > kth, rows == kth
-        mask[a:b] = above | (tie & (np.cumsum(tie, axis=1) <= p - above.sum(axis=1, keepdims=True)))
+    kth = np.partition(rows, n - p, axis=1)[:, n - p : n - p + 1]  # each row's p-th largest value
+    above, tie = rows > kth, rows == kth
+    mask = above | tie
+    # Rows with more than p entries tied at the p-th value keep the first ties only (rare with float values).
+    over = np.flatnonzero(mask.sum(axis=1) > p)
+    if len(over):
+        need = p - above[over].sum(axis=1, keepdims=True)
+        mask[over] = above[over] | (tie[over] & (np.cumsum(tie[over], axis=1) <= need))
     return mask
 
 
@@ -117,23 +204,52 @@ def binarize(affinity: np.ndarray, p: int, ranks: np.ndarray | None = None) -> n
     return b
 
 
+@dataclass
+class TopPGraph:
+    """The binarised affinity (M + M^T) / 2 held as M, which keeps each row's p largest entries: `binarize`
+    without the N x N matrix. M is p entries per row, about half of the symmetric graph's, and needs no
+    copy to act as M^T, which is all a Lanczos solver asks of the Laplacian."""
+
+    top: csr_matrix  # M: exactly p ones per row
+
+    def __len__(self) -> int:
+        return self.top.shape[0]
+
+    def dense(self) -> np.ndarray:
+        top = self.top.toarray()
+        return 0.5 * (top + top.T)
+
+    def laplacian_operator(self) -> LinearOperator:
+        """x -> (D - A) x for A = (M + M^T) / 2 with the self-loops removed, as in `laplacian`."""
+        top = self.top
+        own = top.diagonal()  # A's self-loops: 1 where an item is among its own top p
+        degree = 0.5 * (np.diff(top.indptr) + np.asarray(top.sum(axis=0)).ravel()) - own  # halves: exact
+        top_t = top.T  # CSC view, no copy
+
+        def matvec(x: np.ndarray) -> np.ndarray:
+            x = x.ravel()
+            return (degree + own) * x - 0.5 * (top @ x + top_t @ x)
+
+        n = len(self)
+        return LinearOperator((n, n), matvec=matvec, dtype=np.float64)
+
+
+def binarized_graph(affinity: Affinity, p: int) -> TopPGraph:
+    """Each row's top p entries (self included, ties to the lower index), a block of rows at a time."""
+    n = len(affinity)
+    p = max(1, min(p, n))
+    cols = np.empty((n, p), dtype=np.int32)
+    for a, b in row_blocks(n):
+        cols[a:b] = np.nonzero(top_p_mask(affinity.rows(a, b), p))[1].reshape(b - a, p)
+    top = csr_matrix((np.ones(n * p), cols.ravel(), np.arange(n + 1) * p), shape=(n, n))
+    return TopPGraph(top)
+
+
 def laplacian(affinity: np.ndarray) -> np.ndarray:
     """Unnormalised graph Laplacian D - A with the self-loops removed."""
     a = affinity.copy()
     np.fill_diagonal(a, 0.0)
     return np.diag(np.abs(a).sum(axis=1)) - a
-
-
-def sparse_laplacian(affinity: np.ndarray) -> csr_matrix:
-    """`csr_matrix(laplacian(affinity))`, built a block of rows at a time: no dense N x N copy."""
-    blocks = []
-    for a, b in row_blocks(len(affinity)):
-        rows = np.negative(affinity[a:b])
-        diag = (np.arange(b - a), np.arange(a, b))
-        rows[diag] = 0.0
-        rows[diag] = np.abs(rows).sum(axis=1)
-        blocks.append(csr_matrix(rows))  # drops zeros, as csr_matrix of the whole matrix does
-    return vstack(blocks, format="csr")
 
 
 def eigengap_count(eigvals: np.ndarray, min_k: int, max_k: int) -> tuple[int, float]:
@@ -161,7 +277,7 @@ class NMEResult:
     p: int  # top-p binarisation size for the full-size affinity
 
 
-def nme_sc(affinity: np.ndarray, cfg: ClusteringConfig, max_k: int, fixed_ratio: float | None = None) -> NMEResult:
+def nme_sc(affinity: Affinity, cfg: ClusteringConfig, max_k: int, fixed_ratio: float | None = None) -> NMEResult:
     """Normalised maximum eigengap search for the binarisation size p (Park et al., 2019).
 
     For each candidate p the affinity is binarised and the ratio (p/N) / g(p) is computed, where
@@ -174,7 +290,7 @@ def nme_sc(affinity: np.ndarray, cfg: ClusteringConfig, max_k: int, fixed_ratio:
     # Every rho-th row and column, rho chosen so that at most `nme_mat_size` rows remain. (NeMo
     # floors n / nme_mat_size, which keeps up to 2 * nme_mat_size - 1 rows: 8x the eigen work at n = 1000.)
     rho = max(1, -(-n_full // cfg.nme_mat_size))
-    m = affinity[::rho, ::rho]
+    m = affinity.take(np.arange(0, n_full, rho)).dense()
     n = len(m)
     if fixed_ratio is not None:
         p_list = [max(int(n * fixed_ratio), 2)]
@@ -203,26 +319,27 @@ def nme_sc(affinity: np.ndarray, cfg: ClusteringConfig, max_k: int, fixed_ratio:
 SPARSE_EIGEN_MIN_N = 1000  # below this a dense eigh is fast enough (and exact)
 
 
-def spectral_embedding(affinity: np.ndarray, k: int) -> np.ndarray:
+def spectral_embedding(graph: np.ndarray | TopPGraph, k: int) -> np.ndarray:
     """Eigenvectors of the k smallest eigenvalues of the unnormalised Laplacian.
 
     Large graphs use Lanczos (ARPACK, smallest algebraic) on the sparse Laplacian: the
-    binarised graph keeps about p of N entries per row, and a dense eigh costs O(N^3)
+    binarised graph keeps about p of N entries per row (a dense `graph` always takes the dense solver), and a dense eigh costs O(N^3)
     (7 s at N = 4,100 on one core vs 0.3 s). The subspace is the same, and the k-means
     that follows only sees distances within it, which any orthonormal basis preserves.
     Falls back to the dense solver if ARPACK does not converge.
     """
-    n = len(affinity)
-    if n >= SPARSE_EIGEN_MIN_N and k < n // 2:
+    n = len(graph)
+    if isinstance(graph, TopPGraph) and n >= SPARSE_EIGEN_MIN_N and k < n // 2:
         from scipy.sparse.linalg import ArpackError, eigsh
 
         v0 = np.random.default_rng(0).standard_normal(n)  # fixed start vector: deterministic
         try:
-            vals, vecs = eigsh(sparse_laplacian(affinity), k=k, which="SA", v0=v0, maxiter=20 * n)
+            vals, vecs = eigsh(graph.laplacian_operator(), k=k, which="SA", v0=v0, maxiter=20 * n)
             return vecs[:, np.argsort(vals, kind="stable")]
         except ArpackError:
             pass
-    _, vecs = eigh(laplacian(affinity), subset_by_index=[0, k - 1])
+    dense = graph.dense() if isinstance(graph, TopPGraph) else graph
+    _, vecs = eigh(laplacian(dense), subset_by_index=[0, k - 1])
     return vecs
 
 
@@ -372,9 +489,9 @@ def _result(labels: np.ndarray, p: int | None) -> ClusteringResult:
 
 
 def cluster_items(
-    affinity: np.ndarray, items: ClusterItems, cfg: ClusteringConfig, count: SpeakerCount = SpeakerCount()
+    affinity: Affinity, items: ClusterItems, cfg: ClusteringConfig, count: SpeakerCount = SpeakerCount()
 ) -> ClusteringResult:
-    """Count bounds -> NME-SC -> spectral labels -> refinements, on an N x N affinity of `items`.
+    """Count bounds -> NME-SC -> spectral labels -> refinements, on the affinity of `items`.
 
     Refinements: with an unknown count, clusters whose spectral halves are unlike are split
     (`split_threshold`) and clusters whose centroids are alike are merged (`merge_threshold`);
@@ -397,7 +514,7 @@ def cluster_items(
     search_k = count.num if nemo_known else max(max_k, cfg.max_num_speakers)
     tiny = n <= cfg.min_samples_for_nmesc
     est = nme_sc(affinity, cfg, search_k, fixed_ratio=cfg.max_rp_threshold if tiny else None)
-    graph = affinity if tiny else binarize(affinity, est.p)
+    graph = affinity.dense() if tiny else binarized_graph(affinity, est.p)
     if known and not nemo_known and cfg.merge_threshold is not None:
         # Known count: cluster into the groups the graph shows, then merge the most alike down to the
         # count, or split off the most distinct halves up to it (small speakers absorbed by others).
@@ -477,7 +594,7 @@ def cluster(
 # --------------------------------------------------------------------------- refinements
 def split_mixed_clusters(
     labels: np.ndarray,
-    affinity: np.ndarray,
+    affinity: Affinity,
     items: ClusterItems,
     cfg: ClusteringConfig,
     max_k: int,
@@ -500,7 +617,7 @@ def split_mixed_clusters(
 
 def _split_clusters(
     labels: np.ndarray,
-    affinity: np.ndarray,
+    affinity: Affinity,
     items: ClusterItems,
     cfg: ClusteringConfig,
     max_k: int,
@@ -532,7 +649,9 @@ def _split_clusters(
     return np.unique(labels, return_inverse=True)[1], None
 
 
-def unlike_partition(graph: np.ndarray, items: ClusterItems, cfg: ClusteringConfig, max_k: int) -> np.ndarray | None:
+def unlike_partition(
+    graph: np.ndarray | TopPGraph, items: ClusterItems, cfg: ClusteringConfig, max_k: int
+) -> np.ndarray | None:
     """The spectral partition of `graph` into the most clusters, `max_k` down to 2, whose centroids are
     all unlike (cosine < `split_threshold`) and which each stand for at least `split_min_windows` base
     windows; None if no count has one. A single speaker's parts stay alike at every count."""
@@ -552,7 +671,7 @@ def unlike_partition(graph: np.ndarray, items: ClusterItems, cfg: ClusteringConf
 def _bisect(
     idx: np.ndarray,
     labels: np.ndarray,
-    affinity: np.ndarray,
+    affinity: Affinity,
     items: ClusterItems,
     cfg: ClusteringConfig,
     search_p: bool = False,
@@ -562,9 +681,9 @@ def _bisect(
     The cluster's affinity is binarised with p = `cfg.split_p_ratio` of its items, or NME-SC's p."""
     if items.sizes[idx].sum() < 2 * cfg.split_min_windows or len(idx) < 4:
         return None
-    sub = affinity[np.ix_(idx, idx)]
+    sub = affinity.take(idx)
     p = nme_sc(sub, cfg, max(2, cfg.max_num_speakers)).p if search_p else max(2, int(len(idx) * cfg.split_p_ratio))
-    part = kmeans(spectral_embedding(binarize(sub, p), 2), 2, seed=cfg.seed, n_init=cfg.kmeans_inits)
+    part = kmeans(spectral_embedding(binarized_graph(sub, p), 2), 2, seed=cfg.seed, n_init=cfg.kmeans_inits)
     if min(items.sizes[idx[part == 0]].sum(), items.sizes[idx[part == 1]].sum()) < cfg.split_min_windows:
         return None
     two = np.zeros(len(labels), dtype=np.int64)  # only the two halves matter for their cosine
@@ -597,7 +716,8 @@ def merge_similar_clusters(labels: np.ndarray, items: ClusterItems, threshold: f
 
 
 # --------------------------------------------------------------------------- reduction for long sessions
-# Long recordings (more base windows than `embeddings_per_chunk`) never build an N x N matrix:
+# Long recordings (more base windows than `embeddings_per_chunk`) are reduced before the core: its blocks of
+# affinity rows cost O(N^2) time (9,300 windows: ~4 s per pass over all rows), while this is O(N):
 # 1. each base window gets one fused vector: the concatenation over scales of sqrt(w_s) * unit(e_s[m_s(i)]),
 #    so a dot product of two fused vectors is exactly the weighted sum of per-scale cosines that
 #    `fused_affinity` adds up (minus its per-scale min-max scaling);
@@ -610,12 +730,6 @@ def merge_similar_clusters(labels: np.ndarray, items: ClusterItems, threshold: f
 # 4. the groups of all chunks go through the same core as a short session (`cluster_items`);
 # 5. every window takes the speaker label of its group.
 # Memory is O(N * D) for the fused vectors of one chunk plus O(M^2) for M = chunks * chunk_cluster_count.
-
-
-def unit_rows(x: np.ndarray, eps: float = 3.5e-4) -> np.ndarray:
-    """Rows scaled to unit length, float64. The default eps is NeMo's guard against zero vectors."""
-    x = np.asarray(x, dtype=np.float64)
-    return x / (np.linalg.norm(x, axis=1, keepdims=True) + eps)
 
 
 def fused_vectors(

@@ -50,21 +50,21 @@ def agreement(a, b):
 
 
 def test_cosine_affinity_range_and_diagonal(rng):
-    a = cosine_affinity(rng.standard_normal((20, 8)))
+    a = cosine_affinity(rng.standard_normal((20, 8))).dense()
     assert a.shape == (20, 20) and np.allclose(np.diag(a), 1.0)
     assert a.min() == pytest.approx(0.0) and a.max() == pytest.approx(1.0)
     assert np.allclose(a, a.T)
 
 
 def test_binarize_keeps_top_p_and_is_symmetric(rng):
-    a = cosine_affinity(rng.standard_normal((30, 8)))
+    a = cosine_affinity(rng.standard_normal((30, 8))).dense()
     b = binarize(a, 4)
     assert np.allclose(b, b.T) and set(np.unique(b)) <= {0.0, 0.5, 1.0}
     assert np.all((b > 0).sum(1) >= 4)
 
 
 def test_binarize_from_ranks_equals_a_fresh_top_p(rng):
-    a = cosine_affinity(rng.standard_normal((40, 8)))
+    a = cosine_affinity(rng.standard_normal((40, 8))).dense()
     ranks = neighbour_ranks(a)
     assert all(sorted(row) == list(range(40)) for row in ranks.tolist())  # each row a permutation
     for p in (1, 3, 10, 40):
@@ -79,35 +79,58 @@ def test_binarize_from_ranks_equals_a_fresh_top_p(rng):
 def test_top_p_mask_equals_ranks_below_p_with_ties(rng):
     """The partial sort keeps the same entries as the full one, ties going to the lower index."""
     for a in (
-        cosine_affinity(rng.standard_normal((37, 6))),
-        np.round(cosine_affinity(rng.standard_normal((37, 6))) * 4) / 4,  # many ties per row
+        cosine_affinity(rng.standard_normal((37, 6))).dense(),
+        np.round(cosine_affinity(rng.standard_normal((37, 6))).dense() * 4) / 4,  # many ties per row
     ):
         ranks = neighbour_ranks(a)
         for p in (1, 2, 5, 20, 36, 37, 50):
             assert np.array_equal(top_p_mask(a, p), ranks < min(p, 37)), p
 
 
-def test_row_blocked_matrices_equal_the_whole_matrix_ones(rng, monkeypatch):
-    """Fused affinity, top-p mask and sparse Laplacian built a few rows at a time are bit-identical to
-    building them whole (they only save memory)."""
-    from scipy.sparse import csr_matrix
+def nemo_fused_affinity(embs, scales):
+    """NeMo's fusion written out whole: per scale, cosine with unit diagonal, min-max scaled, weighted,
+    mapped onto the base windows, summed."""
+    from diarize.clustering import scale_maps
 
-    from diarize.clustering import scale_maps, sparse_laplacian
+    total = 0.0
+    for e, sc, m in zip(embs, scales, scale_maps(scales)):
+        x = e / (np.linalg.norm(e, axis=1, keepdims=True) + 3.5e-4)
+        cos = x @ x.T
+        np.fill_diagonal(cos, 1.0)
+        total = total + sc.weight * ((cos - cos.min()) / (cos.max() - cos.min()))[np.ix_(m, m)]
+    return total
+
+
+def test_affinity_rows_equal_nemos_whole_matrix(rng, monkeypatch):
+    """The fused affinity kept as vectors gives NeMo's matrix (to rounding), also where neighbouring
+    windows share a longer scale's window; its row blocks, subsets, top-p graphs and their Laplacians
+    agree with the whole-matrix functions."""
+    from diarize.clustering import binarized_graph
 
     monkeypatch.setattr(clustering, "ROW_BLOCK", 7)
     lab = np.repeat([0, 1, 2], 20)
     regions = np.array([[0.0, 15.0]])
     scales = multiscale_windows(regions, WindowConfig())
     embs = [speaker_embeddings(rng, lab[np.minimum(np.arange(len(sc)) * 60 // len(sc), 59)]) for sc in scales]
-    whole = sum(sc.weight * cosine_affinity(e)[np.ix_(m, m)] for e, sc, m in zip(embs, scales, scale_maps(scales)))
-    fused = fused_affinity(embs, scales)
-    assert np.array_equal(fused, whole)
+    embs[0] = embs[0] * 0.05  # short vectors: NeMo's 3.5e-4 guard keeps |u| visibly below 1
+    whole = nemo_fused_affinity(embs, scales)
+    aff = fused_affinity(embs, scales)
+    assert np.allclose(aff.dense(), whole, rtol=0, atol=1e-12)
+    assert np.allclose(np.vstack([aff.rows(a, b) for a, b in clustering.row_blocks(len(aff))]), whole, atol=1e-12)
+    idx = np.array([3, 4, 5, 20, 41, 42, 58])
+    assert np.allclose(aff.take(idx).dense(), whole[np.ix_(idx, idx)], atol=1e-12)
+    monkeypatch.setattr(clustering, "ROW_BLOCK", 512)  # one block: the matrix is kept, subsets slice it
+    kept = fused_affinity(embs, scales)
+    assert np.allclose(kept.dense(), whole, atol=1e-12) and kept.matrix is not None
+    assert kept.take(idx).matrix is not None and np.allclose(kept.take(idx).rows(2, 5), whole[np.ix_(idx, idx)][2:5])
+    monkeypatch.setattr(clustering, "ROW_BLOCK", 7)
+    fused = aff.dense()
+    x = rng.standard_normal(len(fused))
     for p in (1, 4, 17):
         assert np.array_equal(top_p_mask(fused, p), neighbour_ranks(fused) < p)
-        for m in (fused, binarize(fused, p)):
-            a, b = csr_matrix(laplacian(m)), sparse_laplacian(m)
-            assert np.array_equal(a.indptr, b.indptr) and np.array_equal(a.indices, b.indices)
-            assert np.array_equal(a.data, b.data)
+        graph = binarized_graph(aff, p)
+        assert np.array_equal(graph.dense(), binarize(fused, p))
+        assert np.allclose(graph.laplacian_operator() @ x, laplacian(binarize(fused, p)) @ x, rtol=0, atol=1e-12)
 
 
 def test_nme_search_matrix_is_at_most_nme_mat_size(rng):
@@ -116,7 +139,7 @@ def test_nme_search_matrix_is_at_most_nme_mat_size(rng):
     lab = np.repeat([0, 1, 2], 30)
     a = cosine_affinity(speaker_embeddings(rng, lab, spread=0.8))
     est = nme_sc(a, cfg, 8)
-    sub = nme_sc(a[::2, ::2], ClusteringConfig(nme_mat_size=1000), 8)
+    sub = nme_sc(a.take(np.arange(0, len(a), 2)), ClusteringConfig(nme_mat_size=1000), 8)
     assert (est.num_speakers, est.p) == (sub.num_speakers, 2 * sub.p)
 
 

@@ -163,9 +163,9 @@ def test_sparse_spectral_embedding_matches_dense() -> None:
     embs, scales, _ = synthetic_session(80, noise=1.0)
     aff = clustering.fused_affinity(embs, scales)
     assert len(aff) >= clustering.SPARSE_EIGEN_MIN_N
-    graph = clustering.binarize(aff, 40)
+    graph = clustering.binarized_graph(aff, 40)
     sparse = clustering.spectral_embedding(graph, 4)
-    _, dense = np.linalg.eigh(clustering.laplacian(graph))
+    _, dense = np.linalg.eigh(clustering.laplacian(graph.dense()))
     dense = dense[:, :4]
     # Same subspace: the projectors agree.
     assert np.allclose(sparse @ sparse.T, dense @ dense.T, atol=1e-6)
