@@ -108,6 +108,7 @@ def test_affinity_rows_equal_nemos_whole_matrix(rng, monkeypatch):
     from diarize.clustering import binarized_graph
 
     monkeypatch.setattr(clustering, "ROW_BLOCK", 7)
+    monkeypatch.setattr(clustering, "KEEP_MATRIX_MAX", 0)  # every matrix computed in blocks, none kept
     lab = np.repeat([0, 1, 2], 20)
     regions = np.array([[0.0, 15.0]])
     scales = multiscale_windows(regions, WindowConfig())
@@ -119,11 +120,12 @@ def test_affinity_rows_equal_nemos_whole_matrix(rng, monkeypatch):
     assert np.allclose(np.vstack([aff.rows(a, b) for a, b in clustering.row_blocks(len(aff))]), whole, atol=1e-12)
     idx = np.array([3, 4, 5, 20, 41, 42, 58])
     assert np.allclose(aff.take(idx).dense(), whole[np.ix_(idx, idx)], atol=1e-12)
-    monkeypatch.setattr(clustering, "ROW_BLOCK", 512)  # one block: the matrix is kept, subsets slice it
+    assert aff.matrix is None
+    monkeypatch.setattr(clustering, "KEEP_MATRIX_MAX", 4096)  # small: the matrix is kept, subsets slice it
     kept = fused_affinity(embs, scales)
-    assert np.allclose(kept.dense(), whole, atol=1e-12) and kept.matrix is not None
+    assert np.allclose(kept.rows(7, 14), whole[7:14], atol=1e-12) and kept.matrix is not None
     assert kept.take(idx).matrix is not None and np.allclose(kept.take(idx).rows(2, 5), whole[np.ix_(idx, idx)][2:5])
-    monkeypatch.setattr(clustering, "ROW_BLOCK", 7)
+    monkeypatch.setattr(clustering, "KEEP_MATRIX_MAX", 0)
     fused = aff.dense()
     x = rng.standard_normal(len(fused))
     for p in (1, 4, 17):
