@@ -159,6 +159,33 @@ def test_over_cluster_fits_on_every_other_row_and_assigns_all(monkeypatch: pytes
     assert [f[0] for f in fits] == [40]
 
 
+@pytest.mark.parametrize("speakers", [4, 1])
+def test_unreduced_sessions_hold_no_session_sized_matrix(monkeypatch, speakers) -> None:
+    """Below the reduction threshold the core never allocates an N x N matrix either (an hour with 40 min of
+    speech must fit in 1 GB): traced peak memory stays under one N x N float64 matrix, where the dense core
+    held two or three. The top-p graph of these clean synthetic speakers keeps about a fifth of each row. One
+    speaker is the hardest case: the split step bisects a cluster of every window, binarised with 15 % of them."""
+    import tracemalloc
+
+    embs, scales, truth = synthetic_session(200, seed=5)
+    if speakers == 1:
+        rng = np.random.default_rng(1)
+        centre = rng.standard_normal(embs[0].shape[1])
+        embs = [(centre + 0.6 * rng.standard_normal(e.shape)).astype(np.float32) for e in embs]
+        truth = np.zeros_like(truth)
+    n = len(scales[-1])
+    monkeypatch.setattr(clustering, "KEEP_MATRIX_MAX", 0)  # what sessions above 4,096 windows do
+    monkeypatch.setattr(clustering, "ROW_BLOCK", 128)
+    tracemalloc.start()
+    try:
+        res = cluster(embs, scales, ClusteringConfig(embeddings_per_chunk=n + 1))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert res.num_speakers == speakers and accuracy(res.labels, truth) > 0.99
+    assert peak < n * n * 8, (n, peak)
+
+
 def test_sparse_spectral_embedding_matches_dense() -> None:
     embs, scales, _ = synthetic_session(80, noise=1.0)
     aff = clustering.fused_affinity(embs, scales)
