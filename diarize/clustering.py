@@ -225,15 +225,17 @@ class TopPGraph:
         return 0.5 * (top + top.T)
 
     def laplacian_operator(self) -> LinearOperator:
-        """x -> (D - A) x for A = (M + M^T) / 2 with the self-loops removed, as in `laplacian`."""
+        """x -> (D - A) x for A = (M + M^T) / 2 with the self-loops removed, as in `laplacian`.
+
+        A self-loop adds as much to an item's degree as to A's diagonal, so it cancels: the diagonal of
+        D - A plus the self-loop is A's whole row sum, (row count + column count of M) / 2 (halves: exact)."""
         top = self.top
-        own = top.diagonal()  # A's self-loops: 1 where an item is among its own top p
-        degree = 0.5 * (np.diff(top.indptr) + np.asarray(top.sum(axis=0)).ravel()) - own  # halves: exact
+        row_sum = 0.5 * (np.diff(top.indptr) + np.asarray(top.sum(axis=0)).ravel())
         top_t = top.T  # CSC view, no copy
 
         def matvec(x: np.ndarray) -> np.ndarray:
             x = x.ravel()
-            return (degree + own) * x - 0.5 * (top @ x + top_t @ x)
+            return row_sum * x - 0.5 * (top @ x + top_t @ x)
 
         n = len(self)
         return LinearOperator((n, n), matvec=matvec, dtype=np.float64)
