@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from diarize.audio import load_audio
-from diarize.models.campplus import CAMPPlus, KaldiFbank
+from diarize.models.campplus import CAMPPlus, KaldiFbank, sliding_mean
 from diarize.verify import embed_waveform, verification_score
 
 from conftest import SPEAKERS, librispeech_utts, require_data
@@ -35,6 +35,28 @@ def test_fbank_frame_count_snips_edges():
     fb = KaldiFbank()
     for n in (400, 559, 560, 16000):
         assert fb(torch.zeros(1, n) + 0.01).shape[1] == fb.num_frames(n) == 1 + (n - 400) // 160
+
+
+@pytest.mark.parametrize("frames", [1, 3, 4, 75, 151])
+@pytest.mark.parametrize("t", [1, 2, 5, 74, 75, 76, 300])
+def test_sliding_mean_is_the_average_of_the_frames_around(t, frames):
+    # Fast mode's moving average, against averaging each frame's neighbourhood directly.
+    g = torch.Generator().manual_seed(t * 1000 + frames)
+    x = torch.rand(3, 4, t, generator=g, dtype=torch.float64) + 5.0
+    mask = torch.ones(3, 1, t, dtype=torch.float64)
+    mask[1, :, (t + 1) // 2 :] = 0  # a padded row: its own frames are the first half
+    mask[2, :, 1:] = 0  # one frame of its own
+    h = (frames | 1) // 2  # an even count means the next odd one, centred
+    for m in (None, mask):
+        want = torch.zeros_like(x)
+        for i in range(t):
+            lo, hi = max(0, i - h), min(t, i + h + 1)
+            w = torch.ones(3, 1, hi - lo, dtype=torch.float64) if m is None else m[..., lo:hi]
+            count = w.sum(-1)
+            want[..., i] = torch.where(count > 0, (x[..., lo:hi] * w).sum(-1) / count.clamp(min=1), 0.0)
+        assert torch.allclose(sliding_mean(x, frames, m), want, rtol=1e-12, atol=1e-12)
+    # float32 in, float32 out, as the layers use it
+    assert sliding_mean(x.float(), frames).dtype == torch.float32
 
 
 def test_random_model_shapes_and_batch_independence():

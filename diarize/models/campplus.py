@@ -99,13 +99,26 @@ class KaldiFbank(nn.Module):
 def sliding_mean(x: torch.Tensor, frames: int, mask: torch.Tensor | None = None) -> torch.Tensor:
     """(B, C, T) -> centred moving average over `frames` (odd) frames along T, fewer at the edges.
 
-    With `mask` (B, 1, T) the average covers only the masked-in frames (a padded batch row's own)."""
-    k = min(frames | 1, 2 * x.shape[-1] - 1)
+    With `mask` (B, 1, T) the average covers only the masked-in frames (a padded batch row's own).
+    Window sums are differences of float64 prefix sums: O(T), where a pooling kernel of k frames costs
+    O(k T) (k = 75 in CAM++'s layers: a quarter of fast mode's time), and closer to exact than float32
+    pooling (RESULTS.md)."""
+    t = x.shape[-1]
+    h = min(frames | 1, 2 * t - 1) // 2
+    if h == 0 and mask is None:
+        return x
+
+    def window_sums(v: torch.Tensor) -> torch.Tensor:  # sum over frames [i - h, i + h] of each row
+        c = v.to(torch.float64).cumsum(-1)
+        lead = c.new_zeros(*c.shape[:-1], h + 1)
+        c = torch.cat([lead, c, c[..., -1:].expand(*c.shape[:-1], h)], dim=-1)
+        return c[..., 2 * h + 1 :] - c[..., :t]
+
     if mask is None:
-        return F.avg_pool1d(x, k, 1, padding=k // 2, count_include_pad=False) if k > 1 else x
-    total = F.avg_pool1d(x * mask, k, 1, padding=k // 2, count_include_pad=True)
-    count = F.avg_pool1d(mask, k, 1, padding=k // 2, count_include_pad=True)
-    return total / count.clamp(min=1e-12)
+        i = torch.arange(t, device=x.device, dtype=torch.float64)
+        count = (i + h + 1).clamp(max=t) - (i - h).clamp(min=0)
+        return (window_sums(x) / count).to(x.dtype)
+    return (window_sums(x * mask) / window_sums(mask).clamp(min=1e-12)).to(x.dtype)
 
 
 def frame_mask(lengths: torch.Tensor | None, num_frames: int) -> torch.Tensor | None:
