@@ -101,8 +101,8 @@ def sliding_mean(x: torch.Tensor, frames: int, mask: torch.Tensor | None = None)
 
     With `mask` (B, 1, T) the average covers only the masked-in frames (a padded batch row's own).
     Window sums are differences of float64 prefix sums: O(T), where a pooling kernel of k frames costs
-    O(k T) (k = 75 in CAM++'s layers: a quarter of fast mode's time), and closer to exact than float32
-    pooling (RESULTS.md)."""
+    O(k T) (k = 75 in CAM++'s layers: a quarter of fast mode's embedding time), and closer to exact
+    than float32 pooling (RESULTS.md)."""
     t = x.shape[-1]
     h = min(frames | 1, 2 * t - 1) // 2
     if h == 0 and mask is None:
