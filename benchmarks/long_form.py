@@ -310,7 +310,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
             r = np.searchsorted(regs[:, 0], sc.midpoints, side="right") - 1
             embs.append((centres[spk[r]] + args.noise * rng.standard_normal((len(sc), 192))).astype(np.float32))
         truth = spk[np.searchsorted(regs[:, 0], scales[-1].midpoints, side="right") - 1]
-    cfg = ClusteringConfig(embeddings_per_chunk=args.per_chunk)
+    cfg = ClusteringConfig(embeddings_per_chunk=args.per_chunk, device=args.device)
     rss0 = current_rss_mb()
     times = []
     for _ in range(args.repeat):
@@ -379,6 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     k.add_argument("--rttm", dest="cluster_rttm", type=Path, help="with --npz: the reference, to print DER")
     k.add_argument("--per-chunk", type=int, default=10000)
     k.add_argument("--repeat", type=int, default=3)
+    k.add_argument("--device", default="cpu", help="clustering.device: cpu, or cuda for the GPU's eigensolvers")
     args = ap.parse_args(argv)
     if args.cmd == "case":
         print(json.dumps(run_case(args)))

@@ -1,12 +1,14 @@
 """Multi-scale affinity fusion and NME-SC spectral clustering (Park et al., 2019), as in NeMo.
 
-All functions are NumPy/SciPy and deterministic for a given seed.
+All functions are NumPy/SciPy and deterministic for a given seed. With a CUDA `ClusteringConfig.device`,
+the large dense eigendecompositions run on the GPU through torch (float64, the same values to rounding).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -252,6 +254,41 @@ def binarized_graph(affinity: Affinity, p: int) -> TopPGraph:
     return TopPGraph(top)
 
 
+# On a CUDA device, dense eigenproblems of at least this many rows go to the GPU (float64, cuSOLVER). On an
+# H100 machine (16 cores) 30 Laplacians took 0.21 s there against 0.43 s in the host's LAPACK at 494 rows,
+# 70 against 85 ms at 256; at 128-192 rows the two were level, below that the host won (RESULTS.md).
+GPU_EIGEN_MIN_N = 256
+GPU_EIGEN_BATCH_BYTES = 256 * 2**20  # float64 matrices sent to the GPU at a time
+
+
+def on_gpu(device: str, n: int) -> bool:
+    return n >= GPU_EIGEN_MIN_N and device.startswith("cuda")
+
+
+def eigvalsh_many(matrices: Iterable[np.ndarray], device: str = "cpu") -> list[np.ndarray]:
+    """Ascending eigenvalues of each symmetric matrix (all n x n), taken one at a time from `matrices`,
+    which it may overwrite. On a CUDA `device` (n >= GPU_EIGEN_MIN_N) they go in batches of at most
+    GPU_EIGEN_BATCH_BYTES; on the host one at a time, so only one is held.
+    """
+    out: list[np.ndarray] = []
+    batch: list[np.ndarray] = []
+    for m in matrices:
+        if not on_gpu(device, len(m)):
+            out.append(eigvalsh(m, overwrite_a=True, check_finite=False))
+            continue
+        batch.append(m)
+        if 8 * m.size * (len(batch) + 1) > GPU_EIGEN_BATCH_BYTES:
+            out += _torch_eigvalsh(batch, device)
+            batch = []
+    return out + _torch_eigvalsh(batch, device) if batch else out
+
+
+def _torch_eigvalsh(batch: list[np.ndarray], device: str) -> list[np.ndarray]:
+    import torch
+
+    return list(torch.linalg.eigvalsh(torch.from_numpy(np.stack(batch)).to(device)).cpu().numpy())
+
+
 def laplacian(affinity: np.ndarray) -> np.ndarray:
     """Unnormalised graph Laplacian D - A with the self-loops removed."""
     a = affinity.copy()
@@ -306,9 +343,9 @@ def nme_sc(affinity: Affinity, cfg: ClusteringConfig, max_k: int, fixed_ratio: f
         steps = min(p_max, max(min(p_max, cfg.sparse_search_volume), 2))
         p_list = sorted(set(int(v) for v in np.linspace(1, p_max, steps)))
     ranks = neighbour_ranks(m)
+    spectra = eigvalsh_many((laplacian(binarize(m, p, ranks)) for p in p_list), cfg.device)
     results = []
-    for p in p_list:
-        lam = eigvalsh(laplacian(binarize(m, p, ranks)), overwrite_a=True, check_finite=False)
+    for p, lam in zip(p_list, spectra):
         _, gap = eigengap_count(lam, 1, max_k)
         results.append((p / n / (gap + 1e-10), p, lam))
     best = min(range(len(results)), key=lambda i: results[i][0])
@@ -326,14 +363,15 @@ def nme_sc(affinity: Affinity, cfg: ClusteringConfig, max_k: int, fixed_ratio: f
 SPARSE_EIGEN_MIN_N = 1000  # below this a dense eigh is fast enough (and exact)
 
 
-def spectral_embedding(graph: np.ndarray | TopPGraph, k: int) -> np.ndarray:
+def spectral_embedding(graph: np.ndarray | TopPGraph, k: int, device: str = "cpu") -> np.ndarray:
     """Eigenvectors of the k smallest eigenvalues of the unnormalised Laplacian.
 
     Large top-p graphs use Lanczos (ARPACK, smallest algebraic) on the Laplacian as an operator: the
     graph keeps about p of N entries per row, and a dense eigh costs O(N^3) (7 s at N = 4,100 on one
     core vs 0.3 s). The subspace is the same, and the k-means that follows only sees distances within
     it, which any orthonormal basis preserves. A dense `graph` (a tiny session's affinity) and graphs
-    below `SPARSE_EIGEN_MIN_N` take the dense solver, as do graphs where ARPACK does not converge.
+    below `SPARSE_EIGEN_MIN_N` take the dense solver (on a CUDA `device`, the GPU's), as do graphs where
+    ARPACK does not converge.
     """
     n = len(graph)
     if isinstance(graph, TopPGraph) and n >= SPARSE_EIGEN_MIN_N and k < n // 2:
@@ -345,8 +383,12 @@ def spectral_embedding(graph: np.ndarray | TopPGraph, k: int) -> np.ndarray:
             return vecs[:, np.argsort(vals, kind="stable")]
         except ArpackError:
             pass
-    dense = graph.dense() if isinstance(graph, TopPGraph) else graph
-    _, vecs = eigh(laplacian(dense), subset_by_index=[0, k - 1])
+    lap = laplacian(graph.dense() if isinstance(graph, TopPGraph) else graph)
+    if on_gpu(device, n):
+        import torch
+
+        return torch.linalg.eigh(torch.from_numpy(lap).to(device))[1][:, :k].cpu().numpy()
+    _, vecs = eigh(lap, subset_by_index=[0, k - 1])
     return vecs
 
 
@@ -527,10 +569,10 @@ def cluster_items(
         # count, or split off the most distinct halves up to it (small speakers absorbed by others).
         free = est.num_speakers
         if free > count.num:
-            labels = kmeans(spectral_embedding(graph, free), free, seed=cfg.seed, n_init=cfg.kmeans_inits)
+            labels = kmeans(spectral_embedding(graph, free, cfg.device), free, seed=cfg.seed, n_init=cfg.kmeans_inits)
             return _result(merge_similar_clusters(labels, items, -np.inf, count.num), est.p)
         if 1 < free < count.num and cfg.split_threshold is not None:
-            labels = kmeans(spectral_embedding(graph, free), free, seed=cfg.seed, n_init=cfg.kmeans_inits)
+            labels = kmeans(spectral_embedding(graph, free, cfg.device), free, seed=cfg.seed, n_init=cfg.kmeans_inits)
             # The halves that reach the count come from a p-search per cluster: a fixed share of each
             # cluster (`split_p_ratio`) was worse here (held-out dev 4.17 -> 4.81 %, RESULTS.md).
             labels = split_mixed_clusters(labels, affinity, items, cfg, count.num, threshold=np.inf, search_p=True)
@@ -548,7 +590,7 @@ def cluster_items(
     labels = (
         np.zeros(n, dtype=np.int64)
         if k == 1
-        else kmeans(spectral_embedding(graph, k), k, seed=cfg.seed, n_init=cfg.kmeans_inits)
+        else kmeans(spectral_embedding(graph, k, cfg.device), k, seed=cfg.seed, n_init=cfg.kmeans_inits)
     )
     left = None
     if split:
@@ -662,7 +704,7 @@ def unlike_partition(
     """The spectral partition of `graph` into the most clusters, `max_k` down to 2, whose centroids are
     all unlike (cosine < `split_threshold`) and which each stand for at least `split_min_windows` base
     windows; None if no count has one. A single speaker's parts stay alike at every count."""
-    vecs = spectral_embedding(graph, max_k)
+    vecs = spectral_embedding(graph, max_k, cfg.device)
     for k in range(max_k, 1, -1):
         labels = kmeans(vecs[:, :k], k, seed=cfg.seed, n_init=cfg.kmeans_inits)
         sizes = np.bincount(labels, weights=items.sizes, minlength=k)
@@ -690,7 +732,7 @@ def _bisect(
         return None
     sub = affinity.take(idx)
     p = nme_sc(sub, cfg, max(2, cfg.max_num_speakers)).p if search_p else max(2, int(len(idx) * cfg.split_p_ratio))
-    part = kmeans(spectral_embedding(binarized_graph(sub, p), 2), 2, seed=cfg.seed, n_init=cfg.kmeans_inits)
+    part = kmeans(spectral_embedding(binarized_graph(sub, p), 2, cfg.device), 2, seed=cfg.seed, n_init=cfg.kmeans_inits)
     if min(items.sizes[idx[part == 0]].sum(), items.sizes[idx[part == 1]].sum()) < cfg.split_min_windows:
         return None
     two = np.zeros(len(labels), dtype=np.int64)  # only the two halves matter for their cosine

@@ -204,6 +204,10 @@ class ClusteringConfig:
     # chunk_cluster_count groups, then the same core on the group centroids" (bounded memory).
     embeddings_per_chunk: int = _f(10000, 0, 10**7)
     chunk_cluster_count: int = _f(50, 2, 100000)
+    # Where the eigendecompositions run: "auto" = the device the embeddings ran on (the CPU when
+    # `cluster` is called directly), or cpu | cuda | cuda:N. Only CUDA takes them off the host, and only
+    # matrices of at least `clustering.GPU_EIGEN_MIN_N` rows (benchmarks/RESULTS.md).
+    device: str = "auto"
 
 
 # Per embedding-model values of the "auto" clustering fields. The cosines are the model's own scale:
@@ -428,7 +432,10 @@ def validate(cfg: DiarizerConfig, where: str = "config") -> None:
         raise ConfigError(f"{where}: vad.method must be one of {', '.join(VAD_METHODS)}, got {short(cfg.vad.method)}")
     from .models.base import resolve_device
 
-    for key, dev in (("vad.device", cfg.vad.device), ("embedding.device", cfg.embedding.device)):
+    devices = [("vad.device", cfg.vad.device), ("embedding.device", cfg.embedding.device)]
+    if cfg.clustering.device != "auto":
+        devices.append(("clustering.device", cfg.clustering.device))
+    for key, dev in devices:
         try:
             resolve_device(dev)
         except ConfigError as e:

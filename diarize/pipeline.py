@@ -10,6 +10,7 @@ batch engines and the benchmarks all call `diarize`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import time
 import warnings
@@ -136,7 +137,10 @@ def diarize(
     with timer("clustering"):
         if hook is not None:
             hook("clustering", 0, 1)
-        result = cluster(embeddings, scales, cfg.clustering, speakers, model_name=model.name)
+        ccfg = cfg.clustering
+        if ccfg.device == "auto":  # where the embeddings ran
+            ccfg = dataclasses.replace(ccfg, device=str(model.device))
+        result = cluster(embeddings, scales, ccfg, speakers, model_name=model.name)
         if hook is not None:
             hook("clustering", 1, 1)
     with timer("output"):

@@ -376,3 +376,63 @@ def test_many_speakers_whose_halves_look_alike_fill_the_maximum(monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert cluster(one, scales, ClusteringConfig()).num_speakers == 1
+
+
+def test_eigvalsh_many_on_the_gpu_path_batches_and_matches_lapack(rng, monkeypatch):
+    """The GPU path (torch, batches bounded in bytes) run on the CPU: the same eigenvalues as LAPACK."""
+    from scipy.linalg import eigvalsh
+
+    mats = [laplacian(cosine_affinity(rng.standard_normal((40, 8))).dense()) for _ in range(7)]
+    want = [eigvalsh(m) for m in mats]
+    sizes = []
+    torch_eigvalsh = clustering._torch_eigvalsh
+    monkeypatch.setattr(clustering, "on_gpu", lambda device, n: True)
+    monkeypatch.setattr(clustering, "GPU_EIGEN_BATCH_BYTES", 3 * 8 * 40 * 40)
+    monkeypatch.setattr(clustering, "_torch_eigvalsh", lambda b, d: sizes.append(len(b)) or torch_eigvalsh(b, d))
+    got = clustering.eigvalsh_many((m.copy() for m in mats), "cpu")
+    assert sizes == [3, 3, 1]
+    assert len(got) == 7 and all(np.allclose(g, w, atol=1e-10) for g, w in zip(got, want))
+
+
+def test_host_eigenvalues_stay_on_the_host_for_small_or_non_cuda(rng, monkeypatch):
+    monkeypatch.setattr(clustering, "_torch_eigvalsh", lambda b, d: pytest.fail("sent to torch"))
+    big = laplacian(cosine_affinity(rng.standard_normal((clustering.GPU_EIGEN_MIN_N, 8))).dense())
+    small = big[:10, :10].copy()
+    assert len(clustering.eigvalsh_many([big.copy()], "cpu")) == 1
+    assert len(clustering.eigvalsh_many([big.copy()], "mps")) == 1
+    assert len(clustering.eigvalsh_many([small], "cuda")) == 1
+
+
+def test_pipeline_clusters_on_the_embedding_device_unless_told(monkeypatch):
+    """clustering.device "auto" follows the embedding model's device; an explicit one is kept."""
+    from pyannote.core import Annotation, Segment
+
+    from diarize import pipeline
+    from diarize.config import DiarizerConfig
+
+    class Model:  # embeddings are stubbed below; only where the model lives matters
+        name, device = "stub", "meta"
+
+    seen = []
+    monkeypatch.setattr(pipeline, "embed_blocks", lambda b, scales, *a, **k: [np.eye(len(s), 4) for s in scales])
+    monkeypatch.setattr(pipeline, "cluster", lambda e, s, cfg, *a, **k: seen.append(cfg.device) or cluster(e, s, cfg))
+    source = pipeline.open_source(np.zeros(32000, dtype=np.float32), 16000)
+    oracle = Annotation()
+    oracle[Segment(0.0, 2.0)] = "A"
+    for device in ("auto", "cpu"):
+        cfg = DiarizerConfig()
+        cfg.clustering.device = device
+        pipeline.diarize(source, Model(), cfg, oracle_vad=oracle)
+    assert seen == ["meta", "cpu"]
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_eigendecompositions_give_the_cpu_labels(rng):
+    turn_speakers = [i % 5 for i in range(20)]
+    rng.shuffle(turn_speakers)
+    regions, scales = turns_to_scales(turn_speakers)
+    embs = [speaker_embeddings(rng, labels_for(sc, regions, turn_speakers), spread=0.8) for sc in scales]
+    assert len(scales[-1]) >= clustering.GPU_EIGEN_MIN_N
+    cpu = cluster(embs, scales, ClusteringConfig(device="cpu"))
+    gpu = cluster(embs, scales, ClusteringConfig(device="cuda"))
+    assert np.array_equal(cpu.labels, gpu.labels) and cpu.p == gpu.p

@@ -505,6 +505,8 @@ def test_bad_device_is_one_line(tmp_path, wav, monkeypatch, capsys, device):
     no_work(monkeypatch)
     one_error(capsys, main(["run", str(wav), "--out", str(tmp_path / "x.rttm"), "--device", device]), "device")
     one_error(capsys, main(["verify", str(wav), str(wav), "--device", device]), "device")
+    args = ["run", str(wav), "--out", str(tmp_path / "x.rttm"), "--set", f"clustering.device={device}"]
+    one_error(capsys, main(args), "clustering.device")
 
 
 def test_sample_rate_below_the_floor_is_refused(tmp_path, capsys):
