@@ -226,11 +226,18 @@ def cache_key(cfg: DiarizerConfig, model_name: str, vad: str) -> str:
         "min_embed_s": cfg.embedding.min_embed_s,
         "vad": "oracle",
     }
+    from diarize.embeddings import cpu_has_native_bf16
+
+    bf16 = cpu_has_native_bf16()  # the cpu_bf16 settings apply only there (keys elsewhere stay as they were)
     if cfg.embedding.mode == "fast":
         e = cfg.embedding
         key["fast"] = [e.fast_chunk_s, e.fast_context_s, e.fast_local_context_s]
+    if cfg.embedding.cpu_bf16 and bf16:
+        key["cpu_bf16"] = True
     if vad != "oracle":
         vad_cfg = dataclasses.asdict(cfg.vad)
+        if vad_cfg["pyannote_seg"].pop("cpu_bf16") and bf16:
+            vad_cfg["pyannote_seg"]["cpu_bf16"] = True
         vad_cfg.pop("device")
         for k in ("overlap_min_solo_s", "overlap_min_similarity"):  # output assembly only, nothing cached
             vad_cfg.pop(k)

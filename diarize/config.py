@@ -97,6 +97,9 @@ class SegmentationVADConfig(RegionRules):
     # 10 s windows per call on CPU: 12 ran 10-15 % faster than 32 (smaller activations; RESULTS.md) ...
     batch_size: int = _f(12, 1, 4096)
     accelerator_batch_size: int = _f(256, 1, 65536)  # ... and on a GPU, where a call has a fixed cost
+    # The LSTM head under bf16 autocast on a CPU with native bf16 (as `embedding.cpu_bf16`; SincNet stays
+    # fp32); ignored elsewhere. Off by default, on in the `fast` preset (benchmarks/RESULTS.md).
+    cpu_bf16: bool = False
     overlap_onset: float = _f(0.5, 0.0, 1.0)
     overlap_offset: float = _f(0.5, 0.0, 1.0)
     min_overlap_s: float = _f(0.1, 0.0, 60.0)
@@ -157,7 +160,8 @@ class EmbeddingConfig:
     min_embed_s: float = _f(0.5, 0.0, 30.0)  # shorter windows are tiled (repeated) up to this length
     autocast: bool = True  # fp16/bf16 autocast on CUDA
     # bf16 autocast on CPUs with native bf16 (AVX512-BF16 or AMX); elsewhere bf16 is emulated and runs
-    # slower than fp32, so it is never used there. Off by default: see benchmarks/RESULTS.md.
+    # slower than fp32, so it is never used there. Off by default (it moved a shared recording's count), on
+    # in the `fast` preset: see benchmarks/RESULTS.md.
     cpu_bf16: bool = False
     # "exact": every window embedded on its own (NeMo's way). "fast": the frame encoder runs once per
     # speech region (chunks of fast_chunk_s with fast_context_s each side) and each window is pooled from

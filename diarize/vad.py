@@ -168,7 +168,16 @@ def _block_regions(block: np.ndarray, cfg: VADConfig, progress: Callable[[int], 
     device = resolve_device(cfg.device)
     model = _segmentation_model(str(device))
     batch = s.batch_size if device.type == "cpu" else s.accelerator_batch_size
-    scores = sliding_scores(model, block, step_s=s.step_s, batch_size=batch, soft=s.soft, progress=progress)
+    head_dtype = None
+    if device.type == "cpu" and s.cpu_bf16:
+        import torch
+
+        from .embeddings import cpu_has_native_bf16
+
+        head_dtype = torch.bfloat16 if cpu_has_native_bf16() else None
+    scores = sliding_scores(
+        model, block, step_s=s.step_s, batch_size=batch, soft=s.soft, progress=progress, head_dtype=head_dtype
+    )
     return segmentation_regions(scores, block, cfg)
 
 

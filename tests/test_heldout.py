@@ -81,6 +81,25 @@ def test_fast_mode_embeddings_have_their_own_cache(tmp_path):
     )
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_cpu_bf16_is_in_the_cache_key_where_it_applies(monkeypatch, native):
+    from diarize import embeddings
+
+    monkeypatch.setattr(embeddings, "cpu_has_native_bf16", lambda: native)
+    fp32 = load_config("fast", ["embedding.cpu_bf16=false", "vad.pyannote_seg.cpu_bf16=false"])
+    for vad in ("oracle", "pyannote-seg"):
+        # fp32 keys are those of the caches made before the setting existed
+        assert "cpu_bf16" not in heldout.cache_key(fp32, "campplus", vad)
+        changed = heldout.cache_key(load_config("fast"), "campplus", vad) != heldout.cache_key(fp32, "campplus", vad)
+        assert changed is native
+    vad_only = load_config("fast", ["embedding.cpu_bf16=false"])
+    assert heldout.cache_key(vad_only, "campplus", "oracle") == heldout.cache_key(fp32, "campplus", "oracle")
+    changed = heldout.cache_key(vad_only, "campplus", "pyannote-seg") != heldout.cache_key(
+        fp32, "campplus", "pyannote-seg"
+    )
+    assert changed is native
+
+
 def test_long_sets_keep_their_sides_speakers():
     """dev-long / test-long (3-6 min) and dev-xl / test-xl (20-40 min) draw from their side's speakers only,
     and the short sets' plans are what they were (the longer sets have their own seeds)."""

@@ -223,15 +223,20 @@ class PyanNet(nn.Module):
             wav = wav.unsqueeze(1)
         return self._head(self.sincnet(wav))
 
-    def windows(self, span: torch.Tensor, offsets: torch.Tensor, window: int) -> torch.Tensor:
-        """`forward` of the windows span[o : o + window], o in `offsets` (`SincNet.windows`)."""
-        return self._head(self.sincnet.windows(span, offsets, window))
+    def windows(
+        self, span: torch.Tensor, offsets: torch.Tensor, window: int, head_dtype: torch.dtype | None = None
+    ) -> torch.Tensor:
+        """`forward` of the windows span[o : o + window], o in `offsets` (`SincNet.windows`); the LSTM and
+        linear head under autocast to `head_dtype` when given (SincNet and the log-softmax stay fp32)."""
+        return self._head(self.sincnet.windows(span, offsets, window), head_dtype)
 
-    def _head(self, features: torch.Tensor) -> torch.Tensor:
-        x, _ = self.lstm(features.transpose(1, 2))
-        for layer in self.linear:
-            x = F.leaky_relu(layer(x))
-        return F.log_softmax(self.classifier(x), dim=-1)
+    def _head(self, features: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+        with torch.autocast(features.device.type, dtype=dtype, enabled=dtype is not None):
+            x, _ = self.lstm(features.transpose(1, 2))
+            for layer in self.linear:
+                x = F.leaky_relu(layer(x))
+            x = self.classifier(x)
+        return F.log_softmax(x.float(), dim=-1)
 
 
 # --------------------------------------------------------------------------- weights
@@ -336,10 +341,12 @@ def window_log_probs(
     step_s: float = 1.0,
     batch_size: int = 32,
     progress: Callable[[int], None] | None = None,
+    head_dtype: torch.dtype | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Run `model` on 10 s windows every `step_s` (`window_starts`; audio shorter than a window is
     zero-padded). Returns (start samples (C,), powerset log-probabilities (C, num_frames(window), 7)).
-    `progress` is called after each batch with the samples its windows newly covered (len(audio) in all)."""
+    `progress` is called after each batch with the samples its windows newly covered (len(audio) in all);
+    `head_dtype` as in `PyanNet.windows`."""
     device = next(model.parameters()).device
     win, step = int(WINDOW_S * SAMPLE_RATE), max(1, int(round(step_s * SAMPLE_RATE)))
     n = len(audio)
@@ -352,7 +359,8 @@ def window_log_probs(
     for b in range(0, len(starts), batch_size):
         chunk = starts[b : b + batch_size]
         span = wav[chunk[0] : chunk[-1] + win].to(device)
-        out[b : b + len(chunk)] = model.windows(span, torch.from_numpy(chunk - chunk[0]), win).float().cpu().numpy()
+        offsets = torch.from_numpy(chunk - chunk[0])
+        out[b : b + len(chunk)] = model.windows(span, offsets, win, head_dtype).cpu().numpy()
         if progress is not None:
             reached = min(n, int(chunk[-1]) + win)
             progress(reached - covered)
@@ -398,7 +406,8 @@ def sliding_scores(
     batch_size: int = 32,
     soft: bool = False,
     progress: Callable[[int], None] | None = None,
+    head_dtype: torch.dtype | None = None,
 ) -> FrameScores:
     """`frame_scores` of `window_log_probs`: frame-level speech and overlap scores of 16 kHz `audio`."""
-    starts, log_probs = window_log_probs(model, audio, step_s, batch_size, progress)
+    starts, log_probs = window_log_probs(model, audio, step_s, batch_size, progress, head_dtype)
     return frame_scores(starts, log_probs, len(audio), soft)
