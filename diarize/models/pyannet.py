@@ -13,6 +13,7 @@ local speakers to global ones (diarize.overlap).
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -231,7 +232,8 @@ class PyanNet(nn.Module):
         return self._head(self.sincnet.windows(span, offsets, window), head_dtype)
 
     def _head(self, features: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
-        with torch.autocast(features.device.type, dtype=dtype, enabled=dtype is not None):
+        # Only enter autocast when asked: some torch versions refuse autocast on some devices (MPS) at all.
+        with torch.autocast(features.device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext():
             x, _ = self.lstm(features.transpose(1, 2))
             for layer in self.linear:
                 x = F.leaky_relu(layer(x))
