@@ -226,7 +226,7 @@ def cache_key(cfg: DiarizerConfig, model_name: str, vad: str) -> str:
         "min_embed_s": cfg.embedding.min_embed_s,
         "vad": "oracle",
     }
-    from diarize.embeddings import cpu_has_native_bf16
+    from diarize.models.base import cpu_has_native_bf16
 
     bf16 = cpu_has_native_bf16()  # the cpu_bf16 settings apply only there (keys elsewhere stay as they were)
     if cfg.embedding.mode == "fast":

@@ -14,7 +14,7 @@ import torch
 
 from .audio import SAMPLE_RATE
 from .config import EmbeddingConfig
-from .models.base import SpeakerEmbedder
+from .models.base import SpeakerEmbedder, cpu_has_native_bf16
 from .windows import ScaleWindows
 
 Progress = Callable[[int], None]  # called with the number of windows just embedded
@@ -41,14 +41,6 @@ def autocast_dtype(cfg: EmbeddingConfig, device: torch.device) -> torch.dtype | 
     if device.type != "cuda":
         return None
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
-
-@functools.cache
-def cpu_has_native_bf16() -> bool:
-    """AVX512-BF16 or AMX tiles: bf16 dot products in hardware. Without them torch emulates bf16 and
-    a CPU autocast ran 14x slower than fp32 (AVX2 EPYC, benchmarks/RESULTS.md)."""
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private, hence the getattr
-    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
 
 
 @contextlib.contextmanager

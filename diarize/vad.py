@@ -172,7 +172,7 @@ def _block_regions(block: np.ndarray, cfg: VADConfig, progress: Callable[[int], 
     if device.type == "cpu" and s.cpu_bf16:
         import torch
 
-        from .embeddings import cpu_has_native_bf16
+        from .models.base import cpu_has_native_bf16
 
         head_dtype = torch.bfloat16 if cpu_has_native_bf16() else None
     scores = sliding_scores(

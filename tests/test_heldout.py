@@ -83,9 +83,9 @@ def test_fast_mode_embeddings_have_their_own_cache(tmp_path):
 
 @pytest.mark.parametrize("native", [True, False])
 def test_cpu_bf16_is_in_the_cache_key_where_it_applies(monkeypatch, native):
-    from diarize import embeddings
+    from diarize.models import base
 
-    monkeypatch.setattr(embeddings, "cpu_has_native_bf16", lambda: native)
+    monkeypatch.setattr(base, "cpu_has_native_bf16", lambda: native)
     fp32 = load_config("fast", ["embedding.cpu_bf16=false", "vad.pyannote_seg.cpu_bf16=false"])
     for vad in ("oracle", "pyannote-seg"):
         # fp32 keys are those of the caches made before the setting existed

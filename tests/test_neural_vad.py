@@ -194,10 +194,11 @@ def test_bf16_head_keeps_the_frame_decisions(model: pyannet.PyanNet) -> None:
 
 @pytest.mark.parametrize("native", [True, False])
 def test_vad_cpu_bf16_only_where_the_cpu_has_it(monkeypatch, native: bool) -> None:
-    from diarize import embeddings, vad
+    from diarize import vad
+    from diarize.models import base
 
     seen: list[object] = []
-    monkeypatch.setattr(embeddings, "cpu_has_native_bf16", lambda: native)
+    monkeypatch.setattr(base, "cpu_has_native_bf16", lambda: native)
     monkeypatch.setattr(vad, "_segmentation_model", lambda device: None)
     monkeypatch.setattr(pyannet, "sliding_scores", lambda *a, head_dtype=None, **k: seen.append(head_dtype) or 1 / 0)
     for flag in (True, False):

@@ -1,7 +1,8 @@
-"""The interface every speaker-embedding model in `diarize` implements."""
+"""The interface every speaker-embedding model in `diarize` implements, and the device helpers the stages share."""
 
 from __future__ import annotations
 
+import functools
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -65,3 +66,11 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     if kind == "mps" and not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
         raise ConfigError(f"device {name!r} was asked for but Apple MPS is not available")
     return torch.device(name)
+
+
+@functools.cache
+def cpu_has_native_bf16() -> bool:
+    """AVX512-BF16 or AMX tiles: bf16 dot products in hardware. Without them torch emulates bf16 and
+    a CPU autocast ran 14x slower than fp32 (AVX2 EPYC, benchmarks/RESULTS.md)."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private, hence the getattr
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
