@@ -14,6 +14,7 @@ from pyannote.core import Segment
 
 from diarize.config import PRESET_NAMES, ConfigError, DiarizerConfig, VADConfig, config_from_dict, load_config
 from diarize.models import pyannet
+from diarize.models.base import cpu_has_native_bf16
 from diarize.models.hub import WeightsUnavailable, weights_path
 from diarize.overlap import overlap_aware_annotation, second_speakers
 from diarize import regions as rg
@@ -179,6 +180,9 @@ def test_sliding_windows_share_the_filterbank_exactly(model: pyannet.PyanNet) ->
     np.testing.assert_array_equal(apart.numpy(), apart_alone.numpy())
 
 
+@pytest.mark.skipif(
+    not cpu_has_native_bf16(), reason="needs a CPU with native bf16 (oneDNN has no bf16 LSTM without it)"
+)
 def test_bf16_head_keeps_the_frame_decisions(model: pyannet.PyanNet) -> None:
     # `head_dtype` runs the LSTM and linear layers under bf16 autocast: float32 log-probabilities out, the
     # same most likely class on nearly every frame (measured 99.4 % on dense speech, max |dP| 0.15).
@@ -206,6 +210,30 @@ def test_vad_cpu_bf16_only_where_the_cpu_has_it(monkeypatch, native: bool) -> No
         with pytest.raises(ZeroDivisionError):
             vad.speech_regions(np.zeros(16000, dtype=np.float32), cfg)
     assert seen == [torch.bfloat16 if native else None, None]
+
+
+def test_bf16_settings_run_in_fp32_where_onednn_lacks_bf16(weights: Path) -> None:
+    # A CPU without AVX512-BF16 (oneDNN limited to AVX2 here, whatever this machine has): the `fast` preset
+    # and an explicit vad.pyannote_seg.cpu_bf16 must run, in fp32, instead of failing in the bf16 LSTM.
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, soundfile as sf\n"
+        "from diarize.config import load_config\n"
+        "from diarize.models.base import cpu_has_native_bf16\n"
+        "from diarize.vad import speech_regions\n"
+        "assert not cpu_has_native_bf16()\n"
+        f"wav, sr = sf.read({str(DEV00)!r}, dtype='float32')\n"
+        "for cfg in (load_config('fast'), load_config(None, ['vad.pyannote_seg.cpu_bf16=true'])):\n"
+        "    speech, _ = speech_regions(wav[: 12 * sr], cfg.vad)\n"
+        "    assert len(speech) > 0\n"
+        "print('ok')\n"
+    )
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
 
 
 def test_vad_reports_progress_batch_by_batch(model: pyannet.PyanNet) -> None:

@@ -71,6 +71,16 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
 @functools.cache
 def cpu_has_native_bf16() -> bool:
     """AVX512-BF16 or AMX tiles: bf16 dot products in hardware. Without them torch emulates bf16 and
-    a CPU autocast ran 14x slower than fp32 (AVX2 EPYC, benchmarks/RESULTS.md)."""
+    a CPU autocast ran 14x slower than fp32 (AVX2 EPYC, benchmarks/RESULTS.md), and oneDNN has no bf16
+    LSTM at all ("could not create a primitive descriptor"). The flags alone are not enough (a
+    hypervisor or `ONEDNN_MAX_CPU_ISA` can hide the instructions from oneDNN), so a tiny bf16 LSTM, the
+    layer that fails, must also run."""
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private, hence the getattr
-    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
+    if not any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks):
+        return False
+    try:
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+            torch.nn.LSTM(4, 4, batch_first=True)(torch.zeros(1, 2, 4))
+    except RuntimeError:
+        return False
+    return True
