@@ -76,6 +76,8 @@ from diarize.windows import ScaleWindows  # noqa: E402
 
 SIDE_SEEDS = {"dev": 1201, "test": 1202, "dev-long": 1211, "test-long": 1212, "dev-xl": 1221, "test-xl": 1222}
 SETS = tuple(SIDE_SEEDS)  # "<side>-long", "<side>-xl": the side's speakers in longer conversations (LENGTHS)
+# ... and "shared": the real recordings of ../shared/data/diarization (dev data; `link_shared`)
+SETS += ("shared",)
 VADS = ("oracle", "system")
 
 # condition -> (turn-taking, acoustics, speaker count of each conversation)
@@ -171,8 +173,31 @@ class Session:
     rttm: Path
 
 
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "diarization"
+
+
+def link_shared(out: Path) -> list[Session]:
+    """The "shared" set: the six real recordings of ../shared/data/diarization (development data, so
+    tuning may look at them), linked into `out` so that they cache and re-score like a built set."""
+    out.mkdir(parents=True, exist_ok=True)
+    header = "uri\tcondition\tspeakers\n"
+    rows = []
+    with open(SHARED / "manifest.tsv", newline="") as f:
+        for r in csv.DictReader(f, delimiter="\t"):
+            wav = SHARED.parent / r["wav"]  # manifest paths are relative to shared/data
+            for src in (wav, SHARED.parent / r["rttm"]):
+                dst = out / src.name
+                if not dst.exists():
+                    dst.symlink_to(src)
+            rows.append(f"{wav.stem}\t{wav.parent.name}\t{r['n_speakers']}\n")
+    (out / "list.tsv").write_text(header + "".join(rows))
+    return list_sessions(out)
+
+
 def build_set(out: Path, name: str) -> list[Session]:
     """Write (or reuse, when list.tsv matches the plan) the set's conversations into `out`."""
+    if name == "shared":
+        return link_shared(out)
     out.mkdir(parents=True, exist_ok=True)
     plan = plan_set(name)
     header = "uri\tcondition\tspeakers\tseconds\tseed\tspeaker_ids\tsim\tacoustics\n"

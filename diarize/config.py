@@ -24,7 +24,7 @@ from .errors import ConfigError, short
 # Presets live in the repo's top-level configs/; `diarize/configs` links to it so
 # an installed package finds them too.
 _PRESET_DIRS = [Path(__file__).resolve().parent / "configs", Path(__file__).resolve().parents[1] / "configs"]
-PRESET_NAMES = ("general", "meeting", "telephonic", "fast")
+PRESET_NAMES = ("general", "meeting", "telephonic", "fast", "exact")
 VAD_METHODS = ("pyannote-seg", "energy", "silero")
 MAX_YAML_BYTES = 1 << 20
 
@@ -87,10 +87,10 @@ class SegmentationVADConfig(RegionRules):
     `energy_rescue_score` adds the energy detector's speech (`vad.energy` settings) where the model
     is unsure rather than sure there is none (`vad.energy_rescue`)."""
 
-    # pyannote's own 1 s. 2.5 s takes 40 % of the VAD's time and was as good on the held-out sets (dev DER
-    # 16.50 -> 15.91 % forgiving, test 11.90 -> 11.96 %), but on the real recordings it lost trn04's third
-    # speaker (known count: 4.75 -> 27.13 %), so it is only in the `fast` preset (RESULTS.md, "VAD step").
-    step_s: float = _f(1.0, 0.0, 10.0, lo_open=True)
+    # 10 s windows every 2.5 s (pyannote's own recipe steps 1 s): 40 % of the VAD's time. Chosen on dev with
+    # region-level embeddings (benchmarks/RESULTS.md, "Choices on dev"): shared recordings 9.34 -> 5.37 %
+    # forgiving DER (5/6 exact counts instead of 4/6), dev simulations 17.52 -> 17.97 %.
+    step_s: float = _f(2.5, 0.0, 10.0, lo_open=True)
     onset: float = _f(0.5, 0.0, 1.0)
     offset: float = _f(0.5, 0.0, 1.0)
     soft: bool = False
@@ -163,11 +163,11 @@ class EmbeddingConfig:
     # slower than fp32, so it is never used there. Off by default (it moved a shared recording's count), on
     # in the `fast` preset: see benchmarks/RESULTS.md.
     cpu_bf16: bool = False
-    # "exact": every window embedded on its own (NeMo's way). "fast": the frame encoder runs once per
-    # speech region (chunks of fast_chunk_s with fast_context_s each side) and each window is pooled from
-    # the shared frames: ~9x faster embeddings for CAM++, but +2.2 points forgiving DER on the shared
-    # recordings with the thresholds tuned for exact mode (benchmarks/RESULTS.md), so not the default.
-    mode: str = "exact"
+    # "fast" (region-level, the default): the frame encoder runs once per speech region (chunks of
+    # fast_chunk_s with fast_context_s each side) and every window of every scale is pooled from the shared
+    # frames: ~9x faster embeddings for CAM++, and better than "exact" on recordings it was never tuned on
+    # (benchmarks/RESULTS.md). "exact": every window embedded on its own, NeMo's way (the `exact` preset).
+    mode: str = "fast"
     fast_chunk_s: float = _f(30.0, 1.0, 3600.0)
     fast_context_s: float = _f(3.0, 0.0, 60.0)
     # CAM++ only: fbank mean and context-mask means over a sliding window of this many seconds, so

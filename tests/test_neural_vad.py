@@ -100,14 +100,19 @@ def test_dispatch_and_config() -> None:
         assert load_config(preset).vad.method == "pyannote-seg" and load_config(preset).vad.overlap_assignment
 
 
-def test_fast_preset_changes_only_embedding_mode_vad_step_and_cpu_bf16() -> None:
+def test_presets_state_only_what_differs_from_the_region_level_default() -> None:
     import dataclasses
 
-    fast, general = dataclasses.asdict(load_config("fast")), dataclasses.asdict(load_config("general"))
-    emb, seg = fast["embedding"], fast["vad"]["pyannote_seg"]
-    assert (emb["mode"], emb["cpu_bf16"], seg["step_s"], seg["cpu_bf16"]) == ("fast", True, 2.5, True)
-    emb["mode"], emb["cpu_bf16"], seg["step_s"], seg["cpu_bf16"] = "exact", False, 1.0, False
+    general = dataclasses.asdict(load_config("general"))
+    assert general == dataclasses.asdict(DiarizerConfig())
+    assert (general["embedding"]["mode"], general["vad"]["pyannote_seg"]["step_s"]) == ("fast", 2.5)
+    fast, exact = dataclasses.asdict(load_config("fast")), dataclasses.asdict(load_config("exact"))
+    assert (fast["embedding"]["cpu_bf16"], fast["vad"]["pyannote_seg"]["cpu_bf16"]) == (True, True)
+    fast["embedding"]["cpu_bf16"] = fast["vad"]["pyannote_seg"]["cpu_bf16"] = False
     assert fast == general
+    assert exact["embedding"]["mode"] == "exact"
+    exact["embedding"]["mode"] = "fast"
+    assert exact == general
 
 
 def test_cli_vad_flag() -> None:
