@@ -130,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--exclusive",
         action="store_true",
-        help="one speaker at a time: overlapped speech goes to the speaker with the longer turn",
+        help="one speaker at a time in every format: in overlapped speech, the speaker clustering gave that "
+        "stretch (SRT/VTT and --transcript always use this view)",
     )
     r.add_argument(
         "--labels",
@@ -386,29 +387,32 @@ def _write_outputs(r, fmts: list[str], args: argparse.Namespace, speaker_db) -> 
     from . import formats
 
     ann, centroids = r.annotation, dict(r.centroids)
+    alone = r.exclusive if r.exclusive is not None else formats.exclusive(ann)  # one speaker at a time
     if speaker_db is not None:
         from .speakers import identify, name_speakers
 
         db, threshold = speaker_db
         mapping = identify(centroids, db, threshold)
-        ann = name_speakers(ann, mapping)
+        ann, alone = name_speakers(ann, mapping), name_speakers(alone, mapping)
         centroids = {mapping.get(k, k): v for k, v in centroids.items()}
     if args.labels == "pyannote":
         mapping = formats.pyannote_labels(lab for _, _, lab in formats.turns(ann) if lab.startswith("speaker_"))
-        ann = formats.relabel(ann, mapping)
+        ann, alone = formats.relabel(ann, mapping), formats.relabel(alone, mapping)
         centroids = {mapping.get(k, k): v for k, v in centroids.items()}
     if args.exclusive:
-        ann = formats.exclusive(ann)
+        ann = alone
     paths = []
     for fmt in fmts:
         path = r.job.out if fmt == fmts[0] else r.job.out.with_suffix(f".{fmt}")
-        formats.write(path, ann, fmt, duration=r.duration, centroids=centroids if args.centroids else None)
+        # Subtitles show one cue at a time, so they always take the exclusive view.
+        turns = alone if fmt in ("srt", "vtt") else ann
+        formats.write(path, turns, fmt, duration=r.duration, centroids=centroids if args.centroids else None)
         paths.append(path)
     if args.transcript is not None:
         from .align import label_transcript, read_transcript, write_transcript
 
         out = r.job.out.with_suffix(f".speakers{args.transcript.suffix.lower()}")
-        write_transcript(out, label_transcript(read_transcript(args.transcript), ann))
+        write_transcript(out, label_transcript(read_transcript(args.transcript), alone))
         paths.append(out)
     return paths
 

@@ -51,6 +51,7 @@ class JobResult:
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
     centroids: dict = field(default_factory=dict)  # DiarizationResult.centroids
+    exclusive: Annotation | None = None  # DiarizationResult.exclusive_speaker_diarization
 
 
 def run_job(diarizer, job: Job, opts: RunOptions, hook=None) -> JobResult:
@@ -87,6 +88,7 @@ def run_job(diarizer, job: Job, opts: RunOptions, hook=None) -> JobResult:
         sum(res.timings.values()),
         [str(w.message) for w in caught],
         centroids=res.centroids,
+        exclusive=res.exclusive_speaker_diarization,
     )
 
 

@@ -8,8 +8,8 @@ JSON (``FORMAT_VERSION`` 1)::
      "overlap":  [{"start": 2.9, "end": 3.2, "speakers": ["speaker_0", "speaker_1"]}]}
 
 SRT / VTT carry one cue per turn with the speaker label as its text; CSV has a header
-``uri,start,end,duration,speaker``. `exclusive` turns an annotation into one speaker at a time,
-which is what transcript alignment and subtitles want.
+``uri,start,end,duration,speaker``. `exclusive` turns an annotation read from a file into one
+speaker at a time; a pipeline result carries a better one (`DiarizationResult.exclusive_speaker_diarization`).
 """
 
 from __future__ import annotations
@@ -91,7 +91,8 @@ def overlap_regions(annotation: Annotation) -> list[tuple[float, float, list[str
 def exclusive(annotation: Annotation) -> Annotation:
     """One speaker at a time: where turns overlap, the speaker whose turn there is longest keeps the
     time (an overlap is mostly a short interjection into a longer turn), then touching turns of one
-    speaker are merged.
+    speaker are merged. The fallback for annotations without the pipeline's own exclusive view
+    (`DiarizationResult.exclusive_speaker_diarization`, which keeps the speaker clustering heard).
 
         input       A |----------------|
                     B        |---|

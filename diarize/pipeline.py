@@ -27,6 +27,7 @@ from .clustering import cluster, unit_rows
 from .config import DiarizerConfig, SpeakerCount, load_config
 from .embeddings import embed_blocks
 from .errors import AudioError
+from .formats import exclusive
 from .models import SpeakerEmbedder, load_model
 from .overlap import overlap_aware_annotation
 from .rttm import labels_to_annotation, speaker_names
@@ -71,6 +72,27 @@ class StageTimer:
 
 @dataclass
 class DiarizationResult:
+    """One recording's diarization, under our names and pyannote.audio 4's (`DiarizeOutput`).
+
+    ==============================  ================================  ==========================================
+    ours                            pyannote.audio 4                  what
+    ==============================  ================================  ==========================================
+    `annotation`                    `speaker_diarization`             turns; two speakers may overlap
+    `exclusive_annotation`          `exclusive_speaker_diarization`   one speaker at a time
+    `centroids` (dict by label)     `speaker_embeddings` (S, D)       unit mean embedding of each speaker
+    ==============================  ================================  ==========================================
+
+    The exclusive view is decided frame by frame (base-window piece by piece): in an overlap, the
+    speaker clustering gave that stretch keeps it and the one the overlap step added is dropped,
+    so it covers the same speech as `annotation`. It is what `--exclusive`, SRT/VTT output and
+    transcript alignment use.
+
+    The result also answers `pyannote.core.Annotation`'s methods and attributes (`itertracks`,
+    `labels()`, `get_timeline()`, `uri`, `len()`, iteration) from `annotation`, so code written
+    for pyannote 3, which returned the annotation itself, keeps working. It is not an `Annotation`
+    instance: pass `speaker_diarization` where a real one is checked for.
+    """
+
     annotation: Annotation
     regions: np.ndarray  # speech regions used, (K, 2) seconds
     num_speakers: int
@@ -80,6 +102,44 @@ class DiarizationResult:
     # Per speaker label: the unit-length mean of its base-scale window embeddings, (D,) float32.
     # Lets callers match speakers across files (diarize.speakers) or export them (formats.to_json).
     centroids: dict[str, np.ndarray] = field(default_factory=dict)
+    # One speaker at a time (see the class docstring); None: derived from `annotation` by
+    # `formats.exclusive` (longer turn keeps an overlap), for results built without the pipeline.
+    exclusive_annotation: Annotation | None = None
+
+    @property
+    def speaker_diarization(self) -> Annotation:
+        """pyannote 4's name for `annotation`."""
+        return self.annotation
+
+    @property
+    def exclusive_speaker_diarization(self) -> Annotation:
+        """pyannote 4's name for the exclusive view (`exclusive_annotation`)."""
+        if self.exclusive_annotation is None:
+            self.exclusive_annotation = exclusive(self.annotation)
+        return self.exclusive_annotation
+
+    @property
+    def speaker_embeddings(self) -> np.ndarray:
+        """pyannote 4's shape of `centroids`: (S, D) float32, row s for `speaker_diarization.labels()[s]`
+        ((0, 0) when there is no speaker)."""
+        rows = [self.centroids[lab] for lab in self.annotation.labels() if lab in self.centroids]
+        return np.stack(rows).astype(np.float32) if rows else np.zeros((0, 0), np.float32)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached when normal lookup fails: Annotation's API, answered by `annotation`.
+        # Private and dunder names are refused so that copy/pickle never recurse here.
+        if name.startswith("_") or name == "annotation":
+            raise AttributeError(name)
+        try:
+            return getattr(self.annotation, name)
+        except AttributeError:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}") from None
+
+    def __len__(self) -> int:
+        return len(self.annotation)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.annotation)
 
 
 def _progress(hook: Hook | None, stage: str, total: int) -> Callable[[int], None] | None:
@@ -145,6 +205,8 @@ def diarize(
             hook("clustering", 1, 1)
     with timer("output"):
         base = scales[-1]
+        # The clustering's own labels: one speaker at a time, before the overlap step adds any.
+        alone = labels_to_annotation(base.starts, base.ends, result.labels, uri=source.uri)
         if cfg.vad.overlap_assignment and len(overlap) and len(base):
             annotation = overlap_aware_annotation(
                 base.starts,
@@ -159,9 +221,11 @@ def diarize(
                 min_similarity=cfg.vad.overlap_min_similarity,
             )
         else:
-            annotation = labels_to_annotation(base.starts, base.ends, result.labels, uri=source.uri)
+            annotation = alone
         centroids = speaker_centroids(base.starts, base.ends, result.labels, embeddings[-1]) if len(base) else {}
-    return DiarizationResult(annotation, speech, len(annotation.labels()), duration, timer.seconds, overlap, centroids)
+    return DiarizationResult(
+        annotation, speech, len(annotation.labels()), duration, timer.seconds, overlap, centroids, alone
+    )
 
 
 def speaker_centroids(
@@ -202,9 +266,11 @@ def open_source(
 
 
 class Diarizer:
-    """Python API over `diarize`: `Diarizer.from_config("meeting")("meeting.wav") -> Annotation`.
+    """Python API over `diarize`, shaped like a pyannote.audio 4 pipeline: load once, call per file.
 
-    Loads the embedding model once; `run` returns the full `DiarizationResult`.
+    out = Diarizer.from_config("meeting")("meeting.wav")   # DiarizationResult (== `run`)
+    out.speaker_diarization      # pyannote.core.Annotation
+    ann = Diarizer().diarize("meeting.wav")                # the Annotation alone
     """
 
     def __init__(
@@ -262,7 +328,9 @@ class Diarizer:
         """Like `run`, returning only the `pyannote.core.Annotation`."""
         return self.run(audio, sample_rate, **kwargs).annotation
 
-    __call__ = diarize
+    # pyannote.audio 4 returns its result object from a call; ours also answers the Annotation API,
+    # so pyannote 3 style code (`for turn, _, spk in d(f).itertracks(yield_label=True)`) still runs.
+    __call__ = run
 
 
 __all__ = [

@@ -31,8 +31,8 @@ def reference(diarizer):
     return diarizer.run(WAV)
 
 
-def test_callable_returns_an_annotation_with_centroids_in_run(diarizer, reference):
-    ann = diarizer(WAV, num_speakers=2)
+def test_diarize_returns_an_annotation_with_centroids_in_run(diarizer, reference):
+    ann = diarizer.diarize(WAV, num_speakers=2)  # a call returns the whole result (tests/test_pyannote4.py)
     assert isinstance(ann, Annotation) and len(ann.labels()) == 2
     assert set(reference.centroids) == set(reference.annotation.labels())
     for c in reference.centroids.values():

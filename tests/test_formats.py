@@ -123,3 +123,28 @@ def test_directory_output_uses_the_format_extension(tmp_path):
     out = tmp_path / "outdir"
     assert main(["run", str(wav), "--out", str(out), "--format", "vtt", "--quiet"]) == 0
     assert (out / "an4_diarize_test.vtt").read_text().startswith("WEBVTT")
+
+
+def test_subtitles_transcripts_and_exclusive_take_the_pipelines_one_speaker_view(tmp_path, monkeypatch):
+    """The overlap 4-5 s goes to B in the pipeline's exclusive view (the speaker clustering heard there),
+    not to A, whose turn is longer (the rule `formats.exclusive` falls back on)."""
+    require_data()
+    from diarize.pipeline import DiarizationResult, Diarizer
+
+    both = _ann((0, 5, "speaker_0"), (4, 6, "speaker_1"), uri="an4_diarize_test")
+    alone = _ann((0, 4, "speaker_0"), (4, 6, "speaker_1"), uri="an4_diarize_test")
+    res = DiarizationResult(both, np.array([[0.0, 6.0]]), 2, 6.0, exclusive_annotation=alone)
+    monkeypatch.setattr(Diarizer, "run", lambda self, *a, **k: res)
+    wav = DIAR / "nemo_an4" / "an4_diarize_test.wav"
+    words = {"segments": [], "words": [{"word": "hm", "start": 4.2, "end": 4.6}]}
+    (tmp_path / "asr.json").write_text(json.dumps(words))
+    out = tmp_path / "x.rttm"
+    argv = ["run", str(wav), "--out", str(out), "--format", "rttm,srt,vtt", "--quiet"]
+    assert main([*argv, "--transcript", str(tmp_path / "asr.json")]) == 0
+    assert formats.turns(read_rttm(out)["an4_diarize_test"]) == formats.turns(both)  # the RTTM keeps the overlap
+    for fmt in ("srt", "vtt"):
+        cues = parse_cues(out.with_suffix(f".{fmt}").read_text())["segments"]
+        assert [(c["start"], c["end"], c["text"]) for c in cues] == formats.turns(alone), fmt
+    assert json.loads((tmp_path / "x.speakers.json").read_text())["words"][0]["speaker"] == "speaker_1"
+    assert main([*argv, "--exclusive"]) == 0
+    assert formats.turns(read_rttm(out)["an4_diarize_test"]) == formats.turns(alone)
