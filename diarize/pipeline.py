@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 import os
 import time
 import warnings
@@ -36,9 +37,44 @@ from .windows import multiscale_windows
 
 STAGES = ("load", "vad", "windows", "embeddings", "clustering", "output")
 
-# hook(stage, completed, total): called as each stage advances ("vad": samples, "embeddings":
-# windows, "clustering": 0 then 1). An exception raised by the hook cancels the run.
-Hook = Callable[[str, int, int], None]
+# A progress hook, in either of two shapes (told apart by whether it takes a `file` keyword):
+#   ours:       hook(stage, completed, total), called as each stage advances ("vad": samples,
+#               "embeddings": windows, "clustering": 0 then 1);
+#   pyannote's: hook(step_name, step_artifact, file=None, total=None, completed=None), as
+#               pyannote.audio's ProgressHook: the same progress calls with step_artifact None, then
+#               hook(stage, artifact, file={"uri": ...}) once per finished stage: "vad" the speech
+#               regions, (K, 2) seconds; "embeddings" one (N_s, D) float32 array per scale, finest
+#               last; "clustering" the (N,) cluster of each finest-scale window.
+# An exception raised by the hook cancels the run.
+Hook = Callable[..., None]
+
+
+def _takes_file(hook: Hook) -> bool:
+    """Whether `hook` is pyannote-shaped: it accepts a `file` keyword (or any keyword)."""
+    try:
+        params = inspect.signature(hook).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature: ours, the simpler call
+        return False
+    keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return any(p.kind == inspect.Parameter.VAR_KEYWORD or (p.name == "file" and p.kind in keyword) for p in params)
+
+
+class StageHook:
+    """A user `Hook` called in its own shape: `progress(stage, completed, total)` for every hook,
+    `finished(stage, artifact)` for pyannote-shaped ones only (ours has no place for the artifact)."""
+
+    def __init__(self, hook: Hook, file: dict):
+        self.hook, self.file, self.pyannote = hook, file, _takes_file(hook)
+
+    def progress(self, stage: str, completed: int, total: int) -> None:
+        if self.pyannote:
+            self.hook(stage, None, file=self.file, total=total, completed=completed)
+        else:
+            self.hook(stage, completed, total)
+
+    def finished(self, stage: str, artifact: Any) -> None:
+        if self.pyannote:
+            self.hook(stage, artifact, file=self.file)
 
 
 class StageTimer:
@@ -142,15 +178,15 @@ class DiarizationResult:
         return iter(self.annotation)
 
 
-def _progress(hook: Hook | None, stage: str, total: int) -> Callable[[int], None] | None:
+def _progress(hook: StageHook | None, stage: str, total: int) -> Callable[[int], None] | None:
     if hook is None:
         return None
     done = [0]
-    hook(stage, 0, total)
+    hook.progress(stage, 0, total)
 
     def advance(n: int) -> None:
         done[0] += n
-        hook(stage, done[0], total)
+        hook.progress(stage, done[0], total)
 
     return advance
 
@@ -172,13 +208,14 @@ def diarize(
     """
     timer = StageTimer()
     duration = source.duration
+    steps = StageHook(hook, {"uri": source.uri}) if hook is not None else None
     with timer("vad"):
         local = None
         if oracle_vad is not None:
             speech, overlap = oracle_regions(oracle_vad), rg.EMPTY.copy()
         else:
             blocks = timer.iterate(source.blocks(block_seconds), "load")
-            found = detect_speech(blocks, cfg.vad, _progress(hook, "vad", source.num_samples))
+            found = detect_speech(blocks, cfg.vad, _progress(steps, "vad", source.num_samples))
             speech, overlap, local = found.speech, found.overlap, found.local
         # The one place where regions are cut to the scored part and to the audio.
         if uem is not None:
@@ -187,22 +224,27 @@ def diarize(
         speech, overlap = rg.clip(speech, 0.0, duration), rg.clip(overlap, 0.0, duration)
     if len(speech) == 0:
         warnings.warn(f"{source.uri}: no speech found; the result is empty", stacklevel=2)
+    if steps is not None:
+        steps.finished("vad", speech)
 
     with timer("windows"):
         scales = multiscale_windows(speech, cfg.windows)
     with timer("embeddings"):
         blocks = timer.iterate(source.blocks(block_seconds), "load")
-        progress = _progress(hook, "embeddings", sum(len(s) for s in scales))
+        progress = _progress(steps, "embeddings", sum(len(s) for s in scales))
         embeddings = embed_blocks(blocks, scales, model, cfg.embedding, progress, regions=speech)
+    if steps is not None:
+        steps.finished("embeddings", embeddings)
     with timer("clustering"):
-        if hook is not None:
-            hook("clustering", 0, 1)
+        if steps is not None:
+            steps.progress("clustering", 0, 1)
         ccfg = cfg.clustering
         if ccfg.device == "auto":  # where the embeddings ran
             ccfg = dataclasses.replace(ccfg, device=str(model.device))
         result = cluster(embeddings, scales, ccfg, speakers, model_name=model.name)
-        if hook is not None:
-            hook("clustering", 1, 1)
+        if steps is not None:
+            steps.progress("clustering", 1, 1)
+            steps.finished("clustering", result.labels)
     with timer("output"):
         base = scales[-1]
         # The clustering's own labels: one speaker at a time, before the overlap step adds any.
@@ -338,6 +380,7 @@ __all__ = [
     "DiarizationResult",
     "Hook",
     "STAGES",
+    "StageHook",
     "StageTimer",
     "diarize",
     "open_source",
