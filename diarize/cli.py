@@ -101,6 +101,12 @@ def _positive_int(s: str) -> int:
     return v
 
 
+def _add_threads(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--threads", type=_positive_int, default=None, help="CPU threads for this process (torch and BLAS) [all cores]"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="diarize", description="Speaker diarization: who spoke when, as RTTM.")
     p.add_argument("--version", action="version", version=f"diarize {__version__}")
@@ -225,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", type=Path, required=True)
     e.add_argument("--model", default="auto")
     e.add_argument("--device", default="auto")
+    _add_threads(e)
 
     v = sub.add_parser("verify", help="are two recordings the same speaker?")
     v.add_argument("a", type=Path)
@@ -232,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--model", default="auto")
     v.add_argument("--device", default="auto")
     v.add_argument("--threshold", type=float, default=0.7, help="on (cos+1)/2, NeMo's convention [0.7]")
+    _add_threads(v)
 
     a = sub.add_parser("align", help="put speaker labels on an ASR transcript")
     a.add_argument("transcript", type=Path, help="whisper/whisperX JSON, SRT, VTT, or a JSON list of words")
@@ -252,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--db", type=Path, required=True, help="speakers .npz (created or updated)")
     n.add_argument("--model", default="auto")
     n.add_argument("--device", default="auto")
+    _add_threads(n)
 
     add_score_arguments(sub.add_parser("score", help="DER of hypothesis RTTM against reference RTTM"))
 
@@ -647,6 +656,8 @@ def cmd_embed(args: argparse.Namespace) -> int:
         raise OutputError(f"--out {out}: output folder {out.parent} does not exist or it is a directory")
     _check_writable_folder(out.parent)
     resolve_device(args.device)
+    if args.threads is not None:
+        limit_threads(args.threads)
     model = load_model(args.model, args.device)
     embs, labels = [], []
     for item in items:
@@ -679,6 +690,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from .verify import verify
 
     resolve_device(args.device)
+    if args.threads is not None:
+        limit_threads(args.threads)
     model = load_model(args.model, args.device)
     score, same = verify(model, args.a, args.b, threshold=args.threshold)
     print(f"score={score:.4f} {'same' if same else 'different'} (threshold {args.threshold}, model {model.name})")
@@ -736,6 +749,8 @@ def cmd_enroll(args: argparse.Namespace) -> int:
         raise UsageError(f"--db {args.db}: the speakers database is an .npz file")
     db, db_model = load_db(args.db)  # check before loading a model
     waves = [load_audio(p) for p in args.audio]
+    if args.threads is not None:
+        limit_threads(args.threads)
     model = load_model(args.model, args.device)
     if db_model is not None and db_model != model.name:
         raise UsageError(f"--db {args.db}: enrolled with {db_model}, not {model.name} (use --model {db_model})")

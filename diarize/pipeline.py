@@ -27,9 +27,10 @@ from .audio import BLOCK_SECONDS, AudioSource
 from .clustering import cluster, unit_rows
 from .config import DiarizerConfig, SpeakerCount, load_config
 from .embeddings import embed_blocks
-from .errors import AudioError
+from .errors import AudioError, ConfigError
 from .formats import exclusive
 from .models import SpeakerEmbedder, load_model
+from .models.base import threads_limited
 from .overlap import overlap_aware_annotation
 from .rttm import labels_to_annotation, speaker_names
 from .vad import detect_speech, oracle_regions
@@ -320,8 +321,14 @@ class Diarizer:
         config: DiarizerConfig | None = None,
         model: SpeakerEmbedder | str | None = None,
         device: str | None = None,
+        threads: int | None = None,
     ):
+        """`threads`: CPU threads (torch's and BLAS's) each run may use, as the CLI's `--threads`; the
+        process's own limits are back in place after the run [None: leave them, all cores]."""
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise ConfigError(f"threads must be a whole number >= 1, got {threads!r}")
         self.config = config or DiarizerConfig()
+        self.threads = threads
         if device is not None:
             self.config.embedding.device = device
             self.config.vad.device = device
@@ -364,7 +371,10 @@ class Diarizer:
         """
         speakers = SpeakerCount(num_speakers, min_speakers, max_speakers)
         source = open_source(audio, sample_rate, uri)
-        return diarize(source, self.model, self.config, oracle_vad=oracle_vad, uem=uem, speakers=speakers, hook=hook)
+        with threads_limited(self.threads):
+            return diarize(
+                source, self.model, self.config, oracle_vad=oracle_vad, uem=uem, speakers=speakers, hook=hook
+            )
 
     def diarize(self, audio: AudioInput, sample_rate: int | None = None, **kwargs: Any) -> Annotation:
         """Like `run`, returning only the `pyannote.core.Annotation`."""

@@ -11,7 +11,7 @@ import soundfile as sf
 import torch
 from pyannote.core import Annotation
 
-from diarize import Diarizer
+from diarize import DiarizeError, Diarizer
 from diarize.models.base import resolve_device
 from diarize.pipeline import STAGES
 
@@ -101,3 +101,29 @@ def test_limit_threads_caps_torch_and_blas():
         env={**os.environ, "OMP_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2"},
     )
     assert out.stdout.split() == ["1", "1"]
+
+
+def test_diarizer_threads_caps_each_run_and_restores_the_pools():
+    """`Diarizer(threads=N)` is `--threads N` from Python, for the run only."""
+    require_data()
+    import threadpoolctl
+
+    from diarize import load_config
+
+    from conftest import ToyEmbedder
+
+    def blas() -> int:
+        return max(i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas")
+
+    seen = []
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        d = Diarizer(load_config("general", ["vad.method=energy"]), model=ToyEmbedder(), threads=1)
+        d.run(WAV, hook=lambda stage, done, total: seen.append((torch.get_num_threads(), blas())))
+        assert seen and set(seen) == {(1, 1)}
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(DiarizeError, match="threads"):
+        Diarizer(model=ToyEmbedder(), threads=0)

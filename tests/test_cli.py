@@ -239,3 +239,22 @@ def test_models_list_reports_what_is_in_the_cache(tmp_path, monkeypatch, capsys)
     assert "corrupt: sha256" in line and line.endswith(str(tmp_path / hub.WEIGHTS["pyannote-seg"].cache_name))
     with pytest.raises(SystemExit):
         main(["models", "fetch", "nope"])
+
+
+@pytest.mark.parametrize("command", ["verify", "embed", "enroll"])
+def test_threads_caps_verify_embed_and_enroll(tmp_path, monkeypatch, campplus, command):
+    require_data()
+    import diarize.cli as cli
+    import diarize.models as models
+
+    monkeypatch.setattr(models, "load_model", lambda *a, **k: campplus)
+    asked = []
+    monkeypatch.setattr(cli, "limit_threads", asked.append)
+    a = sorted((DIAR.parent / "speakers" / "librispeech_test-other" / "3331").glob("*.wav"))[0]
+    argv = {
+        "verify": ["verify", str(a), str(a)],
+        "embed": ["embed", str(a), "--out", str(tmp_path / "e.npz")],
+        "enroll": ["enroll", "alice", str(a), "--db", str(tmp_path / "db.npz")],
+    }[command]
+    assert main([*argv, "--threads", "1"]) == 0
+    assert asked == [1]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from collections.abc import Iterator
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -40,6 +42,26 @@ def limit_threads(n: int) -> None:
 
     torch.set_num_threads(n)
     threadpool_limits(n, user_api="blas")
+
+
+@contextlib.contextmanager
+def threads_limited(n: int | None) -> Iterator[None]:
+    """`limit_threads(n)` for the duration of a `with` block, then the pools as they were (None: no limit).
+
+    The limits are process-wide, so threads started elsewhere in the process meanwhile share them.
+    """
+    if n is None:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        with threadpool_limits(n, user_api="blas"):
+            yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
