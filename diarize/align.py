@@ -1,10 +1,13 @@
 """Speaker labels on an ASR transcript: each word and segment gets the speaker it overlaps most.
 
 Transcripts come in as whisper / whisperX JSON (``{"segments": [{"start", "end", "text",
-"words": [{"word", "start", "end"}]}]}``), SRT / WebVTT cues, or a plain JSON list of words
-(``[{"word", "start", "end"}]``). They go out as the same JSON with a "speaker" key on every
-segment and word (None where no speaker is near enough), or as SRT / VTT with ``[speaker]``
-prefixes.
+"words": [{"word", "start", "end"}]}], "word_segments": [...]}``), SRT / WebVTT cues, or a plain
+JSON list of words (``[{"word", "start", "end"}]``). They go out as the same JSON with a "speaker"
+key on every segment and word (None where no speaker is near enough), as SRT / VTT with
+``[speaker]`` prefixes (replacing a speaker prefix a cue already has), as text (one line per
+speaker turn, ``[speaker] text``) or as TSV (``start``, ``end`` in integer milliseconds as
+whisper writes them, ``speaker``, ``text``). With ``split=True`` a segment whose words change
+speaker is cut there into segments of one speaker each.
 
 The overlap of N intervals with each of S speakers comes from per-speaker cumulative speech
 time evaluated with binary search: O((N + T) log T) per speaker for T turns, never N x T, so
@@ -26,7 +29,7 @@ from .errors import FormatError
 from .files import atomic_write
 from .formats import cues_to_srt, cues_to_vtt
 
-TRANSCRIPT_FORMATS = ("json", "srt", "vtt")
+TRANSCRIPT_FORMATS = ("json", "srt", "vtt", "txt", "tsv")
 
 
 def _speaker_tracks(annotation: Annotation) -> tuple[list[str], list[np.ndarray]]:
@@ -175,9 +178,10 @@ def normalise_transcript(doc: object, source: str = "<transcript>") -> dict:
         _timed(seg, f"{source}: segments[{i}]")
         for j, w in enumerate(seg.get("words") or []):
             _timed(w, f"{source}: segments[{i}].words[{j}]")
-    for j, w in enumerate(doc.get("words") or []):
-        _timed(w, f"{source}: words[{j}]")
-    if not doc["segments"] and not doc.get("words"):
+    for key in ("words", "word_segments"):
+        for j, w in enumerate(doc.get(key) or []):
+            _timed(w, f"{source}: {key}[{j}]")
+    if not doc["segments"] and not doc.get("words") and not doc.get("word_segments"):
         raise FormatError(f"{source}: the transcript has no segments or words")
     return doc
 
@@ -189,15 +193,57 @@ def _items(doc: dict) -> list[dict]:
         out.append(seg)
         out.extend(seg.get("words") or [])
     out.extend(doc.get("words") or [])
+    out.extend(doc.get("word_segments") or [])  # whisperX's flat list of every word
     return out
 
 
-def label_transcript(doc: dict, annotation: Annotation, tolerance: float = 1.0) -> dict:
+def _join(words: list[dict]) -> str:
+    """The text of consecutive words: whisper's words carry their leading space, whisperX's do not."""
+    texts = [str(w.get("word", w.get("text", ""))) for w in words]
+    glued = all(t[:1].isspace() for t in texts[1:])
+    return ("".join(texts) if glued else " ".join(t.strip() for t in texts)).strip()
+
+
+def split_segment(seg: dict) -> list[dict]:
+    """A labelled segment cut at the word boundaries where the speaker changes, one speaker per part.
+
+    A word without a speaker of its own (untimed, or no speaker near enough) stays with the part
+    before it, and an untimed one takes that part's speaker. The first part keeps the segment's
+    start, the last its end; the cuts are at the words' own times. A segment of one speaker comes
+    back whole.
+
+        words     a:A b:A c:B d:None e:A
+        parts     [a b] A | [c d] B | [e] A
+    """
+    runs: list[tuple[list[dict], str | None]] = []  # (words, speaker)
+    for w in seg.get("words") or []:
+        spk = w.get("speaker") if w.get("start") is not None else None
+        if runs and (spk is None or spk == runs[-1][1] or runs[-1][1] is None):
+            runs[-1] = (runs[-1][0] + [w], runs[-1][1] if spk is None else spk)
+        else:
+            runs.append(([w], spk))
+    if len(runs) <= 1:
+        return [seg]
+    parts = []
+    for i, (run, spk) in enumerate(runs):
+        timed = [w for w in run if w.get("start") is not None]
+        part = {k: v for k, v in seg.items() if k != "tokens"}  # whisper's tokens belong to the whole segment
+        part["start"] = seg.get("start") if i == 0 or not timed else timed[0]["start"]
+        part["end"] = seg.get("end") if i == len(runs) - 1 or not timed else timed[-1]["end"]
+        words = [w if w.get("start") is not None else {**w, "speaker": spk} for w in run]
+        part.update(text=_join(run), words=words, speaker=spk)
+        parts.append(part)
+    return parts
+
+
+def label_transcript(doc: dict, annotation: Annotation, tolerance: float = 1.0, split: bool = False) -> dict:
     """A copy of a whisper-style transcript with a "speaker" key on every segment and word.
 
     Timed items get `assign_speakers`; an untimed word takes its segment's speaker; an untimed
     segment takes the most common speaker of its words. The key is always present (None when
     no speaker is within `tolerance`), as downstream code indexes it without checking.
+    `split`: cut segments where their words change speaker (`split_segment`); the default keeps
+    whisperX's segments, each with its majority speaker.
     """
     doc = copy.deepcopy(normalise_transcript(doc))
     items = _items(doc)
@@ -211,29 +257,71 @@ def label_transcript(doc: dict, annotation: Annotation, tolerance: float = 1.0) 
             seg["speaker"] = max(set(found), key=found.count) if found else None
         for w in words:
             w.setdefault("speaker", seg["speaker"])
-    for w in doc.get("words") or []:
+    for w in (doc.get("words") or []) + (doc.get("word_segments") or []):
         w.setdefault("speaker", None)
+    if split:
+        doc["segments"] = [part for seg in doc["segments"] for part in split_segment(seg)]
     return doc
 
 
-def _cues(doc: dict) -> list[tuple[float, float, str]]:
+# A cue's speaker prefix as written before: one of this document's speakers or a diarize / pyannote
+# label (`speaker_3`, `SPEAKER_03`). Other bracketed text ("[Music]", a name no longer among the
+# speakers) is kept as text.
+_PREFIX = re.compile(r"\[([^\]\s]+)\]\s*")
+_LABEL = re.compile(r"(?:speaker_\d+|SPEAKER_\d+)")
+
+
+def _prefixed(text: str, spk: str | None, speakers: set[str]) -> str:
+    """`[spk] text`, replacing a speaker prefix `text` already carries (never doubling it)."""
+    m = _PREFIX.match(text)
+    if m and (m.group(1) in speakers or _LABEL.fullmatch(m.group(1))):
+        text = text[m.end() :]
+    return f"[{spk}] {text}" if spk else text
+
+
+def _lines(doc: dict) -> list[tuple[float, float, str | None, str]]:
+    """(start, end, speaker, text) of every timed segment, then of every timed top-level word."""
     out = []
     for seg in doc["segments"]:
-        if seg.get("start") is None:
-            continue
-        text = str(seg.get("text", "")).strip()
-        spk = seg.get("speaker")
-        out.append((float(seg["start"]), float(seg["end"]), f"[{spk}] {text}" if spk else text))
-    words = [w for w in doc.get("words") or [] if w.get("start") is not None]
-    for w in words:
-        text = str(w.get("word", w.get("text", ""))).strip()
-        spk = w.get("speaker")
-        out.append((float(w["start"]), float(w["end"]), f"[{spk}] {text}" if spk else text))
+        if seg.get("start") is not None:
+            out.append((float(seg["start"]), float(seg["end"]), seg.get("speaker"), str(seg.get("text", "")).strip()))
+    for w in doc.get("words") or []:
+        if w.get("start") is not None:
+            text = str(w.get("word", w.get("text", ""))).strip()
+            out.append((float(w["start"]), float(w["end"]), w.get("speaker"), text))
     return out
 
 
+def _cues(doc: dict) -> list[tuple[float, float, str]]:
+    lines = _lines(doc)
+    speakers = {spk for _, _, spk, _ in lines if spk}
+    return [(a, b, _prefixed(text, spk, speakers)) for a, b, spk, text in lines]
+
+
+def _txt(doc: dict) -> str:
+    """One line per speaker turn: consecutive segments of one speaker are joined."""
+    lines = _lines(doc)
+    speakers = {spk for _, _, spk, _ in lines if spk}
+    turns: list[list] = []
+    for _, _, spk, text in lines:
+        text = _prefixed(text, None, speakers)
+        if turns and turns[-1][0] == spk:
+            turns[-1][1].append(text)
+        else:
+            turns.append([spk, [text]])
+    return "".join(_prefixed(" ".join(t for t in texts if t), spk, set()) + "\n" for spk, texts in turns)
+
+
+def _tsv(doc: dict) -> str:
+    rows = ["start\tend\tspeaker\ttext"]
+    for a, b, spk, text in _lines(doc):
+        text = " ".join(text.split())  # a tab or newline in the text would break the row
+        rows.append(f"{round(1000 * a)}\t{round(1000 * b)}\t{spk or ''}\t{text}")
+    return "\n".join(rows) + "\n"
+
+
 def write_transcript(path: str | os.PathLike, doc: dict, fmt: str | None = None) -> None:
-    """Write a labelled transcript atomically as JSON, SRT or VTT (by `fmt` or the extension)."""
+    """Write a labelled transcript atomically as JSON, SRT, VTT, TXT or TSV (by `fmt` or the extension)."""
     fmt = fmt or Path(path).suffix.lower().lstrip(".")
     if fmt == "json":
         text = json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
@@ -241,8 +329,12 @@ def write_transcript(path: str | os.PathLike, doc: dict, fmt: str | None = None)
         text = cues_to_srt(_cues(doc))
     elif fmt == "vtt":
         text = cues_to_vtt(_cues(doc))
+    elif fmt == "txt":
+        text = _txt(doc)
+    elif fmt == "tsv":
+        text = _tsv(doc)
     else:
-        raise FormatError(f"{path}: transcript output must be .json, .srt or .vtt")
+        raise FormatError(f"{path}: transcript output must be one of .{', .'.join(TRANSCRIPT_FORMATS)}")
     atomic_write(path, text)
 
 
@@ -253,5 +345,6 @@ __all__ = [
     "normalise_transcript",
     "parse_cues",
     "read_transcript",
+    "split_segment",
     "write_transcript",
 ]

@@ -24,7 +24,6 @@ import numpy as np
 
 from . import __version__
 from .config import PRESET_NAMES, VAD_METHODS, load_config
-from .cores import CoreShare
 from .engine import Job, RunOptions, run_local, run_ray
 from .errors import AudioError, DiarizeError, FormatError, OutputError, short
 from .files import atomic_path
@@ -77,7 +76,7 @@ class _ProgressBar:
         print(f"\r{self.label}: {stage:<10} [{bar:<30}] {100 * frac:3.0f}%", end=end, file=sys.stderr, flush=True)
 
 
-def _run_hook(label: str, share: CoreShare | None, show_progress: bool):
+def _run_hook(label: str, share, show_progress: bool):  # noqa: ANN001 (share: cores.CoreShare | None)
     """A file's progress hook: the bar (on a terminal) and the core share's update between batches."""
     bar = _ProgressBar(label) if show_progress else None
     if share is None:
@@ -99,6 +98,12 @@ def _positive_int(s: str) -> int:
     if v < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
     return v
+
+
+SPLIT_HELP = (
+    "with a transcript: cut each segment where its words change speaker (each part its own text, start, end); "
+    "by default a segment keeps its majority speaker, as whisperX does"
+)
 
 
 def _add_threads(p: argparse.ArgumentParser) -> None:
@@ -166,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="also label this transcript (whisper/whisperX JSON, SRT, VTT, word list) with speakers; "
         "written beside the output as NAME.speakers.EXT",
     )
+    r.add_argument("--split-segments", action="store_true", help=SPLIT_HELP)
     r.add_argument(
         "--oracle-vad",
         type=Path,
@@ -244,7 +250,14 @@ def build_parser() -> argparse.ArgumentParser:
     a = sub.add_parser("align", help="put speaker labels on an ASR transcript")
     a.add_argument("transcript", type=Path, help="whisper/whisperX JSON, SRT, VTT, or a JSON list of words")
     a.add_argument("diarization", type=Path, help="diarization as RTTM or diarize JSON")
-    a.add_argument("--out", type=Path, required=True, help="labelled transcript: .json, .srt or .vtt")
+    a.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="labelled transcript: .json, .srt, .vtt, .txt (a line per speaker turn) or .tsv (start, end in ms, "
+        "speaker, text)",
+    )
+    a.add_argument("--split-segments", action="store_true", help=SPLIT_HELP)
     a.add_argument(
         "--tolerance",
         type=float,
@@ -421,13 +434,14 @@ def _write_outputs(r, fmts: list[str], args: argparse.Namespace, speaker_db) -> 
         from .align import label_transcript, read_transcript, write_transcript
 
         out = r.job.out.with_suffix(f".speakers{args.transcript.suffix.lower()}")
-        write_transcript(out, label_transcript(read_transcript(args.transcript), alone))
+        write_transcript(out, label_transcript(read_transcript(args.transcript), alone, split=args.split_segments))
         paths.append(out)
     return paths
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .config import SpeakerCount
+    from .cores import CoreShare
     from .pipeline import Diarizer
 
     from .manifest import load_references, read_manifest
@@ -716,11 +730,11 @@ def _load_speaker_db(args: argparse.Namespace):
 
 
 def cmd_align(args: argparse.Namespace) -> int:
-    from .align import label_transcript, read_transcript, write_transcript
+    from .align import TRANSCRIPT_FORMATS, label_transcript, read_transcript, write_transcript
     from .formats import read_diarization
 
-    if args.out.suffix.lower() not in (".json", ".srt", ".vtt"):
-        raise UsageError(f"--out {args.out}: a labelled transcript is written as .json, .srt or .vtt")
+    if args.out.suffix.lower().lstrip(".") not in TRANSCRIPT_FORMATS:
+        raise UsageError(f"--out {args.out}: a labelled transcript is written as .{', .'.join(TRANSCRIPT_FORMATS)}")
     doc = read_transcript(args.transcript)
     found = read_diarization(args.diarization)
     uri = args.uri if args.uri is not None else next(iter(found)) if len(found) == 1 else None
@@ -729,7 +743,7 @@ def cmd_align(args: argparse.Namespace) -> int:
             f"{args.diarization}: {'no file id ' + repr(uri) if uri else 'several file ids'} "
             f"(has {', '.join(sorted(found)) or 'none'}); pick one with --uri"
         )
-    labelled = label_transcript(doc, found[uri], tolerance=args.tolerance)
+    labelled = label_transcript(doc, found[uri], tolerance=args.tolerance, split=args.split_segments)
     write_transcript(args.out, labelled)
     n = sum(len(seg.get("words") or []) for seg in labelled["segments"]) + len(labelled.get("words") or [])
     print(

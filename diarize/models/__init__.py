@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from ..errors import WeightsUnavailable
 from .base import SpeakerEmbedder, resolve_device
 from .hub import cache_dir
+
+if TYPE_CHECKING:  # loaded with the model itself, so that the CLI's light commands never import torch
+    import torch
 
 MODEL_NAMES = ("titanet-large", "campplus")
 

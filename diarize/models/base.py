@@ -5,9 +5,10 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Iterator
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-import torch
+if TYPE_CHECKING:  # torch is imported where it is used, so that `diarize align`/`score` never load it
+    import torch
 
 
 @runtime_checkable
@@ -38,6 +39,7 @@ def limit_threads(n: int) -> None:
 
     Each pool left at its default takes every core, so jobs side by side must each set their share.
     """
+    import torch
     from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(n)
@@ -53,6 +55,7 @@ def threads_limited(n: int | None) -> Iterator[None]:
     if n is None:
         yield
         return
+    import torch
     from threadpoolctl import threadpool_limits
 
     before = torch.get_num_threads()
@@ -69,6 +72,8 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
 
     Raises ConfigError for anything else or a device this machine does not have.
     """
+    import torch
+
     from ..errors import ConfigError
 
     name = "auto" if device is None else str(device)
@@ -97,6 +102,8 @@ def cpu_has_native_bf16() -> bool:
     LSTM at all ("could not create a primitive descriptor"). The flags alone are not enough (a
     hypervisor or `ONEDNN_MAX_CPU_ISA` can hide the instructions from oneDNN), so a tiny bf16 LSTM, the
     layer that fails, must also run."""
+    import torch
+
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private, hence the getattr
     if not any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks):
         return False
