@@ -207,7 +207,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="PNG|HTML",
         help="also draw a speaker timeline (one input only): .html is an interactive page that plays "
-        "the audio when it sits beside the page; .png/.svg need matplotlib (pip install 'diarize[plot]')",
+        "the audio (linked by its path relative to the page); .png/.svg need matplotlib (pip install 'diarize[plot]')",
+    )
+    r.add_argument(
+        "--plot-audio",
+        metavar="URL",
+        help="the audio the HTML timeline plays, as a URL or a path relative to the page [the input file]",
     )
     r.add_argument(
         "--overwrite", action="store_true", help="re-diarize files whose RTTM already exists (directory output)"
@@ -600,7 +605,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 from .plot import plot_timeline
 
                 try:
-                    plot_timeline(r.annotation, args.plot, duration=r.duration, audio=audio)
+                    plot_timeline(r.annotation, args.plot, duration=r.duration, audio=audio, audio_url=args.plot_audio)
                 except OSError as e:
                     raise OutputError(_write_error(args.plot, e)) from None
             done += 1

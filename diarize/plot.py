@@ -1,6 +1,7 @@
 """Speaker timelines: a picture (PNG/SVG/PDF with matplotlib, the `plot` extra) or a self-contained
 HTML page (no dependencies): one lane per speaker, overlapped speech marked, times on hover, and a
-click plays the recording from that point when the audio file sits beside the page."""
+click plays the recording from that point (the page links the audio by a path relative to itself,
+or by a URL given; without either it says so)."""
 
 from __future__ import annotations
 
@@ -27,11 +28,15 @@ def plot_timeline(
     duration: float | None = None,
     reference: Annotation | None = None,
     audio: str | os.PathLike | None = None,
+    audio_url: str | None = None,
 ) -> None:
-    """Draw the timeline to `path`: HTML for .html/.htm (see `timeline_html`), else a matplotlib image."""
+    """Draw the timeline to `path`: HTML for .html/.htm (see `timeline_html`), else a matplotlib image.
+
+    The page plays `audio_url` when given, else the `audio` file by its path relative to the page."""
     path = Path(path)
     if path.suffix.lower() in (".html", ".htm"):
-        atomic_write(path, timeline_html(annotation, duration, reference, audio_src=_audio_src(audio, path)))
+        src = audio_url or _audio_src(audio, path)
+        atomic_write(path, timeline_html(annotation, duration, reference, audio_src=src))
         return
     try:
         import matplotlib
@@ -68,16 +73,15 @@ def plot_timeline(
 
 
 def _audio_src(audio: str | os.PathLike | None, page: Path) -> str | None:
-    """The audio's file name when it sits in the page's folder (a relative link that survives moving
-    both together), else None: the page never points at files elsewhere on the disk."""
-    if audio is None:
+    """The audio's path relative to the page's folder as a URL ("../audio/my%20talk.wav"): it keeps
+    working when both move together, and names no absolute path. None when there is no such file."""
+    if audio is None or not Path(audio).is_file():
         return None
-    audio = Path(audio)
     try:
-        same = audio.resolve().parent == page.resolve().parent
-    except OSError:
+        rel = os.path.relpath(Path(audio).resolve(), page.resolve().parent)
+    except (OSError, ValueError):  # ValueError: another drive (Windows), no relative path exists
         return None
-    return quote(audio.name) if same else None
+    return quote(Path(rel).as_posix())
 
 
 _PAGE = """<!DOCTYPE html>
@@ -98,7 +102,7 @@ body {{ font: 14px system-ui, sans-serif; margin: 1.5em; }}
 </style></head>
 <body>
 <h2>{title}</h2>
-<p>{summary}. Hover a turn for its times; click anywhere on a lane to play from there.</p>
+<p>{summary}. {hint}</p>
 <div id="wrap"><div id="timeline"></div><div id="axis"></div></div>
 {audio_tag}
 <script id="diarization" type="application/json">{data}</script>
@@ -178,14 +182,22 @@ def timeline_html(
     summary = f"{len(annotation.labels())} speakers, {len(annotation)} turns, {speech:.1f} s of turns in {end:.1f} s"
     # "</" inside the JSON would end the <script> element early; "<\/" means the same to JSON.
     payload = json.dumps(data).replace("</", "<\\/")
-    audio_tag = (
-        (f'<p><audio id="audio" controls preload="metadata" src="{html.escape(audio_src, quote=True)}"></audio></p>')
-        if audio_src
-        else ""
-    )
+    if audio_src:
+        audio_tag = (
+            f'<p><audio id="audio" controls preload="metadata" src="{html.escape(audio_src, quote=True)}"></audio></p>'
+        )
+        hint = "Hover a turn for its times; click anywhere on a lane to play from there."
+    else:
+        audio_tag = ""
+        hint = (
+            '<span id="no-audio">Hover a turn for its times; clicking a lane marks a time. No audio: the '
+            "recording was not found when the page was written (<code>diarize run --plot-audio URL</code> "
+            "links one).</span>"
+        )
     return _PAGE.format(
         title=html.escape(str(annotation.uri or "diarization")),
         summary=html.escape(summary),
+        hint=hint,
         data=payload,
         audio_tag=audio_tag,
     )
