@@ -106,6 +106,13 @@ SPLIT_HELP = (
 )
 
 
+def _add_model_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model", default="auto", help="titanet-large, campplus, or a .nemo path [auto: titanet-large if at hand]"
+    )
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps [auto]")
+
+
 def _add_threads(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--threads", type=_positive_int, default=None, help="CPU threads for this process (torch and BLAS) [all cores]"
@@ -186,8 +193,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="system VAD when no --oracle-vad is given [config's vad.method]",
     )
     r.add_argument("--num-speakers", type=_positive_int, help="known number of speakers")
-    r.add_argument("--min-speakers", type=_positive_int)
-    r.add_argument("--max-speakers", type=_positive_int)
+    r.add_argument(
+        "--min-speakers",
+        type=_positive_int,
+        help="at least this many speakers; the count is estimated between --min-speakers and --max-speakers [1]",
+    )
+    r.add_argument(
+        "--max-speakers",
+        type=_positive_int,
+        help="at most this many speakers [the preset's clustering.max_num_speakers: 8; meeting 10, telephonic 4]",
+    )
     r.add_argument("--config", default="general", help=f"preset ({', '.join(PRESET_NAMES)}) or YAML file [general]")
     r.add_argument(
         "--set",
@@ -235,20 +250,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     e = sub.add_parser("embed", help="one raw embedding per audio file, saved as .npz")
-    e.add_argument("audio", nargs="*", type=Path)
+    e.add_argument("audio", nargs="*", type=Path, help="audio files, one embedding of each whole file")
     e.add_argument(
         "--manifest", type=Path, help="NeMo-style JSON-lines manifest (audio_filepath, offset, duration, label)"
     )
-    e.add_argument("--out", type=Path, required=True)
-    e.add_argument("--model", default="auto")
-    e.add_argument("--device", default="auto")
+    e.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="the .npz to write: one (D,) float32 array per input, keyed by file stem (+ __labels__, __keys__ "
+        "for a manifest)",
+    )
+    _add_model_device(e)
     _add_threads(e)
 
     v = sub.add_parser("verify", help="are two recordings the same speaker?")
-    v.add_argument("a", type=Path)
-    v.add_argument("b", type=Path)
-    v.add_argument("--model", default="auto")
-    v.add_argument("--device", default="auto")
+    v.add_argument("a", type=Path, help="first recording (one speaker)")
+    v.add_argument("b", type=Path, help="second recording (one speaker)")
+    _add_model_device(v)
     v.add_argument("--threshold", type=float, default=0.7, help="on (cos+1)/2, NeMo's convention [0.7]")
     _add_threads(v)
 
@@ -276,8 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("name", help="the person's name (used as the speaker label)")
     n.add_argument("audio", nargs="+", type=Path, help="recordings of that person alone")
     n.add_argument("--db", type=Path, required=True, help="speakers .npz (created or updated)")
-    n.add_argument("--model", default="auto")
-    n.add_argument("--device", default="auto")
+    _add_model_device(n)
     _add_threads(n)
 
     add_score_arguments(sub.add_parser("score", help="DER of hypothesis RTTM against reference RTTM"))
@@ -300,7 +318,10 @@ def main(argv: list[str] | None = None) -> int:
     for stream in (sys.stdout, sys.stderr):  # a non-UTF-8 file name is shown escaped, never a UnicodeEncodeError
         with contextlib.suppress(AttributeError, ValueError, io.UnsupportedOperation):
             stream.reconfigure(errors="backslashreplace")
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    _suggest_options(parser, argv)
+    args = parser.parse_args(argv)
     console = _Console(getattr(args, "quiet", False))
     try:
         with warnings.catch_warnings():
@@ -330,6 +351,27 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 3
+
+
+def _suggest_options(parser: argparse.ArgumentParser, argv: list[str]) -> None:
+    """Exit 2 naming an unknown `--option` and the known one it resembles (`--output` -> `--out`).
+
+    argparse would only say that a required option is missing, or list the unknown one alone."""
+    import difflib
+
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    command = next((t for t in argv if not t.startswith("-")), None)
+    sub = subparsers.choices.get(command) if command else None
+    if sub is None:
+        return
+    known = [o for a in sub._actions for o in a.option_strings if o.startswith("--")]
+    for token in argv[: argv.index("--") if "--" in argv else len(argv)]:
+        name = token.split("=", 1)[0]
+        if not name.startswith("--") or name in known or sum(o.startswith(name) for o in known) == 1:
+            continue  # known, or an abbreviation argparse accepts
+        close = [o for o in known if name.startswith(o)] or difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        if close:
+            sub.error(f"unrecognized option {name} (did you mean {close[0]}?)")
 
 
 def _one_line(e: BaseException) -> str:

@@ -1,3 +1,4 @@
+import argparse
 import shutil
 import subprocess
 import sys
@@ -258,3 +259,31 @@ def test_threads_caps_verify_embed_and_enroll(tmp_path, monkeypatch, campplus, c
     }[command]
     assert main([*argv, "--threads", "1"]) == 0
     assert asked == [1]
+
+
+def test_every_argument_of_every_command_has_help():
+    from diarize.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command").choices
+    missing = [
+        f"{name} {a.option_strings or a.dest}"
+        for name, sub in commands.items()
+        for a in sub._actions
+        if not a.help and not isinstance(a, argparse._HelpAction | argparse._SubParsersAction)
+    ]
+    assert missing == []
+
+
+@pytest.mark.parametrize(
+    "argv,hint",
+    [
+        (["run", "a.wav", "--output", "x.rttm"], "unrecognized option --output (did you mean --out?)"),
+        (["run", "a.wav", "--out", "x.rttm", "--num-spekers=2"], "did you mean --num-speakers?"),
+        (["embed", "a.wav", "--output", "e.npz"], "did you mean --out?"),
+    ],
+)
+def test_a_near_miss_option_names_the_known_one(argv, hint, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2 and hint in capsys.readouterr().err
