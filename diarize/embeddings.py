@@ -237,11 +237,13 @@ def embed_blocks(
     every window whose samples it fully contains is embedded; windows running past the end of
     the audio are zero-padded. A recording that fits in one block is embedded in one go, and
     the result does not depend on the block size up to float rounding from batch make-up.
-    With `cfg.mode == "fast"` the unit is a speech region (`regions`, the ones the windows were
-    cut from) instead of a window: a region is encoded once its block has all of it.
+    With `cfg.mode == "fast"` (the default) and a model with a frame encoder, the unit is a speech region
+    (`regions`, the ones the windows were cut from) instead of a window: a region is encoded once its block
+    has all of it.
     """
     with precision(model, autocast_dtype(cfg, model.device)):
-        if cfg.mode == "fast":
+        # Region-level needs a frame encoder; a model that only embeds whole inputs gets per-window embeddings.
+        if cfg.mode == "fast" and hasattr(model, "encode_frames"):
             if regions is None:
                 raise ValueError("fast mode needs the speech regions the windows were cut from")
             return _embed_blocks_fast(blocks, regions, scales, model, cfg, progress)
