@@ -264,7 +264,11 @@ def cache_key(cfg: DiarizerConfig, model_name: str, vad: str) -> str:
         if vad_cfg["pyannote_seg"].pop("cpu_bf16") and bf16:
             vad_cfg["pyannote_seg"]["cpu_bf16"] = True
         vad_cfg.pop("device")
-        for k in ("overlap_min_solo_s", "overlap_min_similarity"):  # output assembly only, nothing cached
+        for k in (
+            "overlap_min_solo_s",
+            "overlap_min_similarity",
+            "overlap_fallback",
+        ):  # output assembly only, nothing cached
             vad_cfg.pop(k)
         vad_cfg["pyannote_seg"].pop("batch_size")
         key["vad"] = vad_cfg
@@ -413,6 +417,7 @@ def hypothesis(c: Cached, cfg: DiarizerConfig, num_speakers: int | None, local=N
             local=local,
             min_solo_s=cfg.vad.overlap_min_solo_s,
             min_similarity=cfg.vad.overlap_min_similarity,
+            fallback=cfg.vad.overlap_fallback,
         )
     return labels_to_annotation(base.starts, base.ends, res.labels, uri=c.session.uri)
 

@@ -47,7 +47,7 @@ from diarize.models.pyannet import FrameScores, frame_scores, load_pyannet, wind
 from diarize.overlap import overlap_aware_annotation  # noqa: E402
 from diarize.rttm import labels_to_annotation, read_rttm  # noqa: E402
 from diarize.score import COLLAR_PRESETS, ScoreReport, score  # noqa: E402
-from diarize.vad import scores_to_regions  # noqa: E402
+from diarize.vad import segmentation_regions  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 ASSIGN = ("local", "context", "none")
@@ -114,14 +114,12 @@ def load_set(name: str, args, cfg: DiarizerConfig) -> list[tuple]:
 
 def evaluate(files: list[tuple], cfg: DiarizerConfig, assign: str) -> dict[str, float]:
     """Pooled forgiving / full DER (with components) and overlap precision / recall over `files`."""
-    s = cfg.vad.pyannote_seg
     reports = {p: ScoreReport() for p in COLLAR_PRESETS}
-    hit = det = ref_s = 0.0
+    hit = det = ref_s = out_hit = out_det = 0.0
     for c, ref, fs, labels in files:
         uri, base = c.session.uri, c.scales[-1]
-        ov = scores_to_regions(
-            fs.overlap, fs.times, fs.step, s.overlap_onset, s.overlap_offset, s.min_overlap_s, 0.0, 0.0, c.duration
-        )
+        # The VAD's own overlap rule (`overlap_rule`); the block only sets the length (no energy rescue here).
+        ov = segmentation_regions(fs, np.zeros(int(round(c.duration * 16000)), np.float32), cfg.vad).overlap
         ov = rg.clip(ov, 0.0, c.duration)
         ref_ov = reference_overlap(ref)
         hit += rg.duration(rg.intersect(ov, ref_ov))
@@ -141,10 +139,15 @@ def evaluate(files: list[tuple], cfg: DiarizerConfig, assign: str) -> dict[str, 
                 local=fs.local if assign == "local" else None,
                 min_solo_s=cfg.vad.overlap_min_solo_s,
                 min_similarity=cfg.vad.overlap_min_similarity,
+                fallback=cfg.vad.overlap_fallback,
             )
+        out_ov = reference_overlap(hyp)  # where the output names two or more speakers
+        out_hit += rg.duration(rg.intersect(out_ov, ref_ov))
+        out_det += rg.duration(out_ov)
         for p, (collar, skip) in COLLAR_PRESETS.items():
             reports[p].files[uri] = score({uri: ref}, {uri: hyp}, None, collar, skip, jer=False).files[uri]
     out = {"precision": hit / max(det, 1e-9), "recall": hit / max(ref_s, 1e-9), "ref_overlap_s": ref_s}
+    out.update({"out_precision": out_hit / max(out_det, 1e-9), "out_recall": out_hit / max(ref_s, 1e-9)})
     for p, r in reports.items():
         t = r.total.percent()
         out.update({f"{p}_{k}": t[k] for k in ("der", "miss", "false_alarm", "confusion")})
@@ -153,7 +156,8 @@ def evaluate(files: list[tuple], cfg: DiarizerConfig, assign: str) -> dict[str, 
 
 def row(label: str, m: dict[str, float]) -> str:
     return (
-        f"| {label} | {m['precision']:.2f} | {m['recall']:.2f} | {m['forgiving_der']:.2f} | "
+        f"| {label} | {m['precision']:.2f} | {m['recall']:.2f} | {m['out_precision']:.2f} | {m['out_recall']:.2f} | "
+        f"{m['forgiving_der']:.2f} | "
         f"{m['full_der']:.2f} ({m['full_miss']:.2f} / {m['full_false_alarm']:.2f} / {m['full_confusion']:.2f}) |"
     )
 
@@ -194,8 +198,11 @@ def main(argv: list[str] | None = None) -> int:
             files = [f for f in files if f[0].session.condition in args.conditions]
         ref_s = sum(rg.duration(reference_overlap(f[1])) for f in files)
         print(f"\n### {name}: {len(files)} files, reference overlap {ref_s:.1f} s\n")
-        print("| setting | overlap precision | overlap recall | forgiving DER % | full DER % (miss / FA / conf.) |")
-        print("|---|---|---|---|---|")
+        print(
+            "| setting | overlap precision | overlap recall | output overlap precision | output overlap recall "
+            "| forgiving DER % | full DER % (miss / FA / conf.) |"
+        )
+        print("|---|---|---|---|---|---|---|")
         if args.match_grid:
             for solo, sim in itertools.product([0.17, 0.5, 1.0, 2.0, 4.0], [-1.0, 0.4, 0.5, 0.6]):
                 c2 = with_overrides(

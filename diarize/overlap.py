@@ -13,7 +13,7 @@ that label and add at most one other speaker per window piece:
   "second speakers" to the model, but they are not one of the clustered voices. Where a window
   says two local speakers talk, both matched clusters get a vote, weighted by a Hamming taper
   (window edges see less context); the second speaker is the cluster other than the base label
-  with the most votes over the piece, and a piece without votes gets none. This is how
+  with the most votes over the piece, and a piece without votes gets the rule below. This is how
   pyannote's pipeline reconstructs overlap, with our clustering in place of its own.
 * Without local speakers (overlap regions from elsewhere): the cluster whose centroid is
   closest to the window's embedding among the *other* speakers heard within `context_s` of the
@@ -109,8 +109,12 @@ def second_speakers(
     local: LocalSpeakers | None = None,
     min_solo_s: float = 2.0,
     min_similarity: float = 0.5,
+    fallback: bool = False,
 ) -> list[tuple[float, float, int]]:
-    """(start, end, label) turns of the second speaker inside `overlap` regions ((K, 2) seconds)."""
+    """(start, end, label) turns of the second speaker inside `overlap` regions ((K, 2) seconds), one
+    per base window piece. With `local`, a piece no matched local speaker votes for gets the
+    nearby-speaker rule when `fallback` is set (the overlap detector already said two people talk
+    there), else no second speaker."""
     labels = np.asarray(labels)
     if len(labels) == 0 or len(overlap) == 0:
         return []
@@ -136,7 +140,9 @@ def second_speakers(
                 v[np.searchsorted(uniq, lab[i])] = 0.0
                 if v.max() > 0:
                     out.append((a, b, int(uniq[int(np.argmax(v))])))
-                continue
+                    continue
+                if not fallback:
+                    continue
             candidates = [k for k in present if k != lab[i]]
             if not candidates:
                 continue
@@ -156,11 +162,14 @@ def overlap_aware_annotation(
     local: LocalSpeakers | None = None,
     min_solo_s: float = 2.0,
     min_similarity: float = 0.5,
+    fallback: bool = False,
 ) -> Annotation:
     """`labels_to_annotation` of the base windows plus second-speaker turns in `overlap` regions
     (so turns of different speakers may overlap there). Speaker names match labels_to_annotation's."""
     base = labels_to_annotation(starts, ends, labels, uri=uri)
-    extra = second_speakers(starts, ends, labels, embeddings, overlap, context_s, local, min_solo_s, min_similarity)
+    extra = second_speakers(
+        starts, ends, labels, embeddings, overlap, context_s, local, min_solo_s, min_similarity, fallback
+    )
     if not extra:
         return base
     names = speaker_names(labels, starts, ends)

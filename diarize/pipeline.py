@@ -262,6 +262,7 @@ def diarize(
                 local=local,
                 min_solo_s=cfg.vad.overlap_min_solo_s,
                 min_similarity=cfg.vad.overlap_min_similarity,
+                fallback=cfg.vad.overlap_fallback,
             )
         else:
             annotation = alone

@@ -211,22 +211,44 @@ def energy_rescue(
     return rg.merge(np.concatenate([rg.as_regions(model_speech), rescued]))
 
 
+def speaker_count(mean_count: np.ndarray) -> np.ndarray:
+    """Speakers per frame from the windows' mean count of active local speakers (`FrameScores.count`),
+    rounded half to even as pyannote's `speaker_count` does (0.5 -> 0, 1.5 -> 2); (F,) uint8."""
+    return np.rint(mean_count).astype(np.uint8)
+
+
 def segmentation_regions(scores: FrameScores, block: np.ndarray, cfg: VADConfig) -> SpeechRegions:
     """Speech and overlap regions of one block from its pyannote-seg frame `scores` (`block`: the
     block's 16 kHz samples, for the energy rescue): hysteresis and `RegionRules`, then
-    `energy_rescue` when `cfg.pyannote_seg.energy_rescue_score` is set."""
+    `energy_rescue` when `cfg.pyannote_seg.energy_rescue_score` is set.
+
+    Overlap by `overlap_rule`: "count" = where `speaker_count` is >= 2 (and with `count_speech`,
+    frames it counts as speech join the speech score's regions: a frame most windows call silence
+    can still average one speaker when some windows hear two there); "score" = hysteresis on
+    `scores.overlap`.
+    """
     s = cfg.pyannote_seg
     total = len(block) / SAMPLE_RATE
     t, step = scores.times, scores.step
+    by_count = s.overlap_rule == "count" and scores.count is not None
+    speech_score = scores.speech
+    if by_count:
+        count = speaker_count(scores.count)
+        if s.count_speech:
+            speech_score = np.maximum(speech_score, (count >= 1).astype(speech_score.dtype))
     speech = scores_to_regions(
-        scores.speech, t, step, s.onset, s.offset, s.min_speech_s, s.min_silence_s, s.pad_s, total
+        speech_score, t, step, s.onset, s.offset, s.min_speech_s, s.min_silence_s, s.pad_s, total
     )
     if s.energy_rescue_score is not None:
         energy = energy_vad(block, cfg.energy)
         speech = energy_rescue(speech, scores.speech, t, step, energy, s.energy_rescue_score, s.min_speech_s, total)
-    overlap = scores_to_regions(
-        scores.overlap, t, step, s.overlap_onset, s.overlap_offset, s.min_overlap_s, 0.0, 0.0, total
-    )
+    if by_count:
+        # An indicator in [0, 1]: any threshold in (0, 1) picks exactly the frames counted >= 2.
+        overlap = scores_to_regions((count >= 2).astype(float), t, step, 0.5, 0.5, s.min_overlap_s, 0.0, 0.0, total)
+    else:
+        overlap = scores_to_regions(
+            scores.overlap, t, step, s.overlap_onset, s.overlap_offset, s.min_overlap_s, 0.0, 0.0, total
+        )
     return SpeechRegions(speech, overlap, scores.local)
 
 

@@ -493,3 +493,85 @@ def test_blockwise_segmentation_keeps_local_speakers_on_the_file_clock(model: py
     assert local is not None and local.classes.shape[1] == pyannet.num_frames(160000)
     assert np.all(np.diff(local.starts) >= 0) and 15.0 in set(np.round(local.starts, 1).tolist())
     assert local.starts[-1] + pyannet.WINDOW_S <= 30.0 + local.step
+
+
+# --------------------------------------------------------------------------- speaker count (issue 33)
+def test_overlap_add_averages_every_window_that_sees_a_frame() -> None:
+    # Three 4-frame windows one frame apart: frames 2-3 are seen by all three, frame 6 by none.
+    values = np.array([[1.0, 1.0, 1.0, 1.0], [2.0, 2.0, 2.0, 2.0], [0.0, 0.0, 0.0, 0.0]])
+    mean, weight = pyannet.overlap_add(values, np.array([0, 1, 2]), total=7)
+    assert weight.tolist() == [1, 2, 3, 3, 2, 1, 0]
+    assert mean.tolist() == pytest.approx([1.0, 1.5, 1.0, 1.0, 1.0, 0.0, 0.0])
+    # With a taper each window frame counts by its weight (overlap-add): frame 1 = (1*2 + 2*1) / (2 + 1).
+    mean, weight = pyannet.overlap_add(values, np.array([0, 1, 2]), total=7, taper=np.array([1.0, 2.0, 2.0, 1.0]))
+    assert weight.tolist() == [1, 3, 5, 5, 3, 1, 0]
+    assert mean[:6] == pytest.approx([1.0, 4 / 3, (2 + 4 + 0) / 5, (1 + 4 + 0) / 5, 2 / 3, 0.0])
+    # Window frames past the end of the grid are dropped.
+    mean, weight = pyannet.overlap_add(values, np.array([0, 1, 4]), total=5)
+    assert weight.tolist() == [1, 2, 2, 2, 2]
+
+
+def test_speaker_count_rounds_half_to_even_like_pyannote() -> None:
+    from diarize.vad import speaker_count
+
+    assert speaker_count(np.array([0.0, 0.5, 0.51, 1.49, 1.5, 1.9, 2.0])).tolist() == [0, 0, 1, 1, 2, 2, 2]
+
+
+def test_frame_scores_count_is_the_plain_mean_of_active_local_speakers() -> None:
+    n_frames = pyannet.num_frames(int(pyannet.WINDOW_S * 16000))
+    starts = np.array([0, 16000, 32000])
+    # Classes 0 (nobody), 1 (one speaker), 4 (a pair): window c says class [0, 1, 4][c] everywhere.
+    logp = np.full((3, n_frames, 7), -10.0)
+    for c, cls in enumerate([0, 1, 4]):
+        logp[c, :, cls] = 0.0
+    fs = pyannet.frame_scores(starts, logp, 32000 + 160000)
+    first = np.round(starts / pyannet.FRAME_STEP).astype(int)
+    t = first[2] + 10  # seen by all three windows: (0 + 1 + 2) / 3, with equal weights whatever the taper
+    assert fs.count[t] == pytest.approx(1.0)
+    assert fs.count[first[1] + 10] == pytest.approx(0.5)  # windows 0 and 1 only
+    assert fs.count[first[0] + n_frames + 5] == pytest.approx(1.5)  # windows 1 and 2 only
+    # The overlap score is Hamming-weighted: at frame t the pair window sits at its edge and weighs
+    # less than the plain share of pair windows there (1/3).
+    assert fs.overlap[t] < 0.2
+
+
+def _count_scores(count: np.ndarray, speech: np.ndarray, overlap: np.ndarray) -> pyannet.FrameScores:
+    step, offset = pyannet.FRAME_STEP / 16000, pyannet.FRAME_CENTRE / 16000
+    return pyannet.FrameScores(speech, overlap, step, offset, None, count)
+
+
+def test_count_rule_finds_overlap_where_the_windows_average_two_speakers() -> None:
+    n = 600  # ~10 s of frames
+    count = np.ones(n)
+    count[200:300] = 1.6  # most windows hear two here ...
+    overlap = np.zeros(n)
+    overlap[200:300] = 0.45  # ... yet the Hamming-weighted pair share stays under 0.5
+    count[400:500] = 0.6  # few windows call it speech, but some hear two speakers: one on average
+    speech = np.ones(n)
+    speech[350:550] = 0.3
+    fs = _count_scores(count, speech, overlap)
+    block = np.zeros(int(n * pyannet.FRAME_STEP), np.float32)
+    step, t = fs.step, fs.times
+    by_count = segmentation_regions(fs, block, VADConfig())
+    assert np.allclose(by_count.overlap, [[t[200] - step / 2, t[299] + step / 2]])
+    by_score = segmentation_regions(
+        fs, block, config_from_dict({"vad": {"pyannote_seg": {"overlap_rule": "score"}}}).vad
+    )
+    assert len(by_score.overlap) == 0
+    # Speech where the count is >= 1 joins the speech regions only with count_speech.
+    recovered = np.array([[t[400] - step / 2, t[499] + step / 2]])
+    assert rg.duration(rg.intersect(by_count.speech, recovered)) == 0.0
+    cfg = config_from_dict({"vad": {"pyannote_seg": {"count_speech": True}}}).vad
+    joined = segmentation_regions(fs, block, cfg).speech
+    assert rg.duration(rg.intersect(joined, recovered)) == pytest.approx(100 * step)
+    with pytest.raises(ConfigError, match="overlap_rule"):
+        config_from_dict({"vad": {"pyannote_seg": {"overlap_rule": "argmax"}}})
+
+
+def test_unvoted_overlap_gets_the_nearby_speaker_with_fallback() -> None:
+    starts, ends, labels, emb = _overlap_case()
+    overlap = np.array([[4.0, 5.0]])
+    brief = _local({(0.0, 4.0): 1, (4.0, 5.0): 4, (5.0, 6.0): 2})  # too little solo speech for a vote
+    assert second_speakers(starts, ends, labels, emb, overlap, local=brief) == []
+    found = second_speakers(starts, ends, labels, emb, overlap, context_s=3.0, local=brief, fallback=True)
+    assert found == second_speakers(starts, ends, labels, emb, overlap, context_s=3.0) != []

@@ -319,6 +319,9 @@ class FrameScores:
     step: float
     offset: float
     local: LocalSpeakers | None = None  # every window's hard classes (sliding_scores fills it)
+    # (F,) active local speakers per frame (of each window's most likely class), averaged over the
+    # windows that see the frame with equal weights, as pyannote's `speaker_count`; vad.py rounds it.
+    count: np.ndarray | None = None
 
     @property
     def times(self) -> np.ndarray:
@@ -370,35 +373,58 @@ def window_log_probs(
     return starts, out
 
 
+def overlap_add(
+    values: np.ndarray, first: np.ndarray, total: int, taper: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted mean over the windows that see each frame of the file's grid.
+
+    values: (C, F) one value per window frame; first: (C,) grid index of each window's frame 0;
+    total: grid frames; taper: (F,) weight of each window frame (None: all 1, as pyannote's
+    `Inference.aggregate(hamming=False)`). Window frames past `total` are dropped.
+    Returns (mean (total,), summed weight (total,)); the mean is 0 where no window looks.
+
+        window 0   |1 1 1 1|
+        window 1       |3 3 3 3|
+        mean       |1 1 2 2 3 3|
+    """
+    num_f = values.shape[1]
+    w = np.ones(num_f) if taper is None else np.asarray(taper, dtype=np.float64)
+    acc = np.zeros(total)
+    weight = np.zeros(total)
+    for f0, v in zip(np.asarray(first, dtype=np.int64), values):
+        last = min(total, f0 + num_f)
+        k = last - f0
+        acc[f0:last] += w[:k] * v[:k]
+        weight[f0:last] += w[:k]
+    mean = np.where(weight > 0, acc / np.maximum(weight, 1e-12), 0.0)
+    return mean, weight
+
+
 def frame_scores(starts: np.ndarray, log_probs: np.ndarray, num_samples: int, soft: bool = False) -> FrameScores:
     """Average the windows' per-frame speech and overlap scores (`speech_and_overlap`) on the file's
-    frame grid, each window weighted by a Hamming taper (its edges see less context); keep every
-    window's most likely class per frame (`FrameScores.local`).
+    frame grid, each window weighted by a Hamming taper (its edges see less context), and their
+    number of active local speakers with equal weights (`FrameScores.count`); keep every window's
+    most likely class per frame (`FrameScores.local`).
 
     starts: (C,) window start samples; log_probs: (C, F, 7), as `window_log_probs` returns them.
     """
     fpw = log_probs.shape[1]
-    taper = np.hamming(fpw)
     total = max(1, int(math.ceil((num_samples - FRAME_CENTRE) / FRAME_STEP)) + 1)
-    acc = np.zeros((2, total))
-    weight = np.zeros(total)
+    classes = np.argmax(log_probs, axis=-1).astype(np.uint8)
     speech, overlap = speech_and_overlap(powerset_to_speakers(log_probs, soft=soft))
     # Window frame i is centred at sample s + FRAME_CENTRE + i * FRAME_STEP; snap to the global grid.
     first = np.round(np.asarray(starts) / FRAME_STEP).astype(np.int64)
-    for f0, sp, ov in zip(first, speech, overlap):
-        last = min(total, f0 + fpw)
-        k = last - f0
-        acc[0, f0:last] += taper[:k] * sp[:k]
-        acc[1, f0:last] += taper[:k] * ov[:k]
-        weight[f0:last] += taper[:k]
+    taper = np.hamming(fpw)
+    speech_mean, _ = overlap_add(speech, first, total, taper)
+    overlap_mean, _ = overlap_add(overlap, first, total, taper)
+    sizes = powerset_matrix().sum(axis=1)  # active speakers of each powerset class
+    count_mean, _ = overlap_add(sizes[classes], first, total)
     # Frames past the end of the audio (zero padding of a short file) are not scored.
     centres = (FRAME_CENTRE + FRAME_STEP * np.arange(total)) / SAMPLE_RATE
     keep = centres < num_samples / SAMPLE_RATE + FRAME_STEP / SAMPLE_RATE
-    mean = acc / np.maximum(weight, 1e-12)
-    mean[:, weight == 0] = 0.0
     step_t, centre_t = FRAME_STEP / SAMPLE_RATE, FRAME_CENTRE / SAMPLE_RATE
-    local = LocalSpeakers(first * step_t, np.argmax(log_probs, axis=-1).astype(np.uint8), step_t, centre_t)
-    return FrameScores(mean[0, keep], mean[1, keep], step_t, centre_t, local)
+    local = LocalSpeakers(first * step_t, classes, step_t, centre_t)
+    return FrameScores(speech_mean[keep], overlap_mean[keep], step_t, centre_t, local, count_mean[keep])
 
 
 def sliding_scores(
