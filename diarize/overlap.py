@@ -151,6 +151,44 @@ def second_speakers(
     return out
 
 
+def second_speaker_annotation(
+    starts: np.ndarray,
+    ends: np.ndarray,
+    labels: np.ndarray,
+    embeddings: np.ndarray,
+    overlap: np.ndarray,
+    uri: str,
+    context_s: float = 3.0,
+    local: LocalSpeakers | None = None,
+    min_solo_s: float = 2.0,
+    min_similarity: float = 0.5,
+    fallback: bool = False,
+) -> Annotation:
+    """The `second_speakers` turns as an annotation, speakers named as `labels_to_annotation` names
+    them. Each turn lies inside `overlap` and adds a speaker to the base window's own: the base
+    annotation is the one-speaker-per-frame view, this one says who else talks there."""
+    names = speaker_names(labels, starts, ends)
+    ann = Annotation(uri=uri)
+    extra = second_speakers(
+        starts, ends, labels, embeddings, overlap, context_s, local, min_solo_s, min_similarity, fallback
+    )
+    for a, b, k in extra:
+        if b > a and k in names:
+            ann[Segment(float(a), float(b)), len(ann)] = names[k]
+    return ann.support()
+
+
+def with_second_speakers(base: Annotation, second: Annotation) -> Annotation:
+    """`base` plus the turns of `second` (so turns of different speakers may overlap), touching turns
+    of one speaker merged."""
+    if not second:
+        return base
+    ann = base.copy()
+    for seg, _, label in second.itertracks(yield_label=True):
+        ann[seg, f"ov{len(ann)}"] = label
+    return ann.support()
+
+
 def overlap_aware_annotation(
     starts: np.ndarray,
     ends: np.ndarray,
@@ -165,17 +203,9 @@ def overlap_aware_annotation(
     fallback: bool = False,
 ) -> Annotation:
     """`labels_to_annotation` of the base windows plus second-speaker turns in `overlap` regions
-    (so turns of different speakers may overlap there). Speaker names match labels_to_annotation's."""
+    (`with_second_speakers` of `second_speaker_annotation`)."""
     base = labels_to_annotation(starts, ends, labels, uri=uri)
-    extra = second_speakers(
-        starts, ends, labels, embeddings, overlap, context_s, local, min_solo_s, min_similarity, fallback
+    second = second_speaker_annotation(
+        starts, ends, labels, embeddings, overlap, uri, context_s, local, min_solo_s, min_similarity, fallback
     )
-    if not extra:
-        return base
-    names = speaker_names(labels, starts, ends)
-    ann = base.copy()
-    for a, b, k in extra:
-        if b > a and k in names:
-            ann[Segment(float(a), float(b)), f"ov{len(ann)}"] = names[k]
-    # Merge touching turns of the same speaker.
-    return ann.support()
+    return with_second_speakers(base, second)

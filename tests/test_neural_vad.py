@@ -575,3 +575,16 @@ def test_unvoted_overlap_gets_the_nearby_speaker_with_fallback() -> None:
     assert second_speakers(starts, ends, labels, emb, overlap, local=brief) == []
     found = second_speakers(starts, ends, labels, emb, overlap, context_s=3.0, local=brief, fallback=True)
     assert found == second_speakers(starts, ends, labels, emb, overlap, context_s=3.0) != []
+
+
+def test_second_speaker_turns_are_kept_apart_from_the_one_speaker_view() -> None:
+    from diarize.overlap import second_speaker_annotation, with_second_speakers
+    from diarize.rttm import labels_to_annotation
+
+    starts, ends, labels, emb = _overlap_case()
+    overlap = np.array([[4.2, 5.0]])
+    second = second_speaker_annotation(starts, ends, labels, emb, overlap, uri="x", context_s=3.0)
+    assert [(seg, label) for seg, _, label in second.itertracks(yield_label=True)] == [(Segment(4.2, 5.0), "speaker_1")]
+    base = labels_to_annotation(starts, ends, labels, uri="x")
+    full = overlap_aware_annotation(starts, ends, labels, emb, overlap, uri="x", context_s=3.0)
+    assert with_second_speakers(base, second) == full
