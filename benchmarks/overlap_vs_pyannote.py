@@ -14,11 +14,13 @@ frames; frame t is scored at its centre against the reference's number of speake
 
     python benchmarks/overlap_vs_pyannote.py score /tmp/pyannote_counts.npz --sets shared dev [--steps 1 2.5]
 
-Rows: pyannote = its count as dumped (>= 1 speech, >= 2 overlap, no other rule); count / score =
-our `vad.segmentation_regions` with `overlap_rule` count (the default) / score (the rule before
-issue 33), i.e. speech and overlap regions as the pipeline gets them (min durations, seam rules).
+Rows: pyannote = its count as dumped (>= 1 speech, >= 2 overlap, no other rule); bare count = the
+same recipe on our `FrameScores.count`; count / score = our `vad.segmentation_regions` with
+`overlap_rule` count (the default) / score (the rule before issue 33), i.e. speech and overlap
+regions as the pipeline gets them (hysteresis, min durations). Only the files in the dump are
+scored, so every row is on the same frames (COUNTS = `none`: no pyannote row, every file).
 Columns: overlap recall / precision; speech miss and false alarm as % of reference speech; and
-`agree` = the share of frames where our unrounded-then-rounded count equals pyannote's.
+the share of frames where our bare count equals pyannote's.
 
 Sets: shared = the four shared AMI / pyannote recordings with overlap; dev / test = <uri>.wav +
 <uri>.rttm under HELDOUT/<set> (test: report once, never choose on it).
@@ -164,37 +166,42 @@ def score(
     from diarize.config import load_config
     from diarize.vad import segmentation_regions, speaker_count
 
-    z = np.load(counts_path)
+    z = np.load(counts_path) if counts_path.name != "none" else {}
     base = load_config(config).vad
     model_box: list = []
     for name in sets:
         files = set_files(name, heldout, only if name != "shared" else None)
+        if z:  # every row on the same frames: the files pyannote's count was dumped for
+            files = [f for f in files if f"{name}/{f[0]}" in z]
         if not files:
             print(f"\n{name}: no files")
             continue
         tallies: dict[str, Tally] = {}
         for uri, wav, rttm in files:
             key = f"{name}/{uri}"
-            if key not in z:
-                raise SystemExit(f"{counts_path}: no pyannote count for {key}; run the dump step for --sets {name}")
             for step in steps:
                 fs, audio = our_scores(uri, wav, step, cache / name / str(step), model_box)
                 times = fs.times
                 ref = reference_count(rttm, uri, times)
-                # pyannote's frame i is centred at start + i * step + duration / 2; the grids coincide.
-                start, duration, pstep = z[f"{key}/frames"]
-                idx = np.round((times - start - duration / 2) / pstep).astype(np.int64)
-                theirs = z[key][np.clip(idx, 0, len(z[key]) - 1)].astype(np.int64)
-                theirs[(idx < 0) | (idx >= len(z[key]))] = 0
                 ours_count = speaker_count(fs.count).astype(np.int64)
-                if step == steps[0]:
-                    tallies.setdefault("pyannote 3.4 recipe (step 1 s)", Tally()).add(ref, theirs >= 1, theirs >= 2)
+                theirs = None
+                if z:
+                    # pyannote's frame i is centred at start + i * step + duration / 2; the grids coincide.
+                    start, duration, pstep = z[f"{key}/frames"]
+                    idx = np.round((times - start - duration / 2) / pstep).astype(np.int64)
+                    theirs = z[key][np.clip(idx, 0, len(z[key]) - 1)].astype(np.int64)
+                    theirs[(idx < 0) | (idx >= len(z[key]))] = 0
+                    if step == steps[0]:
+                        tallies.setdefault("pyannote 3.4 recipe (step 1 s)", Tally()).add(ref, theirs >= 1, theirs >= 2)
+                # pyannote's recipe on our count: no region rules at all.
+                tallies.setdefault(f"ours, bare count, step {step} s", Tally()).add(
+                    ref, ours_count >= 1, ours_count >= 2, None if theirs is None else ours_count == theirs
+                )
                 for rule in ("count", "score"):
                     seg = dataclasses.replace(base.pyannote_seg, step_s=step, overlap_rule=rule)
                     found = segmentation_regions(fs, audio, dataclasses.replace(base, pyannote_seg=seg))
-                    agree = ours_count == theirs if rule == "count" else None
                     tallies.setdefault(f"ours, rule {rule}, step {step} s", Tally()).add(
-                        ref, in_regions(found.speech, times), in_regions(found.overlap, times), agree
+                        ref, in_regions(found.speech, times), in_regions(found.overlap, times)
                     )
             print(f"  {key} done", file=sys.stderr, flush=True)
         secs = next(iter(tallies.values())).n
