@@ -552,16 +552,15 @@ def test_count_rule_finds_overlap_where_the_windows_average_two_speakers() -> No
     fs = _count_scores(count, speech, overlap)
     block = np.zeros(int(n * pyannet.FRAME_STEP), np.float32)
     step, t = fs.step, fs.times
-    by_count = segmentation_regions(fs, block, VADConfig())
+    count_rule = {"vad": {"pyannote_seg": {"overlap_rule": "count"}}}
+    by_count = segmentation_regions(fs, block, config_from_dict(count_rule).vad)
     assert np.allclose(by_count.overlap, [[t[200] - step / 2, t[299] + step / 2]])
-    by_score = segmentation_regions(
-        fs, block, config_from_dict({"vad": {"pyannote_seg": {"overlap_rule": "score"}}}).vad
-    )
+    by_score = segmentation_regions(fs, block, VADConfig())  # the default rule
     assert len(by_score.overlap) == 0
     # Speech where the count is >= 1 joins the speech regions only with count_speech.
     recovered = np.array([[t[400] - step / 2, t[499] + step / 2]])
     assert rg.duration(rg.intersect(by_count.speech, recovered)) == 0.0
-    cfg = config_from_dict({"vad": {"pyannote_seg": {"count_speech": True}}}).vad
+    cfg = config_from_dict({"vad": {"pyannote_seg": {"overlap_rule": "count", "count_speech": True}}}).vad
     joined = segmentation_regions(fs, block, cfg).speech
     assert rg.duration(rg.intersect(joined, recovered)) == pytest.approx(100 * step)
     with pytest.raises(ConfigError, match="overlap_rule"):
