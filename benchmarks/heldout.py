@@ -271,6 +271,10 @@ def cache_key(cfg: DiarizerConfig, model_name: str, vad: str) -> str:
         ):  # output assembly only, nothing cached
             vad_cfg.pop(k)
         vad_cfg["pyannote_seg"].pop("batch_size")
+        # Keys added by issue 33 enter only away from their defaults, so that caches built before stay valid.
+        for k, default in (("overlap_rule", "score"), ("count_speech", False)):
+            if vad_cfg["pyannote_seg"][k] == default:
+                vad_cfg["pyannote_seg"].pop(k)
         key["vad"] = vad_cfg
     return json.dumps(key, sort_keys=True)
 
