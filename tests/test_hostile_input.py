@@ -19,6 +19,7 @@ import soundfile as sf
 import torch
 
 from diarize.cli import main
+import diarize.models as diarize_models
 from diarize.models import hub
 from diarize.models import load_model as real_load_model
 from diarize.rttm import read_rttm
@@ -204,7 +205,11 @@ def test_titanet_with_a_disagreeing_sha256_sidecar_is_not_used(tmp_path, cache, 
     nemo.write_bytes(b"pretend checkpoint")
     (cache / "titanet-large.nemo.sha256").write_text("0" * 64 + "\n")
     with pytest.raises(hub.WeightsUnavailable, match="corrupt"):
-        real_load_model("auto", "cpu")
+        real_load_model("titanet-large", "cpu")
+    # issue 35 M: the default `auto` is not broken by it: CAM++ with a warning
+    monkeypatch.setattr(diarize_models, "_fallback_noted", False, raising=False)
+    with pytest.warns(UserWarning, match="corrupt.*using CAM"):
+        assert real_load_model("auto", "cpu").name == "campplus"
 
 
 # --------------------------------------------------------------------------- 3: RTTM / UEM text
@@ -647,7 +652,7 @@ def test_out_equal_to_an_input_is_refused(tmp_path, wav, monkeypatch, capsys):
 def test_plot_equal_to_out_is_refused(tmp_path, wav, monkeypatch, capsys):
     no_work(monkeypatch)
     out = tmp_path / "x.png"
-    one_error(capsys, main(["run", str(wav), "--out", str(out), "--plot", str(out), "--quiet"]), "--plot")
+    one_error(capsys, main(["run", str(wav), "--out", str(out), "--plot", str(out), "--quiet"]), "x.png")
     one_error(
         capsys, main(["run", str(wav), "--out", str(tmp_path / "x.rttm"), "--plot", str(tmp_path / "x.txt")]), "--plot"
     )

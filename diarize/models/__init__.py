@@ -1,8 +1,9 @@
 """Speaker-embedding models and the policy that picks one.
 
 `titanet-large` is the default whenever its weights are at hand (a `.nemo` path,
-the user cache, or a hub download when online); otherwise `diarize` says so in
-one line (a warning) and falls back to CAM++, whose weights it fetches itself with pip.
+the user cache); otherwise `auto` says so in one line (a warning, once per process) and falls
+back to CAM++, whose weights it fetches itself with pip. `titanet-large` asked for by name is
+fetched when online, else an error: it never silently becomes another model.
 """
 
 from __future__ import annotations
@@ -21,6 +22,17 @@ if TYPE_CHECKING:  # loaded with the model itself, so that the CLI's light comma
 MODEL_NAMES = ("titanet-large", "campplus")
 
 __all__ = ["MODEL_NAMES", "SpeakerEmbedder", "load_model", "resolve_device"]
+
+
+_fallback_noted = False
+
+
+def _note_fallback(message: str) -> None:
+    """Warn about the CAM++ fallback once per process, not on every command and every `Diarizer()`."""
+    global _fallback_noted
+    if not _fallback_noted:
+        _fallback_noted = True
+        warnings.warn(message, stacklevel=3)
 
 
 def load_model(name_or_path: str = "auto", device: str | torch.device = "auto") -> SpeakerEmbedder:
@@ -43,22 +55,24 @@ def load_model(name_or_path: str = "auto", device: str | torch.device = "auto") 
         from .campplus import load_campplus
 
         return load_campplus(path, device=dev)
-    if spec in ("auto", "titanet-large"):
+    if spec == "titanet-large":  # asked for by name: its weights or an error, never another model
         from . import titanet
 
-        at_hand = titanet.titanet_weights_at_hand()
+        if titanet.titanet_weights_at_hand() is None:
+            titanet.download_titanet()
+        return titanet.load_titanet("titanet-large", device=dev)
+    if spec == "auto":
+        from . import titanet
+
         reason = "not in the cache"
-        if at_hand is None and spec == "titanet-large":
+        if titanet.titanet_weights_at_hand() is not None:
             try:
-                at_hand = titanet.download_titanet()
-            except WeightsUnavailable as e:
+                return titanet.load_titanet("titanet-large", device=dev)
+            except WeightsUnavailable as e:  # a corrupt or bogus cached file must not break the default run
                 reason = str(e).splitlines()[0]
-        if at_hand is not None:
-            return titanet.load_titanet("titanet-large", device=dev)
-        warnings.warn(
+        _note_fallback(
             f"TitaNet-Large weights are not at hand ({reason}); using CAM++. To use TitaNet pass "
-            f"--model PATH.nemo or put it at {cache_dir() / titanet.CACHE_NAME}.",
-            stacklevel=2,
+            f"--model PATH.nemo or put it at {cache_dir() / titanet.CACHE_NAME}."
         )
         spec = "campplus"
     if spec == "campplus":
