@@ -25,11 +25,15 @@ from pathlib import Path
 import numpy as np
 from pyannote.core import Annotation
 
-from .errors import FormatError
-from .files import atomic_write
+from .errors import FormatError, short
+from .files import atomic_write, load_json, read_text
 from .formats import cues_to_srt, cues_to_vtt
+from .rttm import MAX_SECONDS
 
 TRANSCRIPT_FORMATS = ("json", "srt", "vtt", "txt", "tsv")
+# A whisper JSON with word times takes ~100 bytes a word: 32 MiB is ~300 000 words (days of speech),
+# and parsed it stays below 1 GB (1 M words took 1.7 GB).
+MAX_TRANSCRIPT_BYTES = 32 << 20
 
 
 def _speaker_tracks(annotation: Annotation) -> tuple[list[str], list[np.ndarray]]:
@@ -95,8 +99,12 @@ def assign_speakers(intervals: np.ndarray | list, annotation: Annotation, tolera
 
 # --------------------------------------------------------------------------- transcripts
 def _number(x: object, where: str) -> float:
-    if isinstance(x, bool) or not isinstance(x, (int, float)) or not np.isfinite(x):
-        raise FormatError(f"{where}: expected a number, got {x!r}")
+    try:  # a 400-digit integer overflows float()
+        ok = not isinstance(x, bool) and isinstance(x, (int, float)) and abs(float(x)) <= MAX_SECONDS
+    except OverflowError:
+        ok = False
+    if not ok:
+        raise FormatError(f"{where}: expected a number of seconds up to {MAX_SECONDS:.0e}, got {short(x, 40)}")
     return float(x)
 
 
@@ -120,7 +128,9 @@ def _cue_seconds(text: str) -> float:
     if not m:
         raise ValueError(text)
     h, mi, s, frac = m.groups()
-    return int(h or 0) * 3600 + int(mi) * 60 + int(s) + int(frac) / 10 ** len(frac)
+    if max(len(h or ""), len(mi), len(s)) > 9:  # a 400-digit hour field: no real clock, and float() overflows
+        raise ValueError(text)
+    return int(h or 0) * 3600 + int(mi) * 60 + int(s) + float(f"0.{frac[:9]}")
 
 
 def parse_cues(text: str, source: str = "<subtitles>") -> dict:
@@ -153,17 +163,10 @@ def read_transcript(path: str | os.PathLike) -> dict:
     """A transcript file as whisper-style {"segments": [...]} (plain word lists become one segment
     per word list under "words"). Raises FormatError naming the file on anything malformed."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as e:
-        raise FormatError(f"{path}: cannot read transcript ({e})") from None
+    text = read_text(path, "transcript", MAX_TRANSCRIPT_BYTES)
     if path.suffix.lower() in (".srt", ".vtt"):
         return parse_cues(text, str(path))
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise FormatError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
-    return normalise_transcript(doc, str(path))
+    return normalise_transcript(load_json(text, str(path)), str(path))
 
 
 def normalise_transcript(doc: object, source: str = "<transcript>") -> dict:
@@ -174,8 +177,12 @@ def normalise_transcript(doc: object, source: str = "<transcript>") -> dict:
         raise FormatError(f"{source}: expected whisper JSON ({{'segments': [...]}}) or a list of words")
     doc = dict(doc)
     doc.setdefault("segments", [])
+    if not isinstance(doc.get("words") or [], list):
+        raise FormatError(f"{source}: 'words' must be a list of words, got {short(doc['words'], 40)}")
     for i, seg in enumerate(doc["segments"]):
         _timed(seg, f"{source}: segments[{i}]")
+        if not isinstance(seg.get("words") or [], list):
+            raise FormatError(f"{source}: segments[{i}].words must be a list, got {short(seg['words'], 40)}")
         for j, w in enumerate(seg.get("words") or []):
             _timed(w, f"{source}: segments[{i}].words[{j}]")
     for key in ("words", "word_segments"):

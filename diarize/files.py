@@ -5,10 +5,15 @@ sees a partial file, a failed write leaves nothing behind, and permissions follo
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
+
+from .errors import FormatError
 
 
 def _umask() -> int:
@@ -24,6 +29,25 @@ def _temp_name(name: str) -> str:
     prefix, suffix = f".{secrets.token_hex(4)}.", ".tmp"
     keep = max(len(name), 24) - len(prefix) - len(suffix)
     return prefix + name[-keep:] + suffix
+
+
+_TEMP_NAME = re.compile(r"\.[0-9a-f]{8}\..+\.tmp")
+
+
+def remove_stale_temps(folder: str | os.PathLike, min_age: float = 60.0) -> int:
+    """Delete temp files of our own naming (`_temp_name`) left in `folder` by a killed run; returns
+    how many. A write holds its temp file for milliseconds, so one older than `min_age` seconds is
+    an orphan, never a concurrent run's file in flight."""
+    removed = 0
+    now = time.time()
+    with contextlib.suppress(OSError), os.scandir(folder) as entries:
+        for entry in entries:
+            if _TEMP_NAME.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+                with contextlib.suppress(OSError):
+                    if now - entry.stat(follow_symlinks=False).st_mtime > min_age:
+                        os.unlink(entry.path)
+                        removed += 1
+    return removed
 
 
 @contextlib.contextmanager
@@ -55,3 +79,42 @@ def atomic_write(path: str | os.PathLike, data: str | bytes) -> None:
         with open(tmp, "wb") as f:
             # surrogateescape: a file id from a non-UTF-8 file name is written back as its own bytes
             f.write(data.encode("utf-8", "surrogateescape") if isinstance(data, str) else data)
+
+
+# A text input (RTTM, UEM, manifest, transcript) is read whole; beyond this it is refused rather than
+# read for ever (`/dev/zero`) or parsed into gigabytes (a 1 M-word transcript took 1.7 GB).
+MAX_TEXT_BYTES = 64 << 20
+
+
+def read_text(path: str | os.PathLike, what: str, limit: int = MAX_TEXT_BYTES) -> str:
+    """A text input as str (UTF-8, a byte-order mark dropped), at most `limit` bytes.
+
+    Raises FormatError naming `path`: missing, a directory, unreadable, too large, not UTF-8.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise FormatError(f"{path}: is a directory, not a {what} file")
+    try:
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
+    except OSError as e:
+        raise FormatError(f"{path}: cannot read {what} ({e.strerror or type(e).__name__})") from None
+    if len(data) > limit:
+        raise FormatError(f"{path}: larger than {limit >> 20} MiB, the limit for a {what} file")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise FormatError(f"{path}: cannot read {what} (not UTF-8 at byte {e.start})") from None
+
+
+def load_json(text: str, source: str, numbered: bool = True) -> object:
+    """Decoded JSON; any failure is a FormatError `SOURCE[:LINE]: ...`, also nesting too deep for the
+    parser and integers too long for Python (json raises RecursionError / ValueError for those)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise FormatError(f"{source}{f':{e.lineno}' if numbered else ''}: not valid JSON ({e.msg})") from None
+    except RecursionError:
+        raise FormatError(f"{source}: not valid JSON (nested too deeply)") from None
+    except ValueError as e:  # "Exceeds the limit (4300 digits) for integer string conversion"
+        raise FormatError(f"{source}: not valid JSON ({str(e).split(';')[0][:80]})") from None

@@ -17,16 +17,19 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
+import re
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 from pyannote.core import Annotation, Segment
 
-from .errors import FormatError
-from .files import atomic_write
-from .rttm import read_rttm, rttm_lines
+from .errors import FormatError, short
+from .files import atomic_write, load_json, read_text
+from .rttm import MAX_SECONDS, read_rttm, rttm_lines
 
 FORMATS = ("rttm", "json", "srt", "vtt", "csv")
 FORMAT_VERSION = 1
@@ -127,6 +130,10 @@ def pyannote_labels(labels: Iterable[str]) -> dict[str, str]:
 
 # --------------------------------------------------------------------------- writers
 def _clock(seconds: float, sep: str) -> str:
+    if not (math.isfinite(seconds) and seconds <= MAX_SECONDS):
+        raise FormatError(f"time {seconds} s is beyond {MAX_SECONDS:.0e} seconds; cannot write it as a subtitle")
+    if seconds < 0:
+        warnings.warn(f"time {seconds} s is before the start; written as 00:00:00", stacklevel=3)
     ms = int(round(max(seconds, 0.0) * 1000))
     h, ms = divmod(ms, 3_600_000)
     m, ms = divmod(ms, 60_000)
@@ -144,14 +151,25 @@ def vtt_time(seconds: float) -> str:
     return _clock(seconds, ".")
 
 
+_ARROW = re.compile(r"--+>")
+
+
+def cue_text(text: str) -> str:
+    """`text` folded to one cue line: whitespace runs (newlines, blank lines) become one space and
+    "-->" becomes "->", so a transcript or a speaker name can never end a cue or start a fake one."""
+    return _ARROW.sub("->", " ".join(str(text).split()))
+
+
 def cues_to_srt(cues: Iterable[tuple[float, float, str]]) -> str:
-    """SRT text from (start, end, text) cues."""
-    return "".join(f"{i}\n{srt_time(a)} --> {srt_time(b)}\n{text}\n\n" for i, (a, b, text) in enumerate(cues, 1))
+    """SRT text from (start, end, text) cues; texts are folded with `cue_text`."""
+    return "".join(
+        f"{i}\n{srt_time(a)} --> {srt_time(b)}\n{cue_text(text)}\n\n" for i, (a, b, text) in enumerate(cues, 1)
+    )
 
 
 def cues_to_vtt(cues: Iterable[tuple[float, float, str]]) -> str:
-    """WebVTT text from (start, end, text) cues."""
-    return "WEBVTT\n\n" + "".join(f"{vtt_time(a)} --> {vtt_time(b)}\n{text}\n\n" for a, b, text in cues)
+    """WebVTT text from (start, end, text) cues; texts are folded with `cue_text`."""
+    return "WEBVTT\n\n" + "".join(f"{vtt_time(a)} --> {vtt_time(b)}\n{cue_text(text)}\n\n" for a, b, text in cues)
 
 
 def to_json(
@@ -231,14 +249,17 @@ def from_json(doc: dict, source: str = "<json>") -> tuple[Annotation, dict]:
     """(annotation, document) from our JSON; raises FormatError on a malformed document."""
     if not isinstance(doc, dict) or not isinstance(doc.get("turns"), list):
         raise FormatError(f"{source}: not a diarize JSON document (needs a 'turns' list)")
-    ann = Annotation(uri=doc.get("uri") or Path(source).stem)
+    uri = doc.get("uri")
+    if uri is not None and not isinstance(uri, str):
+        raise FormatError(f"{source}: 'uri' must be a string, got {short(uri, 40)}")
+    ann = Annotation(uri=uri or Path(source).stem)
     for i, t in enumerate(doc["turns"]):
         try:
             a, b, lab = float(t["start"]), float(t["end"]), str(t["speaker"])
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):  # OverflowError: a 400-digit integer
             raise FormatError(f"{source}: turns[{i}] needs numeric 'start', 'end' and a 'speaker'") from None
-        if not (np.isfinite(a) and np.isfinite(b)) or a < 0 or b < a:
-            raise FormatError(f"{source}: turns[{i}]: need 0 <= start <= end, got {a} {b}")
+        if not (0 <= a <= b <= MAX_SECONDS):
+            raise FormatError(f"{source}: turns[{i}]: need 0 <= start <= end <= {MAX_SECONDS:.0e}, got {a} {b}")
         if b > a:
             ann[Segment(a, b), len(ann)] = lab
     return ann, doc
@@ -246,13 +267,7 @@ def from_json(doc: dict, source: str = "<json>") -> tuple[Annotation, dict]:
 
 def read_json(path: str | os.PathLike) -> tuple[Annotation, dict]:
     """Our JSON file -> (annotation, document); centroids, if any, are in document["speakers"]."""
-    try:
-        doc = json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError) as e:
-        raise FormatError(f"{path}: cannot read ({e})") from None
-    except json.JSONDecodeError as e:
-        raise FormatError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
-    return from_json(doc, str(path))
+    return from_json(load_json(read_text(path, "diarization JSON"), str(path)), str(path))
 
 
 def read_diarization(path: str | os.PathLike) -> dict[str, Annotation]:

@@ -10,15 +10,16 @@ from the current folder, then from the manifest's folder. Every bad value is a F
 
 from __future__ import annotations
 
-import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from pyannote.core import Annotation, Segment, Timeline
 
-from .errors import DiarizeError, FormatError
-from .rttm import read_rttm, read_uem, rttm_token
+from .errors import DiarizeError, FormatError, short
+from .files import load_json, read_text
+from .rttm import MAX_SECONDS, read_rttm, read_uem, rttm_token
 
 
 @dataclass
@@ -65,6 +66,20 @@ def _pick(by_uri: dict, entry: ManifestEntry, path: Path, what: str):
     )
 
 
+# More speakers than anyone diarizes; a bound keeps 1e300 from reaching the clustering as an int.
+MAX_NUM_SPEAKERS = 10_000
+
+
+def _finite(value: object) -> bool:
+    """A JSON number that is finite as a float (a 400-digit integer is not: float() overflows)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
 def _path(value: object, key: str, where: str, base: Path, must_exist: bool) -> Path:
     if not isinstance(value, str) or not value.strip():
         raise FormatError(f"{where}: {key!r} must be a file path, got {value!r}")
@@ -77,13 +92,8 @@ def _path(value: object, key: str, where: str, base: Path, must_exist: bool) -> 
 
 
 def _seconds(value: object, key: str, where: str, positive: bool) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or value != value
-        or value in (float("inf"), float("-inf"))
-    ):
-        raise FormatError(f"{where}: {key!r} must be a number of seconds, got {value!r}")
+    if not _finite(value) or abs(value) > MAX_SECONDS:
+        raise FormatError(f"{where}: {key!r} must be a number of seconds up to {MAX_SECONDS:.0e}, got {short(value)}")
     if value < 0 or (positive and value == 0):
         raise FormatError(f"{where}: {key!r} must be {'> 0' if positive else '>= 0'}, got {value!r}")
     return float(value)
@@ -100,8 +110,10 @@ def parse_line(item: object, where: str, base: Path) -> ManifestEntry:
         entry.duration = _seconds(item["duration"], "duration", where, positive=True)
     n = item.get("num_speakers")
     if n is not None:
-        if isinstance(n, bool) or not isinstance(n, (int, float)) or n != int(n) or n < 1:
-            raise FormatError(f"{where}: 'num_speakers' must be null or a whole number >= 1, got {n!r}")
+        if not _finite(n) or n != int(n) or not 1 <= n <= MAX_NUM_SPEAKERS:
+            raise FormatError(
+                f"{where}: 'num_speakers' must be null or a whole number from 1 to {MAX_NUM_SPEAKERS}, got {short(n)}"
+            )
         entry.num_speakers = int(n)
     for key, attr in (("rttm_filepath", "rttm"), ("uem_filepath", "uem")):
         if item.get(key) is not None:
@@ -113,19 +125,13 @@ def parse_line(item: object, where: str, base: Path) -> ManifestEntry:
 def read_manifest(path: str | os.PathLike) -> list[ManifestEntry]:
     """All entries of a manifest; raises FormatError `MANIFEST:LINE: ...` on the first bad one."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise FormatError(f"{path}: cannot read manifest ({e})") from None
+    text = read_text(path, "manifest")
     entries = []
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         where = f"{path}:{lineno}"
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise FormatError(f"{where}: not valid JSON ({e.msg})") from None
+        item = load_json(line, where, numbered=False)
         entries.append(parse_line(item, where, path.parent))
     return entries
 

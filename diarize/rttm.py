@@ -17,7 +17,7 @@ import numpy as np
 from pyannote.core import Annotation, Segment, Timeline
 
 from .errors import FormatError, short
-from .files import atomic_write
+from .files import atomic_write, read_text
 
 _WHITESPACE = re.compile(r"\s+")
 
@@ -56,12 +56,14 @@ RTTM_TYPES = frozenset(
 )
 
 
+# Times beyond this (three years) are refused when read: no recording is that long, and subtitle
+# clocks and float milliseconds stay exact below it.
+MAX_SECONDS = 1e8
+
+
 def _read_text(path: Path, what: str) -> str:
-    """The file as text; a UTF-8 byte-order mark is dropped (it would hide the first line's type)."""
-    try:
-        return path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as e:
-        raise FormatError(f"{path}: cannot read {what} ({e})") from None
+    """The file as text, bounded; a UTF-8 byte-order mark is dropped (it would hide the first line's type)."""
+    return read_text(path, what)
 
 
 def _float_field(value: str, what: str, where: str) -> float:
@@ -71,6 +73,8 @@ def _float_field(value: str, what: str, where: str) -> float:
         raise FormatError(f"{where}: {what} {short(value, 40)} is not a number") from None
     if not math.isfinite(x):
         raise FormatError(f"{where}: {what} {short(value, 40)} is not finite")
+    if abs(x) > MAX_SECONDS:
+        raise FormatError(f"{where}: {what} {short(value, 40)} is beyond {MAX_SECONDS:.0e} seconds")
     return x
 
 
