@@ -33,11 +33,11 @@ def verification_score(a: np.ndarray, b: np.ndarray) -> float:
     return (cos + 1.0) / 2.0
 
 
-def require_speech(audio: np.ndarray, source: str) -> None:
+def require_speech(audio: np.ndarray, source: str, purpose: str = "verify") -> None:
     """Raise AudioError when the energy VAD finds no speech in a 16 kHz waveform: silence, hum or a
     steady tone all embed to nearly the same vector, so comparing them would call them "same"."""
     if len(energy_vad(np.asarray(audio, dtype=np.float32), EnergyVADConfig())) == 0:
-        raise AudioError(f"{source}: no speech found (energy VAD); cannot verify a speaker from it")
+        raise AudioError(f"{source}: no speech found (energy VAD); cannot {purpose} a speaker from it")
 
 
 def verify(
