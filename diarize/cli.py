@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import io
 import json
 import logging
@@ -26,7 +27,7 @@ from . import __version__
 from .config import PRESET_NAMES, VAD_METHODS, load_config
 from .engine import Job, RunOptions, run_local, run_ray
 from .errors import AudioError, DiarizeError, FormatError, OutputError, short
-from .files import atomic_path
+from .files import atomic_path, remove_stale_temps
 from .models.base import limit_threads, resolve_device
 from .models.hub import DEFAULT_FETCH, WEIGHTS
 from .rttm import read_rttm, read_uem, rttm_token
@@ -380,20 +381,32 @@ def _one_line(e: BaseException) -> str:
 
 
 # --------------------------------------------------------------------------- run
-PLOT_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg", ".html")
+PLOT_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg", ".html", ".htm")
 
 
 def _same_file(a: Path, b: Path) -> bool:
+    """One file: same device and inode (symlinks and hard links too), else the same resolved path."""
     try:
         return os.path.samefile(a, b)
     except OSError:  # one of them does not exist (yet)
-        return Path(os.path.abspath(a)) == Path(os.path.abspath(b))
+        return os.path.realpath(a) == os.path.realpath(b)
 
 
 def _refuse_input_as_output(out: Path, inputs: list[tuple[str, Path]], what: str = "--out") -> None:
     for name, path in inputs:
         if _same_file(out, path):
             raise OutputError(f"{what} {out} is the {name} {path}; refusing to overwrite an input")
+
+
+def _refuse_overwrite(paths: list[Path], overwrite: bool) -> None:
+    """An existing output we may not write (read-only, or a symlink planted in its place) is refused
+    before any work, unless --overwrite asks to replace it."""
+    for path in paths:
+        if path.is_symlink():
+            raise OutputError(f"{path}: is a symbolic link; refusing to write through it")
+        # The mode bits, not os.access: root may write anything, yet the user marked the file read-only.
+        if not overwrite and path.is_file() and not path.stat().st_mode & 0o222:
+            raise OutputError(f"{path}: exists and is read-only; pass --overwrite to replace it")
 
 
 def _check_writable_folder(folder: Path) -> None:
@@ -440,19 +453,56 @@ def _write_error(path: Path, e: OSError) -> str:
     return f"{path}: cannot write ({e.strerror or type(e).__name__})"
 
 
+# Written as RTTM when named as the one output (kept from before formats had extensions).
+PLAIN_TEXT_SUFFIXES = (".txt",)
+
+
 def _formats(args: argparse.Namespace) -> list[str]:
-    """Output formats: --format, else the --out extension, else RTTM. The first one names job.out."""
+    """Output formats: --format, else the --out extension, else RTTM. The first one names job.out.
+    A --out extension that --format does not list is refused: content is never written under
+    another format's name (the other formats are written beside it, each with its own extension)."""
     from .formats import format_from_path, parse_formats
 
+    ext = format_from_path(args.out)
     if args.format:
         fmts = parse_formats(args.format)
-        ext = format_from_path(args.out)
+        if ext is not None and ext not in fmts:
+            raise UsageError(
+                f"--out {args.out}: its extension says {ext} but --format asks for {','.join(fmts)}; "
+                f"name it {args.out.with_suffix('.' + fmts[0]).name} (the other formats go beside it)"
+            )
         return [ext] + [f for f in fmts if f != ext] if ext in fmts else fmts
-    return [format_from_path(args.out) or "rttm"]
+    return [ext or "rttm"]
 
 
-def _write_outputs(r, fmts: list[str], args: argparse.Namespace, speaker_db) -> list[Path]:
-    """Write one job's result in every requested format (and the labelled transcript); returns the paths."""
+def _check_out_suffix(out: Path, fmts: list[str], explicit: bool) -> None:
+    """One output file: its extension must name one of the formats (or be .txt for plain RTTM)."""
+    from .formats import FORMATS, format_from_path
+
+    if format_from_path(out) is not None:
+        return
+    if explicit or out.suffix.lower() not in PLAIN_TEXT_SUFFIXES:
+        raise UsageError(
+            f"--out {out}: unknown output extension {out.suffix!r} for {','.join(fmts)} "
+            f"(give .{' .'.join(FORMATS)}, or a directory for several inputs)"
+        )
+
+
+def _transcript_out(out: Path, transcript: Path) -> Path:
+    """Where the labelled transcript goes: beside the output as NAME.speakers.EXT (EXT .srt, .vtt or .json)."""
+    ext = transcript.suffix.lower() if transcript.suffix.lower() in (".srt", ".vtt") else ".json"
+    return out.with_suffix(f".speakers{ext}")
+
+
+def _job_files(out: Path, fmts: list[str], transcript: Path | None) -> list[Path]:
+    """Every file written for one input: one per format (the first is `out`), and the labelled transcript."""
+    paths = [out] + [out.with_suffix(f".{fmt}") for fmt in fmts[1:]]
+    return paths + ([_transcript_out(out, transcript)] if transcript is not None else [])
+
+
+def _write_outputs(r, fmts: list[str], args: argparse.Namespace, speaker_db, transcript=None):
+    """Write one job's result in every requested format (and the labelled `transcript`, read before
+    the work); returns (the paths, the annotation as written: the plot shows the same labels)."""
     from . import formats
 
     ann, centroids = r.annotation, dict(r.centroids)
@@ -460,7 +510,7 @@ def _write_outputs(r, fmts: list[str], args: argparse.Namespace, speaker_db) -> 
     if speaker_db is not None:
         from .speakers import identify, name_speakers
 
-        db, threshold = speaker_db
+        db, threshold, _ = speaker_db
         mapping = identify(centroids, db, threshold)
         ann, alone = name_speakers(ann, mapping), name_speakers(alone, mapping)
         centroids = {mapping.get(k, k): v for k, v in centroids.items()}
@@ -470,20 +520,20 @@ def _write_outputs(r, fmts: list[str], args: argparse.Namespace, speaker_db) -> 
         centroids = {mapping.get(k, k): v for k, v in centroids.items()}
     if args.exclusive:
         ann = alone
-    paths = []
-    for fmt in fmts:
-        path = r.job.out if fmt == fmts[0] else r.job.out.with_suffix(f".{fmt}")
+    # One label rule for every format: a label is one RTTM token (enrolled names already are).
+    tokens = {lab: rttm_token(lab) for lab in set(ann.labels()) | set(alone.labels())}
+    ann, alone = formats.relabel(ann, tokens), formats.relabel(alone, tokens)
+    centroids = {tokens.get(k, k): v for k, v in centroids.items()}
+    paths = _job_files(r.job.out, fmts, args.transcript)
+    for fmt, path in zip(fmts, paths):
         # Subtitles show one cue at a time, so they always take the exclusive view.
         turns = alone if fmt in ("srt", "vtt") else ann
         formats.write(path, turns, fmt, duration=r.duration, centroids=centroids if args.centroids else None)
-        paths.append(path)
-    if args.transcript is not None:
-        from .align import label_transcript, read_transcript, write_transcript
+    if transcript is not None:
+        from .align import label_transcript, write_transcript
 
-        out = r.job.out.with_suffix(f".speakers{args.transcript.suffix.lower()}")
-        write_transcript(out, label_transcript(read_transcript(args.transcript), alone, split=args.split_segments))
-        paths.append(out)
-    return paths
+        write_transcript(paths[-1], label_transcript(transcript, alone, split=args.split_segments))
+    return paths, ann
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -499,6 +549,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError("--transcript takes one input file")
     fmts = _formats(args)
     speaker_db = _load_speaker_db(args) if args.speakers is not None else None
+    transcript = None
+    if args.transcript is not None:  # read and checked now: a bad transcript must not cost the work
+        from .align import read_transcript
+
+        transcript = read_transcript(args.transcript)
     try:
         SpeakerCount(args.num_speakers, args.min_speakers, args.max_speakers)
     except DiarizeError as e:
@@ -525,7 +580,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not audio_paths:
         raise UsageError("give audio files or --manifest")
     outputs, batch = _output_paths(audio_paths, args.out, fmts[0])
-    # Never overwrite an input: an RTTM output, or the plot, that is the audio, the reference ...
+    # Never overwrite an input: no output (each format's file, the labelled transcript, the plot, the
+    # run log) may be the audio, a reference, the transcript, the speakers database, a config ...
     inputs = [("audio file", a) for a in audio_paths] + [
         (name, path)
         for name, path in (
@@ -533,24 +589,45 @@ def cmd_run(args: argparse.Namespace) -> int:
             ("--uem file", args.uem),
             ("--manifest", args.manifest),
             ("--config file", Path(args.config)),
+            ("--transcript", args.transcript),
+            ("--speakers database", args.speakers),
+            *[("manifest reference", e.rttm) for e in entries],
+            *[("manifest UEM", e.uem) for e in entries],
         )
         if path is not None and path.is_file()
     ]
-    for out in outputs:
-        _refuse_input_as_output(out, inputs)
+    written = [p for out in outputs for p in _job_files(out, fmts, args.transcript)]
+    if batch:
+        written.append(args.out / "diarize_run.log")
+    for path in written:
+        _refuse_input_as_output(path, inputs)
+    if not batch:
+        _check_out_suffix(args.out, fmts, bool(args.format))
+    if not batch:
+        _refuse_overwrite(written, args.overwrite)
+    elif (args.out / "diarize_run.log").is_symlink():
+        raise OutputError(f"{args.out / 'diarize_run.log'}: is a symbolic link; refusing to write through it")
     if args.plot is not None:
         if args.plot.suffix.lower() not in PLOT_SUFFIXES:
             raise UsageError(f"--plot {args.plot}: give a {', '.join(PLOT_SUFFIXES)} file name")
-        if _same_file(args.plot, outputs[0]):
+        if any(_same_file(args.plot, p) for p in written):
             raise UsageError(f"--plot {args.plot} is the --out file; give them different names")
         _refuse_input_as_output(args.plot, inputs, "--plot")
         if not args.plot.parent.is_dir() or args.plot.is_dir():
             raise OutputError(
                 f"--plot {args.plot}: output folder {args.plot.parent} does not exist or it is a directory"
             )
+        if args.plot.suffix.lower() not in (".html", ".htm") and importlib.util.find_spec("matplotlib") is None:
+            raise UsageError(
+                f"--plot {args.plot}: image plots need matplotlib: pip install 'diarize[plot]' "
+                "(or give an .html name, which needs nothing)"
+            )
+        _refuse_overwrite([args.plot], args.overwrite)
         _check_writable_folder(args.plot.parent)
     if not batch:
         audio = audio_paths[0]
+        if audio.is_dir():
+            raise AudioError(f"{audio}: is a directory, not an audio file")
         if not audio.is_file():
             raise AudioError(f"{audio}: no such file")
         uri = rttm_token(audio.stem)
@@ -561,10 +638,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         if uems is not None and uri not in uems:
             raise FormatError(f"{args.uem}: no region for file id {uri!r} (has {', '.join(sorted(uems)) or 'none'})")
     run_log = args.out / "diarize_run.log" if batch else None
+    if batch:
+        remove_stale_temps(args.out)  # left by a run killed mid-write
 
     def log(line: str) -> None:  # appended per file, so a killed batch keeps what it finished
         if run_log is not None:
-            with open(run_log, "a", encoding="utf-8", errors="backslashreplace") as f:
+            # O_NOFOLLOW: a symlink planted as the log since the check is never written through.
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+            with open(os.open(run_log, flags, 0o666), "a", encoding="utf-8", errors="backslashreplace") as f:
                 f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')}\t{line}\n")
 
     jobs: list[Job] = []
@@ -578,8 +659,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         entry = entry_of.get(i)
         if batch and out.is_dir():
             failures.append((audio, f"{out}: output is a directory"))
-        elif batch and out.exists() and not args.overwrite:
-            skipped += 1
+        elif batch and not args.overwrite and all(p.exists() for p in _job_files(out, fmts, args.transcript)):
+            skipped += 1  # resumed: done only when every requested output is there
             log(f"skip\t{audio}\t{out} exists")
         elif refs is not None and uri not in refs and (entry is None or entry.rttm is None):
             failures.append((audio, f"{args.oracle_vad}: no turns for file id {uri!r}"))
@@ -616,12 +697,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         elif args.engine == "ray":
             results = run_ray(cfg, args.model, args.device, jobs, opts, address=args.ray_address, workers=args.workers)
         else:
-            results = run_local(
-                Diarizer(cfg, model=args.model),
-                jobs,
-                opts,
-                hook_for=lambda job: _run_hook(job.uri, share, show_progress),
-            )
+            diarizer = Diarizer(cfg, model=args.model)
+            if speaker_db is not None:
+                _check_speaker_db_model(args.speakers, speaker_db[2], speaker_db[0], diarizer.model)
+            results = run_local(diarizer, jobs, opts, hook_for=lambda job: _run_hook(job.uri, share, show_progress))
         for r in results:
             audio, out = r.job.audio, r.job.out
             if r.error is not None:
@@ -635,7 +714,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 if not args.quiet:
                     print(f"diarize: warning: {w}", file=sys.stderr)
             try:
-                written = _write_outputs(r, fmts, args, speaker_db)
+                written, labelled = _write_outputs(r, fmts, args, speaker_db, transcript)
             except OSError as e:  # disk full, file too large ...: this file fails, the batch goes on
                 if not batch:
                     raise OutputError(_write_error(out, e)) from None
@@ -647,7 +726,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 from .plot import plot_timeline
 
                 try:
-                    plot_timeline(r.annotation, args.plot, duration=r.duration, audio=audio, audio_url=args.plot_audio)
+                    plot_timeline(labelled, args.plot, duration=r.duration, audio=audio, audio_url=args.plot_audio)
                 except OSError as e:
                     raise OutputError(_write_error(args.plot, e)) from None
             done += 1
@@ -770,10 +849,21 @@ def _load_speaker_db(args: argparse.Namespace):
     if not db:
         raise UsageError(f"--speakers {args.speakers}: no enrolled speakers")
     if args.speaker_threshold is not None:
-        return db, args.speaker_threshold
+        if not -1.0 <= args.speaker_threshold <= 1.0:  # also NaN: a NaN comparison never fails
+            raise UsageError(f"--speaker-threshold must be a cosine from -1 to 1, got {args.speaker_threshold}")
+        return db, args.speaker_threshold, model
     from .speakers import match_threshold
 
-    return db, match_threshold(model or "unknown")
+    return db, match_threshold(model or "unknown"), model
+
+
+def _check_speaker_db_model(path: Path, db_model: str | None, db: dict, model) -> None:
+    """The database's centroids must come from the model of this run (another model's are not comparable)."""
+    dim = next(iter(db.values())).shape[0]
+    if db_model is not None and db_model != model.name:
+        raise UsageError(f"--speakers {path}: enrolled with {db_model}, but this run uses {model.name}")
+    if dim != model.embedding_dim:
+        raise UsageError(f"--speakers {path}: holds {dim}-dim centroids; {model.name} gives {model.embedding_dim}")
 
 
 def cmd_align(args: argparse.Namespace) -> int:
@@ -782,6 +872,11 @@ def cmd_align(args: argparse.Namespace) -> int:
 
     if args.out.suffix.lower().lstrip(".") not in TRANSCRIPT_FORMATS:
         raise UsageError(f"--out {args.out}: a labelled transcript is written as .{', .'.join(TRANSCRIPT_FORMATS)}")
+    _refuse_input_as_output(args.out, [("transcript", args.transcript), ("diarization", args.diarization)])
+    if not args.out.parent.is_dir() or args.out.is_dir():
+        raise OutputError(f"--out {args.out}: output folder {args.out.parent} does not exist or it is a directory")
+    _refuse_overwrite([args.out], overwrite=True)
+    _check_writable_folder(args.out.parent)
     doc = read_transcript(args.transcript)
     found = read_diarization(args.diarization)
     uri = args.uri if args.uri is not None else next(iter(found)) if len(found) == 1 else None
@@ -803,22 +898,32 @@ def cmd_align(args: argparse.Namespace) -> int:
 def cmd_enroll(args: argparse.Namespace) -> int:
     from .audio import load_audio
     from .models import load_model
-    from .speakers import enroll_embeddings, load_db, save_db
-    from .verify import embed_waveform
+    from .speakers import enroll, enroll_embeddings, load_db, speaker_label
+    from .verify import embed_waveform, require_speech
 
     if args.db.suffix.lower() != ".npz":
         raise UsageError(f"--db {args.db}: the speakers database is an .npz file")
-    db, db_model = load_db(args.db)  # check before loading a model
+    # Everything is checked before a model is loaded: the name, the database, its folder, the audio.
+    label = speaker_label(args.name)
+    _refuse_input_as_output(args.db, [("audio file", a) for a in args.audio], "--db")
+    if not args.db.parent.is_dir():
+        raise OutputError(f"--db {args.db}: folder {args.db.parent} does not exist")
+    _refuse_overwrite([args.db], overwrite=False)
+    _check_writable_folder(args.db.parent)
+    _, db_model = load_db(args.db)
     waves = [load_audio(p) for p in args.audio]
+    for path, wave in zip(args.audio, waves):
+        require_speech(wave, str(path), "enroll")
     if args.threads is not None:
         limit_threads(args.threads)
     model = load_model(args.model, args.device)
     if db_model is not None and db_model != model.name:
         raise UsageError(f"--db {args.db}: enrolled with {db_model}, not {model.name} (use --model {db_model})")
-    db[args.name] = enroll_embeddings([embed_waveform(model, w) for w in waves])
-    save_db(args.db, db, model.name)
+    centroid = enroll_embeddings([embed_waveform(model, w) for w in waves])
+    label, count = enroll(args.db, args.name, centroid, model.name)  # under a lock: concurrent enrolls add up
+    named = repr(args.name) if label == args.name else f"{args.name!r} as {label!r}"
     print(
-        f"enrolled {args.name!r} from {len(waves)} recording(s) ({model.name}); {len(db)} speaker(s) in {args.db}",
+        f"enrolled {named} from {len(waves)} recording(s) ({model.name}); {count} speaker(s) in {args.db}",
         file=sys.stderr,
     )
     return 0
