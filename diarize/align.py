@@ -112,9 +112,12 @@ def _timed(item: object, where: str) -> bool:
     """Whether a word/segment dict carries start and end (whisper leaves some words untimed)."""
     if not isinstance(item, dict):
         raise FormatError(f"{where}: expected an object with 'start' and 'end'")
+    for key in ("start", "end"):  # each one given is checked, also when its partner is missing
+        if item.get(key) is not None:
+            _number(item[key], f"{where}.{key}")
     if item.get("start") is None or item.get("end") is None:
         return False
-    a, b = _number(item["start"], f"{where}.start"), _number(item["end"], f"{where}.end")
+    a, b = float(item["start"]), float(item["end"])
     if b < a:
         raise FormatError(f"{where}: end {b} is before start {a}")
     return True
@@ -290,10 +293,10 @@ def _lines(doc: dict) -> list[tuple[float, float, str | None, str]]:
     """(start, end, speaker, text) of every timed segment, then of every timed top-level word."""
     out = []
     for seg in doc["segments"]:
-        if seg.get("start") is not None:
+        if seg.get("start") is not None and seg.get("end") is not None:
             out.append((float(seg["start"]), float(seg["end"]), seg.get("speaker"), str(seg.get("text", "")).strip()))
     for w in doc.get("words") or []:
-        if w.get("start") is not None:
+        if w.get("start") is not None and w.get("end") is not None:
             text = str(w.get("word", w.get("text", ""))).strip()
             out.append((float(w["start"]), float(w["end"]), w.get("speaker"), text))
     return out

@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from conftest import ToyEmbedder
@@ -245,3 +245,119 @@ def test_random_short_audio_through_the_pipeline(diarizer, audio, sample_rate, c
         assert res.num_speakers == counts["num_speakers"]
     for seg in res.annotation.itersegments():
         assert 0 <= seg.start < seg.end <= res.duration + 1e-6
+
+
+# --------------------------------------------------------------------------- transcripts, diarization JSON (issue 35)
+NUMBERS = st.one_of(
+    st.integers(), st.integers(min_value=10**300, max_value=10**400), st.floats(), st.none(), st.text(max_size=3)
+)
+WORD = st.fixed_dictionaries({}, optional={"start": NUMBERS, "end": NUMBERS, "word": JSON})
+SEGMENT = st.fixed_dictionaries(
+    {}, optional={"start": NUMBERS, "end": NUMBERS, "text": JSON, "words": st.one_of(st.lists(WORD, max_size=3), JSON)}
+)
+TRANSCRIPTS = st.one_of(
+    st.fixed_dictionaries({}, optional={"segments": st.one_of(st.lists(SEGMENT, max_size=3), JSON), "words": JSON}),
+    st.lists(WORD, max_size=3),
+    JSON,
+)
+
+
+@FUZZ
+@given(TRANSCRIPTS, st.sampled_from(["json", "srt", "vtt"]))
+def test_transcripts_are_labelled_and_written_or_format_errors(tmp_path_factory, doc, ext):
+    from pyannote.core import Annotation, Segment
+
+    from diarize.align import label_transcript, read_transcript, write_transcript
+
+    folder = tmp_path_factory.mktemp("t")
+    path = folder / "t.json"
+    path.write_text(json.dumps(doc))
+    ann = Annotation(uri="t")
+    ann[Segment(0, 2)] = "A"
+    try:
+        labelled = label_transcript(read_transcript(path), ann)
+    except DiarizeError as e:
+        one_line(e)
+        return
+    write_transcript(folder / f"o.{ext}", labelled)
+
+
+TURN = st.fixed_dictionaries({}, optional={"start": NUMBERS, "end": NUMBERS, "speaker": JSON})
+DIARIZATIONS = st.one_of(
+    st.fixed_dictionaries(
+        {}, optional={"uri": JSON, "turns": st.one_of(st.lists(TURN, max_size=4), JSON), "duration": NUMBERS}
+    ),
+    JSON,
+)
+
+
+@FUZZ
+@given(DIARIZATIONS)
+def test_diarization_json_gives_annotations_or_format_errors(tmp_path_factory, doc):
+    from diarize.formats import read_json, render
+
+    path = tmp_path_factory.mktemp("d") / "d.json"
+    path.write_text(json.dumps(doc))
+    try:
+        ann, _ = read_json(path)
+    except DiarizeError as e:
+        one_line(e)
+        return
+    assert isinstance(ann.uri, str)
+    for fmt in ("rttm", "json", "srt", "vtt", "csv"):
+        render(fmt, ann)
+
+
+# --------------------------------------------------------------------------- speakers database (issue 35)
+ARRAYS = st.one_of(
+    st.lists(st.floats(width=32), min_size=0, max_size=4).map(lambda v: np.array(v, dtype=np.float32)),
+    st.text(max_size=5).map(np.array),
+    st.lists(st.text(max_size=4), max_size=3).map(lambda v: np.array(v, dtype=str)),
+    st.integers(-3, 3).map(lambda n: np.full((2, 2), n)),
+)
+
+
+@FUZZ
+@given(st.dictionaries(st.text(min_size=1, max_size=8), ARRAYS, max_size=4), st.binary(max_size=40))
+@example({"Alice Smith": np.array([1.0, np.nan], np.float32)}, b"")
+def test_speaker_databases_load_or_format_errors(tmp_path_factory, members, junk):
+    from diarize.speakers import load_db
+
+    folder = tmp_path_factory.mktemp("s")
+    path = folder / "db.npz"
+    try:
+        with open(path, "wb") as f:
+            np.savez(f, **members)
+    except (ValueError, TypeError):  # a member name numpy itself refuses
+        return
+    for candidate in (path, folder / "junk.npz"):
+        (folder / "junk.npz").write_bytes(junk)
+        try:
+            db, _ = load_db(candidate)
+        except DiarizeError as e:
+            one_line(e)
+            continue
+        for label, v in db.items():
+            assert label.strip() == label and " " not in label and np.isfinite(v).all()
+
+
+# --------------------------------------------------------------------------- SRT / VTT writers (issue 35)
+CUES = st.lists(
+    st.tuples(st.integers(0, 10**11 - 10**6), st.integers(0, 10**6), st.text(max_size=30)),  # ms, up to MAX_SECONDS
+    max_size=5,
+).map(lambda cues: [(a / 1000, (a + d) / 1000, text) for a, d, text in cues])
+
+
+@FUZZ
+@given(CUES, st.sampled_from(["srt", "vtt"]))
+def test_subtitles_parse_back_to_the_same_cues(cues, fmt):
+    from diarize.align import parse_cues
+    from diarize.formats import cue_text, cues_to_srt, cues_to_vtt
+
+    text = (cues_to_srt if fmt == "srt" else cues_to_vtt)(cues)
+    if not cues:
+        return
+    got = parse_cues(text)["segments"]
+    assert [(s["start"], s["end"], s["text"]) for s in got] == [
+        (pytest.approx(a, abs=5e-4), pytest.approx(b, abs=5e-4), cue_text(t)) for a, b, t in cues
+    ]
