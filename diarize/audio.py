@@ -14,6 +14,9 @@ from .errors import AudioError
 
 SAMPLE_RATE = 16000
 MIN_SAMPLE_RATE = 1000  # a header claiming less is broken (1 Hz would make 166 KB last 23 hours)
+# The highest rate studio audio uses. Above it a header is broken, and resampling from a rate with a
+# large prime factor needs a filter of gigabytes (999,983 Hz took 1.3 GB, 9,999,991 Hz over 5 GB).
+MAX_SAMPLE_RATE = 384_000
 BLOCK_SECONDS = 600.0  # audio is read, VAD'ed and embedded this much at a time (bounded memory)
 AV_HINT = "for mp3/m4a/mp4/webm and other compressed formats install PyAV: pip install 'diarize[av]'"
 
@@ -97,6 +100,9 @@ def _open(path: str | os.PathLike) -> sf.SoundFile | DecodedAudio:
     if f.samplerate < MIN_SAMPLE_RATE:
         f.close()
         raise AudioError(f"{path}: sample rate {f.samplerate} Hz is below {MIN_SAMPLE_RATE} Hz (a broken header?)")
+    if f.samplerate > MAX_SAMPLE_RATE:
+        f.close()
+        raise AudioError(f"{path}: sample rate {f.samplerate} Hz is above {MAX_SAMPLE_RATE} Hz (a broken header?)")
     return f
 
 
@@ -127,10 +133,11 @@ def to_mono_16k(samples: np.ndarray, sample_rate: int, source: str = "<waveform>
         if (
             isinstance(sample_rate, bool)
             or not isinstance(sample_rate, (int, np.integer))
-            or not MIN_SAMPLE_RATE <= sample_rate <= 10_000_000
+            or not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE
         ):
             raise AudioError(
-                f"{source}: invalid sample rate {sample_rate!r} (need a whole number of Hz >= {MIN_SAMPLE_RATE})"
+                f"{source}: invalid sample rate {sample_rate!r} "
+                f"(need a whole number of Hz from {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE})"
             )
         from scipy.signal import resample_poly  # imported here: scipy.signal alone costs ~1 s of start-up
 

@@ -420,7 +420,9 @@ def _check_writable_folder(folder: Path) -> None:
     os.unlink(probe)
 
 
-def _output_paths(audio: list[Path], out: Path, fmt: str = "rttm") -> tuple[list[Path], bool]:
+def _output_paths(
+    audio: list[Path], out: Path, fmt: str = "rttm", ids: list[str] | None = None
+) -> tuple[list[Path], bool]:
     """(one output per input, batch?). One input and `--out` with a suffix (not an existing directory):
     that file. Otherwise `--out` is a directory holding FILE_ID.FMT per input and diarize_run.log."""
     from .formats import format_from_path
@@ -436,7 +438,7 @@ def _output_paths(audio: list[Path], out: Path, fmt: str = "rttm") -> tuple[list
         raise UsageError(f"--out {out}: several inputs need an output directory, not a {out.suffix} file")
     if out.exists() and not out.is_dir():
         raise OutputError(f"--out {out}: exists and is not a directory")
-    stems = [rttm_token(a.stem) for a in audio]
+    stems = ids or [rttm_token(a.stem) for a in audio]
     dupes = {s for s in stems if stems.count(s) > 1}
     if dupes:
         raise UsageError(f"several inputs share the file id {short(sorted(dupes)[0])}; RTTM file ids must be unique")
@@ -446,6 +448,29 @@ def _output_paths(audio: list[Path], out: Path, fmt: str = "rttm") -> tuple[list
         raise OutputError(f"--out {out}: cannot create the directory ({e.strerror or e})") from None
     _check_writable_folder(out)
     return [out / f"{s}.{fmt}" for s in stems], True
+
+
+def _file_ids(audio: list[Path], entry_of: dict) -> list[str]:
+    """The file id of each input: its stem as an RTTM token; several manifest segments of one file
+    get `ID@OFFSET` (as `embed` keys them), so each has its own output. Also checks, before any work,
+    that each manifest offset lies inside its audio (else exit 2, as `embed`)."""
+    from .audio import audio_duration
+
+    ids = [rttm_token(a.stem) for a in audio]
+    seen: dict[str, int] = {}
+    for i, entry in entry_of.items():
+        seen[os.path.realpath(entry.audio)] = seen.get(os.path.realpath(entry.audio), 0) + 1
+    for i, entry in entry_of.items():
+        if seen[os.path.realpath(entry.audio)] > 1:
+            ids[i] = f"{ids[i]}@{entry.offset:.2f}"
+        if entry.offset > 0 and entry.audio.is_file():
+            with contextlib.suppress(AudioError):  # an unreadable file fails as its own job
+                duration = audio_duration(entry.audio)
+                if entry.offset >= duration:
+                    raise FormatError(
+                        f"{entry.where}: offset {entry.offset} s is past the end of {entry.audio} ({duration:.2f} s)"
+                    )
+    return ids
 
 
 def _write_error(path: Path, e: OSError) -> str:
@@ -577,9 +602,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     entries = read_manifest(args.manifest) if args.manifest else []
     audio_paths = list(args.audio) + [e.audio for e in entries]
     entry_of = dict(zip(range(len(args.audio), len(audio_paths)), entries))
+    ids = _file_ids(audio_paths, entry_of)
     if not audio_paths:
         raise UsageError("give audio files or --manifest")
-    outputs, batch = _output_paths(audio_paths, args.out, fmts[0])
+    outputs, batch = _output_paths(audio_paths, args.out, fmts[0], ids)
     # Never overwrite an input: no output (each format's file, the labelled transcript, the plot, the
     # run log) may be the audio, a reference, the transcript, the speakers database, a config ...
     inputs = [("audio file", a) for a in audio_paths] + [
@@ -653,7 +679,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     done = skipped = 0
     t_start = time.perf_counter()
     for i, (audio, out) in enumerate(zip(audio_paths, outputs)):
-        uri = rttm_token(audio.stem)
+        uri = rttm_token(audio.stem)  # the file id references are looked up by; ids[i] names the output
         if uri != audio.stem and not args.quiet:
             print(f"diarize: {audio}: file id {uri!r} (whitespace is not allowed in RTTM fields)", file=sys.stderr)
         entry = entry_of.get(i)
@@ -672,7 +698,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 Job(
                     audio,
                     out,
-                    uri,
+                    ids[i],
                     oracle if oracle is not None else refs[uri] if refs is not None else None,
                     scored if scored is not None else uems[uri] if uems is not None else None,
                     window=entry.window(),
@@ -681,7 +707,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             )
         else:
             jobs.append(
-                Job(audio, out, uri, refs[uri] if refs is not None else None, uems[uri] if uems is not None else None)
+                Job(
+                    audio, out, ids[i], refs[uri] if refs is not None else None, uems[uri] if uems is not None else None
+                )
             )
     for audio, msg in failures:
         log(f"fail\t{audio}\t{msg}")

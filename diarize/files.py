@@ -89,7 +89,7 @@ MAX_TEXT_BYTES = 64 << 20
 def read_text(path: str | os.PathLike, what: str, limit: int = MAX_TEXT_BYTES) -> str:
     """A text input as str (UTF-8, a byte-order mark dropped), at most `limit` bytes.
 
-    Raises FormatError naming `path`: missing, a directory, unreadable, too large, not UTF-8.
+    Raises FormatError naming `path`: missing, a directory, unreadable, too large.
     """
     path = Path(path)
     if path.is_dir():
@@ -101,10 +101,9 @@ def read_text(path: str | os.PathLike, what: str, limit: int = MAX_TEXT_BYTES) -
         raise FormatError(f"{path}: cannot read {what} ({e.strerror or type(e).__name__})") from None
     if len(data) > limit:
         raise FormatError(f"{path}: larger than {limit >> 20} MiB, the limit for a {what} file")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise FormatError(f"{path}: cannot read {what} (not UTF-8 at byte {e.start})") from None
+    # surrogateescape: a file id from a non-UTF-8 file name, written back as its own bytes
+    # (`atomic_write`), reads back as the same str, so our outputs are inputs again.
+    return data.decode("utf-8-sig", "surrogateescape")
 
 
 def load_json(text: str, source: str, numbered: bool = True) -> object:

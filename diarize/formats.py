@@ -196,8 +196,14 @@ def to_json(
     }
 
 
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
 def dump_json(doc: dict) -> str:
-    """JSON text with one line per top-level key and per list item (readable, diff-friendly)."""
+    """JSON text with one line per top-level key and per list item (readable, diff-friendly).
+
+    A name from a non-UTF-8 file name (`caf\\udce9`) is written as the JSON escape `\\udce9`: the
+    file stays valid UTF-8 and reads back as the same str."""
     parts = []
     for key, value in doc.items():
         if isinstance(value, list) and value:
@@ -205,7 +211,8 @@ def dump_json(doc: dict) -> str:
             parts.append(f" {json.dumps(key)}: [\n{items}\n ]")
         else:
             parts.append(f" {json.dumps(key)}: {json.dumps(value, ensure_ascii=False)}")
-    return "{\n" + ",\n".join(parts) + "\n}\n"
+    text = "{\n" + ",\n".join(parts) + "\n}\n"
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def render(

@@ -3,6 +3,7 @@ checked before the work, readers never crash, writers write valid files, the spe
 safe. Each test is a reproduction from the issue run through the CLI, and fails on the code before
 the fix. Rows of README's bad-input table."""
 
+import json
 import os
 import subprocess
 import sys
@@ -435,3 +436,44 @@ def test_one_speaker_label_rule_in_every_format(tmp_path, wav, capsys):
     for name in ("talk.json", "talk.rttm", "talk.srt", "talk.csv"):
         text = (tmp_path / name).read_text()
         assert "Alice_Smith" in text and "Alice Smith" not in text, name
+
+
+# --------------------------------------------------------------------------- I: manifests in `run`
+def test_run_manifest_offset_past_the_end_exits_2(tmp_path, wav, monkeypatch, capsys):
+    no_work(monkeypatch)
+    man = tmp_path / "m.jsonl"
+    man.write_text(json.dumps({"audio_filepath": str(wav), "offset": 60.0}) + "\n")
+    rc = main(["run", "--manifest", str(man), "--out", str(tmp_path / "out"), "--quiet"])
+    one_error(capsys, rc, "offset 60.0 s is past the end")
+
+
+def test_run_manifest_segments_of_one_file_get_their_own_ids(tmp_path, wav):
+    man = tmp_path / "m.jsonl"
+    man.write_text(
+        "".join(json.dumps({"audio_filepath": str(wav), "offset": t, "duration": 3.0}) + "\n" for t in (0.0, 3.0))
+    )
+    out = tmp_path / "out"
+    assert main(["run", "--manifest", str(man), "--out", str(out), "--vad", "energy", "--quiet"]) == 0
+    assert sorted(p.name for p in out.glob("*.rttm")) == ["talk@0.00.rttm", "talk@3.00.rttm"]
+
+
+# --------------------------------------------------------------------------- K: resource bounds
+def test_a_header_claiming_a_huge_sample_rate_is_refused(tmp_path, capsys):
+    path = tmp_path / "fast.wav"
+    sf.write(path, speechlike(1.0), 999_983)  # resampling it took 1.3 GB; 9,999,991 Hz over 5 GB
+    out = tmp_path / "x.rttm"
+    one_error(capsys, main(["run", str(path), "--out", str(out), "--quiet"]), "sample rate 999983 Hz is above 384000")
+    assert not out.exists()
+
+
+# --------------------------------------------------------------------------- L: non-UTF-8 file names
+def test_json_of_a_non_utf8_file_name_is_valid_and_reads_back(tmp_path, wav, capsys):
+    bad = tmp_path / os.fsdecode(b"caf\xe9.wav")
+    bad.write_bytes(wav.read_bytes())
+    out = tmp_path / os.fsdecode(b"caf\xe9.json")
+    assert main(["run", str(bad), "--out", str(out), "--format", "json,rttm", "--vad", "energy", "--quiet"]) == 0
+    out.read_bytes().decode("utf-8")  # valid UTF-8
+    t = tmp_path / "t.json"
+    t.write_text('{"segments": [{"start": 0, "end": 2, "text": "hi"}]}')
+    for diarization in (out, out.with_suffix(".rttm")):
+        assert main(["align", str(t), str(diarization), "--out", str(tmp_path / "o.json")]) == 0
