@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import os
 import types
 import typing
@@ -347,11 +348,13 @@ def _check_value(value: Any, tp: Any, meta: Any, where: str) -> Any:
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{where}: expected a whole number, got {short(value)}")
+        if abs(value) >= 2**63:  # no setting needs more; torch and numpy seeds overflow beyond
+            raise ConfigError(f"{where}: {short(str(value), 24)} is out of range")
     elif tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {short(value)}")
         if not math.isfinite(value):
-            raise ConfigError(f"{where}: expected a finite number, got {value}")
+            raise ConfigError(f"{where}: expected a finite number, got {short(value)}")
         value = float(value)
     elif tp is str:
         if not isinstance(value, str):
@@ -360,9 +363,9 @@ def _check_value(value: Any, tp: Any, meta: Any, where: str) -> Any:
     if meta:
         lo, hi = meta.get("lo"), meta.get("hi")
         if lo is not None and (value < lo or (meta.get("lo_open") and value == lo)):
-            raise ConfigError(f"{where}: must be {'>' if meta.get('lo_open') else '>='} {lo}, got {value}")
+            raise ConfigError(f"{where}: must be {'>' if meta.get('lo_open') else '>='} {lo}, got {short(value)}")
         if hi is not None and value > hi:
-            raise ConfigError(f"{where}: must be <= {hi}, got {value}")
+            raise ConfigError(f"{where}: must be <= {hi}, got {short(str(value), 24)}")
     return value
 
 
@@ -473,6 +476,12 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     """SafeLoader that refuses duplicate keys (PyYAML keeps the last one silently)."""
 
 
+# YAML 1.1 reads 1e6 and 1e-9 as strings (its floats need a dot); a config means numbers.
+_UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+$"), list("-+0123456789.")
+)
+
+
 def _mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
     seen = set()
     for key_node, _ in node.value:
@@ -497,6 +506,8 @@ def read_yaml(text: str, where: str) -> Any:
         raise ConfigError(f"{where}: {e}") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{where}: invalid YAML ({str(e).splitlines()[0][:200]})") from None
+    except ValueError as e:  # an integer of more than 4300 digits
+        raise ConfigError(f"{where}: invalid value ({str(e).split(':')[0][:80]})") from None
 
 
 def preset_path(name: str) -> Path | None:
@@ -546,5 +557,11 @@ def load_config(preset_or_path: str | os.PathLike | None = None, overrides: list
         if not isinstance(data, dict):
             raise ConfigError(f"{where}: expected a mapping of sections, got {short(data)}")
     if overrides:
-        data = apply_overrides(data, overrides)
+        config_from_dict(data, where)  # the file alone: its errors name the file
+        for item in overrides:  # each override's errors name it, not the file it changes
+            data = apply_overrides(data, [item])
+            try:
+                config_from_dict(data, where)
+            except ConfigError as e:
+                raise ConfigError(str(e).replace(f"{where}:", "--set ", 1)) from None
     return config_from_dict(data, where)

@@ -477,3 +477,26 @@ def test_json_of_a_non_utf8_file_name_is_valid_and_reads_back(tmp_path, wav, cap
     t.write_text('{"segments": [{"start": 0, "end": 2, "text": "hi"}]}')
     for diarization in (out, out.with_suffix(".rttm")):
         assert main(["align", str(t), str(diarization), "--out", str(tmp_path / "o.json")]) == 0
+
+
+# --------------------------------------------------------------------------- J: config values
+@pytest.mark.parametrize(
+    "setting, text",
+    [
+        ("clustering.seed=" + "9" * 5000, "--set clustering.seed: invalid value"),
+        ("clustering.seed=" + "9" * 400, "--set clustering.seed: '9999"),
+        ("clustering.max_num_speakers=0", "--set clustering.max_num_speakers: must be >= "),
+    ],
+)
+def test_set_errors_name_the_setting_and_stay_short(tmp_path, wav, monkeypatch, capsys, setting, text):
+    no_work(monkeypatch)
+    err = one_error(capsys, main(["run", str(wav), "--out", str(tmp_path / "x.rttm"), "--set", setting]), text)
+    assert "general.yaml" not in err and len(err) < 300
+
+
+def test_yaml_exponent_numbers_are_numbers(tmp_path):
+    from diarize.config import load_config
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("vad:\n  method: energy\n  energy:\n    min_speech_s: 1e-1\n")
+    assert load_config(str(cfg)).vad.energy.min_speech_s == 0.1
