@@ -231,7 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="the audio the HTML timeline plays, as a URL or a path relative to the page [the input file]",
     )
     r.add_argument(
-        "--overwrite", action="store_true", help="re-diarize files whose RTTM already exists (directory output)"
+        "--overwrite",
+        action="store_true",
+        help="re-diarize files whose outputs already exist (directory output); replace a read-only output file",
     )
     r.add_argument("--quiet", action="store_true", help="no notices, progress or summary")
     r.add_argument(
