@@ -57,13 +57,14 @@ def plot_timeline(
         ann = dict(rows)[name]
         spans = [(s.start, s.duration) for s in ann.label_timeline(lab)]
         ax.broken_barh(spans, (y - 0.4, 0.8), color=cmap(y % 10))
-    ax.set_yticks(range(len(labels)), [f"{name}: {lab}" for name, lab in labels])
+    # parse_math=False: a "$" in a file name or speaker label is text, not a mathtext formula.
+    ax.set_yticks(range(len(labels)), [f"{name}: {lab}" for name, lab in labels], parse_math=False)
     ax.set_xlabel("time (s)")
     end = duration or max((s.end for s in annotation.get_timeline()), default=1.0)
     ax.set_xlim(0, end)
     ax.set_ylim(-0.6, len(labels) - 0.4)
     ax.invert_yaxis()
-    ax.set_title(annotation.uri or "")
+    ax.set_title(annotation.uri or "", parse_math=False)
     fig.tight_layout()
     try:
         with atomic_path(path) as tmp:
@@ -180,8 +181,9 @@ def timeline_html(
     }
     speech = sum(b - a for a, b, lab in items if not lab.startswith("ref: "))
     summary = f"{len(annotation.labels())} speakers, {len(annotation)} turns, {speech:.1f} s of turns in {end:.1f} s"
-    # "</" inside the JSON would end the <script> element early; "<\/" means the same to JSON.
-    payload = json.dumps(data).replace("</", "<\\/")
+    # "</" would end the <script> element early and "<!--" would swallow the page's script; "\u003c"
+    # is "<" to JSON, and "<" only ever appears inside its strings.
+    payload = json.dumps(data).replace("<", "\\u003c")
     if audio_src:
         audio_tag = (
             f'<p><audio id="audio" controls preload="metadata" src="{html.escape(audio_src, quote=True)}"></audio></p>'

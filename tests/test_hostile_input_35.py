@@ -500,3 +500,24 @@ def test_yaml_exponent_numbers_are_numbers(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("vad:\n  method: energy\n  energy:\n    min_speech_s: 1e-1\n")
     assert load_config(str(cfg)).vad.energy.min_speech_s == 0.1
+
+
+# --------------------------------------------------------------------------- F: plots
+def test_html_plot_of_a_name_with_a_comment_opener_keeps_its_script(tmp_path, wav):
+    odd = tmp_path / "a<!--b.wav"
+    odd.write_bytes(wav.read_bytes())
+    page = tmp_path / "p.htm"
+    args = ["run", str(odd), "--out", str(tmp_path / "x.rttm"), "--plot", str(page), "--vad", "energy", "--quiet"]
+    assert main(args) == 0
+    text = page.read_text()
+    data = text.split('<script id="diarization" type="application/json">')[1].split("</script>")[0]
+    assert "<" not in data and json.loads(data)
+
+
+def test_image_plot_of_a_name_with_mathtext_is_drawn(tmp_path, wav):
+    pytest.importorskip("matplotlib")
+    odd = tmp_path / "m$\\frac{$.wav"
+    odd.write_bytes(wav.read_bytes())
+    out = tmp_path / "x.rttm"
+    args = ["run", str(odd), "--out", str(out), "--plot", str(tmp_path / "p.png"), "--vad", "energy", "--quiet"]
+    assert main(args) == 0 and (tmp_path / "p.png").stat().st_size > 0
