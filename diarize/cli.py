@@ -916,7 +916,10 @@ def cmd_align(args: argparse.Namespace) -> int:
             f"(has {', '.join(sorted(found)) or 'none'}); pick one with --uri"
         )
     labelled = label_transcript(doc, found[uri], tolerance=args.tolerance, split=args.split_segments)
-    write_transcript(args.out, labelled)
+    try:
+        write_transcript(args.out, labelled)
+    except OSError as e:
+        raise OutputError(_write_error(args.out, e)) from None
     n = sum(len(seg.get("words") or []) for seg in labelled["segments"]) + len(labelled.get("words") or [])
     print(
         f"{args.transcript}: {len(labelled['segments'])} segments, {n} words labelled with {len(found[uri].labels())} speakers -> {args.out}",
@@ -950,7 +953,10 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     if db_model is not None and db_model != model.name:
         raise UsageError(f"--db {args.db}: enrolled with {db_model}, not {model.name} (use --model {db_model})")
     centroid = enroll_embeddings([embed_waveform(model, w) for w in waves])
-    label, count = enroll(args.db, args.name, centroid, model.name)  # under a lock: concurrent enrolls add up
+    try:
+        label, count = enroll(args.db, args.name, centroid, model.name)  # under a lock: concurrent enrolls add up
+    except OSError as e:
+        raise OutputError(_write_error(args.db, e)) from None
     named = repr(args.name) if label == args.name else f"{args.name!r} as {label!r}"
     print(
         f"enrolled {named} from {len(waves)} recording(s) ({model.name}); {count} speaker(s) in {args.db}",

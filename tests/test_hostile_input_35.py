@@ -521,3 +521,16 @@ def test_image_plot_of_a_name_with_mathtext_is_drawn(tmp_path, wav):
     out = tmp_path / "x.rttm"
     args = ["run", str(odd), "--out", str(out), "--plot", str(tmp_path / "p.png"), "--vad", "energy", "--quiet"]
     assert main(args) == 0 and (tmp_path / "p.png").stat().st_size > 0
+
+
+# --------------------------------------------------------------------------- errors name the user's path
+def test_a_failed_database_write_names_the_database_not_a_temp_file(tmp_path, wav, monkeypatch, capsys):
+    import diarize.speakers as speakers
+
+    def disk_full(path, *a, **k):
+        raise OSError(28, "No space left on device", str(Path(path).parent / ".0123abcd.p.npz.tmp"))
+
+    monkeypatch.setattr(speakers, "save_db", disk_full)
+    db = tmp_path / "p.npz"
+    err = one_error(capsys, main(["enroll", "ann", str(wav), "--db", str(db)]), "p.npz: cannot write")
+    assert ".tmp" not in err
