@@ -459,11 +459,11 @@ def _file_ids(audio: list[Path], entry_of: dict) -> list[str]:
     from .audio import audio_duration
 
     ids = [rttm_token(a.stem) for a in audio]
-    seen: dict[str, int] = {}
+    uses: dict[str, int] = {}
+    for entry in entry_of.values():
+        uses[os.path.realpath(entry.audio)] = uses.get(os.path.realpath(entry.audio), 0) + 1
     for i, entry in entry_of.items():
-        seen[os.path.realpath(entry.audio)] = seen.get(os.path.realpath(entry.audio), 0) + 1
-    for i, entry in entry_of.items():
-        if seen[os.path.realpath(entry.audio)] > 1:
+        if uses[os.path.realpath(entry.audio)] > 1:
             ids[i] = f"{ids[i]}@{entry.offset:.2f}"
         if entry.offset > 0 and entry.audio.is_file():
             with contextlib.suppress(AudioError):  # an unreadable file fails as its own job
@@ -604,9 +604,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     entries = read_manifest(args.manifest) if args.manifest else []
     audio_paths = list(args.audio) + [e.audio for e in entries]
     entry_of = dict(zip(range(len(args.audio), len(audio_paths)), entries))
-    ids = _file_ids(audio_paths, entry_of)
     if not audio_paths:
         raise UsageError("give audio files or --manifest")
+    ids = _file_ids(audio_paths, entry_of)
     outputs, batch = _output_paths(audio_paths, args.out, fmts[0], ids)
     # Never overwrite an input: no output (each format's file, the labelled transcript, the plot, the
     # run log) may be the audio, a reference, the transcript, the speakers database, a config ...
@@ -631,7 +631,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         _refuse_input_as_output(path, inputs)
     if not batch:
         _check_out_suffix(args.out, fmts, bool(args.format))
-    if not batch:
         _refuse_overwrite(written, args.overwrite)
     elif (args.out / "diarize_run.log").is_symlink():
         raise OutputError(f"{args.out / 'diarize_run.log'}: is a symbolic link; refusing to write through it")
