@@ -30,7 +30,9 @@ from scipy.optimize import linear_sum_assignment  # noqa: E402
 
 from diarize import load_config  # noqa: E402
 from diarize.audio import AudioSource, load_audio  # noqa: E402
-from diarize.clustering import cluster, fused_affinity, nme_sc  # noqa: E402
+from diarize.affinity import fused_affinity  # noqa: E402
+from diarize.clustering import cluster  # noqa: E402
+from diarize.spectral import nme_sc  # noqa: E402
 from diarize.config import SpeakerCount, model_clustering  # noqa: E402
 from diarize.embeddings import embed_blocks  # noqa: E402
 from diarize.models import load_model  # noqa: E402

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from pyannote.core import Annotation, Segment
 
-from .clustering import unit_rows
+from .affinity import unit_rows
 from .rttm import cut_at_midpoints, labels_to_annotation, speaker_names
 
 if TYPE_CHECKING:  # importing the model module loads torch; keep it out of a cold start

@@ -24,7 +24,8 @@ from pyannote.core import Annotation, Timeline
 
 from . import regions as rg
 from .audio import BLOCK_SECONDS, AudioSource
-from .clustering import cluster, unit_rows
+from .affinity import unit_rows
+from .clustering import cluster
 from .config import DiarizerConfig, SpeakerCount, load_config
 from .embeddings import embed_blocks
 from .errors import AudioError, ConfigError

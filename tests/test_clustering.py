@@ -3,21 +3,21 @@ import warnings
 import numpy as np
 import pytest
 
-from diarize import clustering
-from diarize.clustering import (
+from diarize import affinity, clustering, spectral
+from diarize.affinity import (
     binarize,
-    cluster,
+    binarized_graph,
     cosine_affinity,
-    eigengap_count,
     fused_affinity,
-    kmeans,
-    laplacian,
     nearest_window,
     neighbour_ranks,
-    nme_sc,
+    scale_maps,
     top_p_mask,
     window_items,
 )
+from diarize.clustering import cluster
+from diarize.refine import merge_similar_clusters, split_mixed_clusters
+from diarize.spectral import eigengap_count, kmeans, laplacian, nme_sc
 from diarize.config import ClusteringConfig, SpeakerCount, WindowConfig
 from diarize.windows import multiscale_windows
 
@@ -90,8 +90,6 @@ def test_top_p_mask_equals_ranks_below_p_with_ties(rng):
 def nemo_fused_affinity(embs, scales):
     """NeMo's fusion written out whole: per scale, cosine with unit diagonal, min-max scaled, weighted,
     mapped onto the base windows, summed."""
-    from diarize.clustering import scale_maps
-
     total = 0.0
     for e, sc, m in zip(embs, scales, scale_maps(scales)):
         x = e / (np.linalg.norm(e, axis=1, keepdims=True) + 3.5e-4)
@@ -105,10 +103,8 @@ def test_affinity_rows_equal_nemos_whole_matrix(rng, monkeypatch):
     """The fused affinity kept as vectors gives NeMo's matrix (to rounding), also where neighbouring
     windows share a longer scale's window; its row blocks, subsets, top-p graphs and their Laplacians
     agree with the whole-matrix functions."""
-    from diarize.clustering import binarized_graph
-
-    monkeypatch.setattr(clustering, "ROW_BLOCK", 7)
-    monkeypatch.setattr(clustering, "KEEP_MATRIX_MAX", 0)  # every matrix computed in blocks, none kept
+    monkeypatch.setattr(affinity, "ROW_BLOCK", 7)
+    monkeypatch.setattr(affinity, "KEEP_MATRIX_MAX", 0)  # every matrix computed in blocks, none kept
     lab = np.repeat([0, 1, 2], 20)
     regions = np.array([[0.0, 15.0]])
     scales = multiscale_windows(regions, WindowConfig())
@@ -117,15 +113,15 @@ def test_affinity_rows_equal_nemos_whole_matrix(rng, monkeypatch):
     whole = nemo_fused_affinity(embs, scales)
     aff = fused_affinity(embs, scales)
     assert np.allclose(aff.dense(), whole, rtol=0, atol=1e-12)
-    assert np.allclose(np.vstack([aff.rows(a, b) for a, b in clustering.row_blocks(len(aff))]), whole, atol=1e-12)
+    assert np.allclose(np.vstack([aff.rows(a, b) for a, b in affinity.row_blocks(len(aff))]), whole, atol=1e-12)
     idx = np.array([3, 4, 5, 20, 41, 42, 58])
     assert np.allclose(aff.take(idx).dense(), whole[np.ix_(idx, idx)], atol=1e-12)
     assert aff.matrix is None
-    monkeypatch.setattr(clustering, "KEEP_MATRIX_MAX", 4096)  # small: the matrix is kept, subsets slice it
+    monkeypatch.setattr(affinity, "KEEP_MATRIX_MAX", 4096)  # small: the matrix is kept, subsets slice it
     kept = fused_affinity(embs, scales)
     assert np.allclose(kept.rows(7, 14), whole[7:14], atol=1e-12) and kept.matrix is not None
     assert kept.take(idx).matrix is not None and np.allclose(kept.take(idx).rows(2, 5), whole[np.ix_(idx, idx)][2:5])
-    monkeypatch.setattr(clustering, "KEEP_MATRIX_MAX", 0)
+    monkeypatch.setattr(affinity, "KEEP_MATRIX_MAX", 0)
     fused = aff.dense()
     x = rng.standard_normal(len(fused))
     for p in (1, 4, 17):
@@ -228,8 +224,6 @@ def test_merge_joins_a_speaker_split_in_two(rng):
     regions, scales = turns_to_scales(turn_speakers)
     centers = rng.standard_normal((2, 32))
     embs = [centers[labels_for(sc, regions, turn_speakers)] + 0.3 * rng.standard_normal((len(sc), 32)) for sc in scales]
-    from diarize.clustering import merge_similar_clusters
-
     truth = labels_for(scales[-1], regions, turn_speakers)
     split = truth.copy()
     split[(truth == 0) & (scales[-1].starts > 12)] = 2  # speaker 0's later turns as a third cluster
@@ -241,8 +235,6 @@ def test_merge_joins_a_speaker_split_in_two(rng):
 
 
 def test_split_recovers_a_speaker_absorbed_into_another_cluster(rng):
-    from diarize.clustering import split_mixed_clusters
-
     # Speaker 2 talks once, briefly (one 2.5 s turn); the clustering put it into speaker 0's cluster.
     turn_speakers = [0, 1, 0, 1, 2, 0, 1, 0, 1]
     regions, scales = turns_to_scales(turn_speakers)
@@ -385,22 +377,22 @@ def test_eigvalsh_many_on_the_gpu_path_batches_and_matches_lapack(rng, monkeypat
     mats = [laplacian(cosine_affinity(rng.standard_normal((40, 8))).dense()) for _ in range(7)]
     want = [eigvalsh(m) for m in mats]
     sizes = []
-    torch_eigvalsh = clustering._torch_eigvalsh
-    monkeypatch.setattr(clustering, "on_gpu", lambda device, n: True)
-    monkeypatch.setattr(clustering, "GPU_EIGEN_BATCH_BYTES", 3 * 8 * 40 * 40)
-    monkeypatch.setattr(clustering, "_torch_eigvalsh", lambda b, d: sizes.append(len(b)) or torch_eigvalsh(b, d))
-    got = clustering.eigvalsh_many((m.copy() for m in mats), "cpu")
+    torch_eigvalsh = spectral._torch_eigvalsh
+    monkeypatch.setattr(spectral, "on_gpu", lambda device, n: True)
+    monkeypatch.setattr(spectral, "GPU_EIGEN_BATCH_BYTES", 3 * 8 * 40 * 40)
+    monkeypatch.setattr(spectral, "_torch_eigvalsh", lambda b, d: sizes.append(len(b)) or torch_eigvalsh(b, d))
+    got = spectral.eigvalsh_many((m.copy() for m in mats), "cpu")
     assert sizes == [3, 3, 1]
     assert len(got) == 7 and all(np.allclose(g, w, atol=1e-10) for g, w in zip(got, want))
 
 
 def test_host_eigenvalues_stay_on_the_host_for_small_or_non_cuda(rng, monkeypatch):
-    monkeypatch.setattr(clustering, "_torch_eigvalsh", lambda b, d: pytest.fail("sent to torch"))
-    big = laplacian(cosine_affinity(rng.standard_normal((clustering.GPU_EIGEN_MIN_N, 8))).dense())
+    monkeypatch.setattr(spectral, "_torch_eigvalsh", lambda b, d: pytest.fail("sent to torch"))
+    big = laplacian(cosine_affinity(rng.standard_normal((spectral.GPU_EIGEN_MIN_N, 8))).dense())
     small = big[:10, :10].copy()
-    assert len(clustering.eigvalsh_many([big.copy()], "cpu")) == 1
-    assert len(clustering.eigvalsh_many([big.copy()], "mps")) == 1
-    assert len(clustering.eigvalsh_many([small], "cuda")) == 1
+    assert len(spectral.eigvalsh_many([big.copy()], "cpu")) == 1
+    assert len(spectral.eigvalsh_many([big.copy()], "mps")) == 1
+    assert len(spectral.eigvalsh_many([small], "cuda")) == 1
 
 
 def test_pipeline_clusters_on_the_embedding_device_unless_told(monkeypatch):
@@ -432,7 +424,7 @@ def test_gpu_eigendecompositions_give_the_cpu_labels(rng):
     rng.shuffle(turn_speakers)
     regions, scales = turns_to_scales(turn_speakers)
     embs = [speaker_embeddings(rng, labels_for(sc, regions, turn_speakers), spread=0.8) for sc in scales]
-    assert len(scales[-1]) >= clustering.GPU_EIGEN_MIN_N
+    assert len(scales[-1]) >= spectral.GPU_EIGEN_MIN_N
     cpu = cluster(embs, scales, ClusteringConfig(device="cpu"))
     gpu = cluster(embs, scales, ClusteringConfig(device="cuda"))
     assert np.array_equal(cpu.labels, gpu.labels) and cpu.p == gpu.p

@@ -9,10 +9,11 @@ import pytest
 import soundfile as sf
 
 import diarize
-from diarize import clustering, pipeline
+from diarize import affinity, clustering, pipeline, reduce, spectral
 from conftest import ToyEmbedder
 from diarize.audio import SAMPLE_RATE, AudioSource, load_audio
-from diarize.clustering import chunk_bounds, cluster, spherical_kmeans
+from diarize.clustering import cluster
+from diarize.reduce import chunk_bounds, spherical_kmeans
 from diarize.config import ClusteringConfig, DiarizerConfig, SpeakerCount, WindowConfig, load_config
 from diarize.rttm import parse_uem
 from diarize.vad import energy_vad, speech_regions
@@ -143,19 +144,19 @@ def test_over_cluster_fits_on_every_other_row_and_assigns_all(monkeypatch: pytes
         fits.append((len(x), cent))
         return labels, cent
 
-    real = clustering.spherical_kmeans
-    monkeypatch.setattr(clustering, "spherical_kmeans", spy)
+    real = reduce.spherical_kmeans
+    monkeypatch.setattr(reduce, "spherical_kmeans", spy)
     rng = np.random.default_rng(1)
     k = 4
-    n = 2 * clustering.FIT_MIN_PER_GROUP * k + 1
+    n = 2 * reduce.FIT_MIN_PER_GROUP * k + 1
     x = rng.standard_normal((n, 16)) + 2 * np.eye(16)[rng.integers(0, k, n)]
-    labels, cent = clustering.over_cluster(x, k, seed=0)
-    assert [f[0] for f in fits] == [len(x[:: clustering.FIT_STRIDE])]
+    labels, cent = reduce.over_cluster(x, k, seed=0)
+    assert [f[0] for f in fits] == [len(x[:: reduce.FIT_STRIDE])]
     # Every row, fitted or not, joins the fitted centroid it is most like; the groups' means come back.
-    assert np.array_equal(labels, (clustering.unit_rows(x) @ clustering.unit_rows(fits[0][1]).T).argmax(axis=1))
+    assert np.array_equal(labels, (affinity.unit_rows(x) @ affinity.unit_rows(fits[0][1]).T).argmax(axis=1))
     assert np.allclose(cent, [x[labels == g].mean(axis=0) for g in range(len(cent))])
     fits.clear()
-    clustering.over_cluster(x[:40], k, seed=0)  # too few rows per group to skip any
+    reduce.over_cluster(x[:40], k, seed=0)  # too few rows per group to skip any
     assert [f[0] for f in fits] == [40]
 
 
@@ -174,8 +175,8 @@ def test_unreduced_sessions_hold_no_session_sized_matrix(monkeypatch, speakers) 
         embs = [(centre + 0.6 * rng.standard_normal(e.shape)).astype(np.float32) for e in embs]
         truth = np.zeros_like(truth)
     n = len(scales[-1])
-    monkeypatch.setattr(clustering, "KEEP_MATRIX_MAX", 0)  # what sessions above 4,096 windows do
-    monkeypatch.setattr(clustering, "ROW_BLOCK", 128)
+    monkeypatch.setattr(affinity, "KEEP_MATRIX_MAX", 0)  # what sessions above 4,096 windows do
+    monkeypatch.setattr(affinity, "ROW_BLOCK", 128)
     tracemalloc.start()
     try:
         res = cluster(embs, scales, ClusteringConfig(embeddings_per_chunk=n + 1))
@@ -188,11 +189,11 @@ def test_unreduced_sessions_hold_no_session_sized_matrix(monkeypatch, speakers) 
 
 def test_sparse_spectral_embedding_matches_dense() -> None:
     embs, scales, _ = synthetic_session(80, noise=1.0)
-    aff = clustering.fused_affinity(embs, scales)
-    assert len(aff) >= clustering.SPARSE_EIGEN_MIN_N
-    graph = clustering.binarized_graph(aff, 40)
-    sparse = clustering.spectral_embedding(graph, 4)
-    _, dense = np.linalg.eigh(clustering.laplacian(graph.dense()))
+    aff = affinity.fused_affinity(embs, scales)
+    assert len(aff) >= spectral.SPARSE_EIGEN_MIN_N
+    graph = affinity.binarized_graph(aff, 40)
+    sparse = spectral.spectral_embedding(graph, 4)
+    _, dense = np.linalg.eigh(spectral.laplacian(graph.dense()))
     dense = dense[:, :4]
     # Same subspace: the projectors agree.
     assert np.allclose(sparse @ sparse.T, dense @ dense.T, atol=1e-6)
