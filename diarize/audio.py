@@ -106,11 +106,6 @@ def _open(path: str | os.PathLike) -> sf.SoundFile | DecodedAudio:
     return f
 
 
-def audio_duration(path: str | os.PathLike) -> float:
-    with _open(path) as f:
-        return f.frames / f.samplerate
-
-
 def to_mono_16k(samples: np.ndarray, sample_rate: int, source: str = "<waveform>") -> np.ndarray:
     """Mix audio of shape (T,), (T, C) or (C, T) to mono and resample to 16 kHz, float32.
 

@@ -1017,7 +1017,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     names = DEFAULT_FETCH if args.name == "all" else (args.name,)
     for name in names:
         if name == "titanet-large":
-            from .models.titanet import download_titanet
+            from .models.nemo import download_titanet
 
             _, state = weights_state(name)
             print(download_titanet() if state == "missing" else weights_path(name, fetch=False))

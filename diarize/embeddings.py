@@ -14,7 +14,7 @@ import torch
 
 from .audio import SAMPLE_RATE
 from .config import EmbeddingConfig
-from .models.base import SpeakerEmbedder, cpu_has_native_bf16
+from .models.base import FrameEncoder, SpeakerEmbedder, cpu_has_native_bf16
 from .windows import ScaleWindows
 
 Progress = Callable[[int], None]  # called with the number of windows just embedded
@@ -71,24 +71,6 @@ def tile_to(x: np.ndarray, length: int) -> np.ndarray:
     """
     reps = -(-length // len(x))
     return np.tile(x, reps)[:length]
-
-
-def embed_windows(
-    audio: np.ndarray,
-    scale: ScaleWindows,
-    model: SpeakerEmbedder,
-    batch_size: int = 64,
-    min_embed_s: float = 0.5,
-    progress: Progress | None = None,
-    max_batch_seconds: float | None = None,
-) -> np.ndarray:
-    """(N, D) float32 embeddings of one scale's windows, in window order."""
-    if len(scale) == 0:
-        return np.zeros((0, model.embedding_dim), dtype=np.float32)
-    first, length = window_samples(scale.starts, scale.ends)
-    return embed_spans(
-        audio, first, length, model, batch_size, min_embed_s, progress=progress, max_batch_seconds=max_batch_seconds
-    )
 
 
 def embed_spans(
@@ -211,18 +193,6 @@ def _window(audio: np.ndarray, start: int, length: int, target: int) -> np.ndarr
     return tile_to(x, target) if target > length else x
 
 
-def embed_all_scales(
-    audio: np.ndarray,
-    scales: list[ScaleWindows],
-    model: SpeakerEmbedder,
-    batch_size: int = 64,
-    min_embed_s: float = 0.5,
-    progress: Progress | None = None,
-    max_batch_seconds: float | None = None,
-) -> list[np.ndarray]:
-    return [embed_windows(audio, s, model, batch_size, min_embed_s, progress, max_batch_seconds) for s in scales]
-
-
 def embed_blocks(
     blocks: Iterable[np.ndarray],
     scales: list[ScaleWindows],
@@ -243,11 +213,43 @@ def embed_blocks(
     """
     with precision(model, autocast_dtype(cfg, model.device)):
         # Region-level needs a frame encoder; a model that only embeds whole inputs gets per-window embeddings.
-        if cfg.mode == "fast" and hasattr(model, "encode_frames"):
+        if cfg.mode == "fast" and isinstance(model, FrameEncoder):
             if regions is None:
                 raise ValueError("fast mode needs the speech regions the windows were cut from")
             return _embed_blocks_fast(blocks, regions, scales, model, cfg, progress)
         return _embed_blocks_exact(blocks, scales, model, cfg, progress)
+
+
+def stream_spans(
+    blocks: Iterable[np.ndarray],
+    first: np.ndarray,
+    length: np.ndarray,
+    embed: Callable[[np.ndarray, int, np.ndarray], None],
+) -> None:
+    """Read `blocks` (consecutive pieces of one recording) and call `embed(buf, buf_start, ready)` with
+    the units (sample spans [first, first + length)) that the audio read so far holds whole, each unit
+    once: `buf` is the audio from file sample `buf_start` on. Units running past the end of the audio go
+    with the last call. Only the tail that units still to come start in is kept between blocks.
+    """
+    pending = np.ones(len(first), dtype=bool)
+    buf = np.zeros(0, dtype=np.float32)
+    buf_start = 0  # file sample index of buf[0]
+
+    def embed_ready(final: bool) -> None:
+        ready = np.flatnonzero(pending & ((first + length <= buf_start + len(buf)) | final))
+        if len(ready):
+            embed(buf, buf_start, ready)
+            pending[ready] = False
+
+    for block in blocks:
+        buf = np.concatenate([buf, block]) if len(buf) else block
+        embed_ready(final=False)
+        buf_end = buf_start + len(buf)
+        keep_from = int(first[pending].min()) if pending.any() else buf_end
+        keep_from = max(buf_start, min(keep_from, buf_end))
+        buf = buf[keep_from - buf_start :].copy()  # a view would keep the whole block alive
+        buf_start = keep_from
+    embed_ready(final=True)
 
 
 def _embed_blocks_exact(
@@ -257,34 +259,25 @@ def _embed_blocks_exact(
     cfg: EmbeddingConfig,
     progress: Progress | None,
 ) -> list[np.ndarray]:
-    """`embed_blocks` in exact mode: every window on its own, once its block has all of it."""
+    """`embed_blocks` in exact mode: every window on its own, once its block has all of it. The windows
+    of every scale that a block completes go in one call: one partly filled last batch per block, not
+    one per scale."""
     spans = [window_samples(s.starts, s.ends) for s in scales]
-    out = [np.zeros((len(s), model.embedding_dim), dtype=np.float32) for s in scales]
-    pending = [np.ones(len(s), dtype=bool) for s in scales]
+    first = np.concatenate([f for f, _ in spans]) if spans else np.zeros(0, dtype=np.int64)
+    length = np.concatenate([n for _, n in spans]) if spans else np.zeros(0, dtype=np.int64)
+    out = np.zeros((len(first), model.embedding_dim), dtype=np.float32)  # every scale's windows, in order
     # CPU caches favour small batches of long windows; accelerators want few, large batches (a call
     # costs ~20 ms however small, CAM++ on an H200).
     on_cpu = model.device.type == "cpu"
     max_batch_s = cfg.max_batch_seconds if on_cpu else cfg.accelerator_batch_seconds
-    # On accelerators every new batch shape costs ~0.1 s of set-up (`ladder_size`): few_shapes there.
-    buf = np.zeros(0, dtype=np.float32)
-    buf_start = 0  # file sample index of buf[0]
 
-    def embed_ready(final: bool) -> None:
-        # The windows of every scale that this block completes, in one call: one partly filled
-        # last batch per block, not one per scale.
-        buf_end = buf_start + len(buf)
-        ready = [
-            np.flatnonzero(todo & ((first + length <= buf_end) | final))
-            for (first, length), todo in zip(spans, pending)
-        ]
-        if not sum(map(len, ready)):
-            return
-        first = np.concatenate([f[i] for (f, _), i in zip(spans, ready)])
-        assert first.min() >= buf_start, "a window's samples were dropped before embedding"
-        emb = embed_spans(
+    def embed(buf: np.ndarray, buf_start: int, ready: np.ndarray) -> None:
+        assert first[ready].min() >= buf_start, "a window's samples were dropped before embedding"
+        # On accelerators every new batch shape costs ~0.1 s of set-up (`ladder_size`): few_shapes there.
+        out[ready] = embed_spans(
             buf,
-            first,
-            np.concatenate([n[i] for (_, n), i in zip(spans, ready)]),
+            first[ready],
+            length[ready],
             model,
             cfg.batch_size,
             cfg.min_embed_s,
@@ -293,20 +286,9 @@ def _embed_blocks_exact(
             max_batch_seconds=max_batch_s,
             few_shapes=not on_cpu,
         )
-        for e, todo, i, part in zip(out, pending, ready, np.split(emb, np.cumsum(list(map(len, ready)))[:-1])):
-            e[i] = part
-            todo[i] = False
 
-    for block in blocks:
-        buf = np.concatenate([buf, block]) if len(buf) else block
-        embed_ready(final=False)
-        # Keep only the tail that windows still to come start in (< one window long).
-        starts = [first[todo].min() for (first, _), todo in zip(spans, pending) if todo.any()]
-        keep_from = min(min(starts) if starts else buf_start + len(buf), buf_start + len(buf))
-        buf = buf[keep_from - buf_start :].copy()  # a view would keep the whole block alive
-        buf_start = keep_from
-    embed_ready(final=True)
-    return out
+    stream_spans(blocks, first, length, embed)
+    return np.split(out, np.cumsum([len(s) for s in scales])[:-1]) if scales else []
 
 
 # --------------------------------------------------------------------------- fast mode
@@ -338,7 +320,7 @@ def embed_scales_fast(
     audio: np.ndarray,
     regions: np.ndarray,
     scales: list[ScaleWindows],
-    model: SpeakerEmbedder,
+    model: FrameEncoder,
     chunk_s: float = 30.0,
     context_s: float = 3.0,
     min_embed_s: float = 0.5,
@@ -347,17 +329,16 @@ def embed_scales_fast(
     batch_seconds: float | None = None,
     few_shapes: bool = False,
 ) -> list[np.ndarray]:
-    """Fast mode: (N_s, D) float32 embeddings per scale, like `embed_all_scales`, with the
+    """Fast mode: (N_s, D) float32 embeddings per scale, like exact mode (`embed_spans`), with the
     model's frame encoder run once per speech region instead of once per window.
 
     `regions` (K, 2) seconds are the speech regions the windows were cut from
     (`windows.multiscale_windows(regions, ...)`); each window is pooled
     (`model.pool_frames`) from the frames (`model.encode_frames`) of its region. A region
     longer than `chunk_s` is encoded in overlapping chunks (`chunk_plan`, `context_s` of
-    context each side). The model needs `encode_frames`, `pool_frames`, `num_frames` and
-    `frame_hop` (TitaNet and CAM++ have them).
+    context each side). The model is a `FrameEncoder` (TitaNet and CAM++ are).
 
-    What differs from `embed_all_scales` (see the models' fast-mode notes): feature
+    What differs from exact mode (see the models' fast-mode notes): feature
     normalisation and the models' global context (TitaNet's SE squeeze, CAM++'s context
     masks) cover the chunk, not the window; a window's edge frames see the audio around it; a
     window starts on the nearest encoder frame (10 ms TitaNet, 20 ms CAM++). A region shorter
@@ -386,7 +367,7 @@ def embed_scales_fast(
         raise ValueError(f"embed_scales_fast: {int((~inside).sum())} window(s) lie outside the given regions")
 
     hop = int(model.frame_hop)
-    align = int(getattr(model, "chunk_align", hop))
+    align = int(model.chunk_align)
     chunk, context = int(round(chunk_s * SAMPLE_RATE)), int(round(context_s * SAMPLE_RATE))
     min_len = int(round(min_embed_s * SAMPLE_RATE))
     order = np.argsort(region_of, kind="stable")
@@ -440,7 +421,6 @@ def embed_scales_fast(
         if progress is not None:
             progress(len(idx))
 
-    local = {} if local_context_s is None else {"local_context_s": local_context_s}
     # (jobs, width, rows) per call; with `few_shapes` widths and row counts come from a ladder.
     batches: list[tuple[list[int], int, int]] = []
     if batch_seconds is None:
@@ -462,7 +442,7 @@ def embed_scales_fast(
             x[row, :n] = _window(audio, start, real, n)
         x[len(batch) :] = x[len(batch) - 1]  # filler rows: copies of the last chunk, not pooled
         lengths = torch.tensor([jobs[j][1] for j in batch] + [jobs[batch[-1]][1]] * (rows - len(batch)))
-        frames, n_valid = model.encode_frames(torch.from_numpy(x), lengths=lengths, **local)
+        frames, n_valid = model.encode_frames(torch.from_numpy(x), lengths=lengths, local_context_s=local_context_s)
         n_valid = n_valid.cpu().numpy()
         rows: list[int] = []  # chunks pooled together, at most POOL_MAX_FRAMES frames in all
         held = 0
@@ -481,7 +461,7 @@ def _embed_blocks_fast(
     blocks: Iterable[np.ndarray],
     regions: np.ndarray,
     scales: list[ScaleWindows],
-    model: SpeakerEmbedder,
+    model: FrameEncoder,
     cfg: EmbeddingConfig,
     progress: Progress | None,
 ) -> list[np.ndarray]:
@@ -490,16 +470,12 @@ def _embed_blocks_fast(
     out = [np.zeros((len(s), model.embedding_dim), dtype=np.float32) for s in scales]
     r_first, r_len = window_samples(regions[:, 0], regions[:, 1])
     owner = [np.searchsorted(regions[:, 0], s.midpoints, side="right") - 1 for s in scales]
-    pending = np.ones(len(regions), dtype=bool)
-    local = cfg.fast_local_context_s if getattr(model, "name", "") == "campplus" else None
+    local = cfg.fast_local_context_s if model.local_context else None
     on_cpu = model.device.type == "cpu"
-    buf = np.zeros(0, dtype=np.float32)
-    buf_start = 0
 
-    def embed_ready(final: bool) -> None:
-        ready = pending & ((r_first + r_len <= buf_start + len(buf)) | final)
-        if not ready.any():
-            return
+    def embed(buf: np.ndarray, buf_start: int, ready_regions: np.ndarray) -> None:
+        ready = np.zeros(len(regions), dtype=bool)
+        ready[ready_regions] = True
         off = buf_start / SAMPLE_RATE
         picks = [np.flatnonzero(ready[np.clip(o, 0, None)] & (o >= 0)) for o in owner]
         sub = [
@@ -520,14 +496,6 @@ def _embed_blocks_fast(
         )
         for o, i, e in zip(out, picks, embs):
             o[i] = e
-        pending[ready] = False
 
-    for block in blocks:
-        buf = np.concatenate([buf, block]) if len(buf) else block
-        embed_ready(final=False)
-        keep_from = int(r_first[pending].min()) if pending.any() else buf_start + len(buf)
-        keep_from = max(buf_start, min(keep_from, buf_start + len(buf)))
-        buf = buf[keep_from - buf_start :].copy()
-        buf_start = keep_from
-    embed_ready(final=True)
+    stream_spans(blocks, r_first, r_len, embed)
     return out

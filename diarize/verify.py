@@ -23,10 +23,6 @@ def embed_waveform(model: SpeakerEmbedder, audio: np.ndarray, min_seconds: float
     return model.embed_batch(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None])[0].cpu().numpy()
 
 
-def embed_file(model: SpeakerEmbedder, path: str | os.PathLike) -> np.ndarray:
-    return embed_waveform(model, load_audio(path))
-
-
 def verification_score(a: np.ndarray, b: np.ndarray) -> float:
     """(cos + 1) / 2, NeMo's convention: 0.7 corresponds to cosine 0.4."""
     cos = float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from diarize.audio import SAMPLE_RATE, AudioError, audio_duration, load_audio, read_blocks, to_mono_16k
+from diarize.audio import SAMPLE_RATE, AudioError, AudioSource, load_audio, read_blocks, to_mono_16k
 
 from conftest import DIAR, require_data
 
@@ -87,5 +87,5 @@ def test_bad_inputs_raise_audio_error(tmp_path):
 def test_real_file_duration():
     require_data()
     path = DIAR / "pyannote_sample" / "sample.wav"
-    assert audio_duration(path) == pytest.approx(30.0, abs=0.01)
+    assert AudioSource.from_file(path).duration == pytest.approx(30.0, abs=0.01)
     assert len(load_audio(path)) == pytest.approx(30 * SAMPLE_RATE, abs=1)

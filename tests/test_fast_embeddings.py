@@ -9,7 +9,8 @@ import torch
 
 from diarize.audio import SAMPLE_RATE, load_audio
 from diarize.config import WindowConfig
-from diarize.embeddings import chunk_plan, embed_all_scales, embed_scales_fast
+from diarize.embeddings import chunk_plan, embed_scales_fast, embed_spans, window_samples
+from diarize.models.base import FrameEncoder
 from diarize.models.titanet import load_titanet
 from diarize.windows import multiscale_windows
 
@@ -108,12 +109,12 @@ def test_titanet_pooling_of_equal_spans_and_offset_frames(titanet):
 @pytest.mark.parametrize("which", ["titanet", "campplus"])
 def test_windows_that_are_whole_regions_get_exact_embeddings(which, titanet, campplus):
     """Regions of 0.3 s (tiled to min_embed_s, as exact mode does), 0.45 s and exactly 1.5 s:
-    every window that is its whole region matches embed_all_scales, in its scale and row."""
+    every window that is its whole region matches exact mode (embed_spans), in its scale and row."""
     model = titanet if which == "titanet" else campplus
     audio = speech(12.0)
     regions = np.array([[0.5, 0.8], [1.2, 1.65], [2.0, 3.5], [4.0, 11.0]])
     scales = multiscale_windows(regions, WindowConfig())
-    exact = embed_all_scales(audio, scales, model)
+    exact = [embed_spans(audio, *window_samples(s.starts, s.ends), model) for s in scales]
     fast = embed_scales_fast(audio, regions, scales, model, chunk_s=30.0)
     assert [f.shape for f in fast] == [e.shape for e in exact]
     checked = 0
@@ -148,9 +149,7 @@ def test_long_region_chunks_join_seamlessly(which, local_context_s, min_cos, med
     cos = np.concatenate([cosines(a, b) for a, b in zip(whole, chunked)])
     assert np.median(cos) > median_cos and cos.min() > min_cos
     # Plumbing is exact: the windows of one chunk equal encoding that chunk's audio by itself.
-    c0, c1, k0, k1 = chunk_plan(
-        40 * SAMPLE_RATE, 12 * SAMPLE_RATE, 3 * SAMPLE_RATE, getattr(model, "chunk_align", model.frame_hop)
-    )[1]
+    c0, c1, k0, k1 = chunk_plan(40 * SAMPLE_RATE, 12 * SAMPLE_RATE, 3 * SAMPLE_RATE, model.chunk_align)[1]
     frames, valid = model.encode_frames(torch.from_numpy(audio[c0:c1].copy())[None], **kw)
     for s, emb in zip(scales, chunked):
         mid = (s.starts + s.ends) / 2 * SAMPLE_RATE
@@ -193,3 +192,12 @@ def test_window_outside_regions_is_an_error(titanet):
     scales = multiscale_windows(np.array([[0.0, 1.0]]), WindowConfig())
     with pytest.raises(ValueError, match="outside"):
         embed_scales_fast(audio, np.array([[1.2, 2.0]]), scales, titanet)
+
+
+def test_both_models_are_frame_encoders(titanet, campplus):
+    """Fast mode asks the model's capability, not its name: both networks implement `FrameEncoder`, and
+    only CAM++ has the local-context mode (TitaNet refuses it rather than ignoring it)."""
+    assert isinstance(titanet, FrameEncoder) and isinstance(campplus, FrameEncoder)
+    assert campplus.local_context and not titanet.local_context
+    with pytest.raises(ValueError, match="local context"):
+        titanet.encode_frames(torch.zeros(1, 16000), local_context_s=1.5)

@@ -47,9 +47,9 @@ def test_campplus_padded_frames_equal_alone(campplus, local_context_s):
     audio = speech(12.0)
     parts = [audio[:160000], audio[5000:155017], audio[:64000], audio[7:33340]]
     x, n = padded(parts)
-    frames, valid = campplus.encode_frames(x, local_context_s, lengths=n)
+    frames, valid = campplus.encode_frames(x, lengths=n, local_context_s=local_context_s)
     for row, p in enumerate(parts):
-        ref, ref_valid = campplus.encode_frames(torch.from_numpy(p[None].copy()), local_context_s)
+        ref, ref_valid = campplus.encode_frames(torch.from_numpy(p[None].copy()), local_context_s=local_context_s)
         assert int(valid[row]) == int(ref_valid[0]) == int(campplus.num_frames(torch.tensor(len(p))))
         assert rel_err(frames[row, :, : int(valid[row])].numpy(), ref[0].numpy()) < 1e-5
 

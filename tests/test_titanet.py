@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from diarize.models.hub import WeightsUnavailable
-from diarize.models.titanet import download_titanet, load_titanet, read_nemo
+from diarize.models.nemo import download_titanet, read_nemo
+from diarize.models.titanet import load_titanet
 
 FIX = Path(__file__).parent / "fixtures"
 NEMO = FIX / "titanet_tiny.nemo"  # made by `benchmarks/nemo_parity.py make` with nemo_toolkit 3.0.0

@@ -56,23 +56,26 @@ def load_model(name_or_path: str = "auto", device: str | torch.device = "auto") 
 
         return load_campplus(path, device=dev)
     if spec == "titanet-large":  # asked for by name: its weights or an error, never another model
-        from . import titanet
+        from . import nemo
+        from .titanet import load_titanet
 
-        if titanet.titanet_weights_at_hand() is None:
-            titanet.download_titanet()
-        return titanet.load_titanet("titanet-large", device=dev)
+        if nemo.titanet_weights_at_hand() is None:
+            nemo.download_titanet()
+        return load_titanet("titanet-large", device=dev)
     if spec == "auto":
-        from . import titanet
+        from . import nemo
 
         reason = "not in the cache"
-        if titanet.titanet_weights_at_hand() is not None:
+        if nemo.titanet_weights_at_hand() is not None:
+            from .titanet import load_titanet
+
             try:
-                return titanet.load_titanet("titanet-large", device=dev)
+                return load_titanet("titanet-large", device=dev)
             except WeightsUnavailable as e:  # a corrupt or bogus cached file must not break the default run
                 reason = str(e).splitlines()[0]
         _note_fallback(
             f"TitaNet-Large weights are not at hand ({reason}); using CAM++. To use TitaNet pass "
-            f"--model PATH.nemo or put it at {cache_dir() / titanet.CACHE_NAME}."
+            f"--model PATH.nemo or put it at {cache_dir() / nemo.CACHE_NAME}."
         )
         spec = "campplus"
     if spec == "campplus":

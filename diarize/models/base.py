@@ -34,6 +34,33 @@ class SpeakerEmbedder(Protocol):
     def to(self, device: torch.device | str) -> "SpeakerEmbedder": ...
 
 
+@runtime_checkable
+class FrameEncoder(Protocol):
+    """A `SpeakerEmbedder` split into a frame encoder and a window pooling, for fast mode
+    (`embeddings.embed_scales_fast`): a long stretch of audio is encoded once and every window in it is
+    pooled from the shared frames. A window that is the whole input gets its `embed_batch` embedding.
+    """
+
+    frame_hop: int  # samples per encoder frame
+    chunk_align: int  # chunks of a region start on a multiple of this many samples (the model's grids agree)
+    local_context: bool  # whether `encode_frames` honours `local_context_s`
+
+    def num_frames(self, num_samples: torch.Tensor) -> torch.Tensor:
+        """(B,) sample counts -> (B,) encoder frames `embed_batch` pools over for inputs that long."""
+        ...
+
+    def encode_frames(
+        self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None, local_context_s: float | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T) waveforms, optional (B,) lengths -> (B, C, F) frames and (B,) valid frame counts.
+        `local_context_s`: the input-wide statistics over a centred window of that many seconds instead."""
+        ...
+
+    def pool_frames(self, frames: torch.Tensor, starts: torch.Tensor, ends: torch.Tensor) -> torch.Tensor:
+        """(C, F) frames and (N,) frame spans [starts, ends) -> (N, embedding_dim) embeddings."""
+        ...
+
+
 def limit_threads(n: int) -> None:
     """Use at most `n` CPU threads in this process: torch's intra-op pool and NumPy/SciPy's BLAS.
 

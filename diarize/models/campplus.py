@@ -497,6 +497,7 @@ class CAMPPlus(nn.Module):
     # `embed_batch` embedding.
     frame_hop = 320  # samples per encoder frame: the TDNN layer halves the 10 ms fbank rate
     chunk_align = 32000  # chunks start on a 100-frame (2 s) CAM segment boundary of their region
+    local_context = True  # `encode_frames(local_context_s=...)`
 
     def num_frames(self, num_samples: torch.Tensor) -> torch.Tensor:
         """Encoder frames of an input of `num_samples` samples (what `embed_batch` pools over)."""
@@ -507,7 +508,7 @@ class CAMPPlus(nn.Module):
 
     @torch.inference_mode()
     def encode_frames(
-        self, waveforms: torch.Tensor, local_context_s: float | None = None, lengths: torch.Tensor | None = None
+        self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None, local_context_s: float | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T) waveforms -> (B, 512, F) frames before statistics pooling, (B,) valid frame counts.
 
