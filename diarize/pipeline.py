@@ -1,10 +1,18 @@
 """The diarization pipeline, one code path for every input length:
 
-audio blocks -> speech regions -> multi-scale windows -> embeddings -> clustering -> speaker turns.
+audio blocks -> speech regions -> multi-scale windows -> embeddings -> clustering -> speaker turns,
+as four public stages a caller can stop between and resume from:
+
+    speech(source, cfg) -> Speech                         regions, overlap, local speakers
+    embed(source, speech, model, cfg) -> Embedded         windows per scale and their embeddings
+    label(embedded, cfg, count) -> ClusteringResult       speaker label of every base window
+    assemble(embedded, clusters, cfg) -> DiarizationResult  speaker turns and centroids
+
 
 A short recording is a recording with one block. Audio is read block by block twice (VAD, then
-embeddings) unless it fits in one block, which is kept in memory. `Diarizer`, the CLI, the
-batch engines and the benchmarks all call `diarize`.
+embeddings) unless it fits in one block, which is kept in memory. `Diarizer`, the CLI and the
+batch engines call `diarize`; benchmarks call the stages (a cache of `Embedded` is re-scored by
+`label` + `assemble`).
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pyannote.core import Annotation, Timeline
@@ -25,17 +33,21 @@ from pyannote.core import Annotation, Timeline
 from . import regions as rg
 from .audio import BLOCK_SECONDS, AudioSource
 from .affinity import unit_rows
-from .clustering import cluster
+from .clustering import ClusteringResult, cluster
 from .config import DiarizerConfig, SpeakerCount, load_config
 from .embeddings import embed_blocks
 from .errors import AudioError, ConfigError
+from .files import atomic_path
 from .formats import exclusive
 from .models import SpeakerEmbedder, load_model
 from .models.base import threads_limited
 from .overlap import overlap_aware_annotation
 from .rttm import labels_to_annotation, speaker_names
 from .vad import detect_speech, oracle_regions
-from .windows import multiscale_windows
+from .windows import ScaleWindows, multiscale_windows
+
+if TYPE_CHECKING:
+    from .models.pyannet import LocalSpeakers
 
 STAGES = ("load", "vad", "windows", "embeddings", "clustering", "output")
 
@@ -193,6 +205,197 @@ def _progress(hook: StageHook | None, stage: str, total: int) -> Callable[[int],
     return advance
 
 
+def _as_steps(hook: Hook | StageHook | None, uri: str) -> StageHook | None:
+    """`hook` called in its own shape (a `StageHook` passes through: `diarize` makes one for all stages)."""
+    if hook is None or isinstance(hook, StageHook):
+        return hook
+    return StageHook(hook, {"uri": uri})
+
+
+@dataclass
+class Speech:
+    """What the speech stage found in one recording (seconds, cut to the scored part and to the audio)."""
+
+    uri: str
+    duration: float  # seconds of audio
+    regions: np.ndarray  # (K, 2) speech regions
+    overlap: np.ndarray  # (K', 2) overlapped speech (pyannote-seg only, else empty)
+    local: LocalSpeakers | None = None  # pyannote-seg's local speakers per window (overlap assignment)
+
+
+@dataclass
+class Embedded:
+    """A recording's windows and their embeddings: everything `label` and `assemble` need, so a cache of
+    these (plain arrays, picklable) re-scores clustering or output settings without the audio."""
+
+    speech: Speech
+    scales: list[ScaleWindows]  # base (shortest) scale last
+    embeddings: list[np.ndarray]  # per scale, (N_s, D) float32
+    model_name: str  # picks the "auto" clustering thresholds
+    device: str  # where the embeddings ran: clustering.device "auto" follows it
+
+
+def save_embedded(embedded: Embedded, path: str | os.PathLike) -> None:
+    """Write `embedded` to an .npz file at `path` (atomically), to be read back by `load_embedded`."""
+    sp = embedded.speech
+    arrays = {
+        "uri": np.array(sp.uri),
+        "duration": np.array(sp.duration),
+        "regions": sp.regions,
+        "overlap": sp.overlap,
+        "model_name": np.array(embedded.model_name),
+        "device": np.array(embedded.device),
+        "scales": np.array([[s.window, s.shift, s.weight] for s in embedded.scales], dtype=np.float64).reshape(-1, 3),
+    }
+    for i, (s, e) in enumerate(zip(embedded.scales, embedded.embeddings)):
+        arrays |= {f"starts_{i}": s.starts, f"ends_{i}": s.ends, f"emb_{i}": e}
+    if sp.local is not None:
+        arrays |= {"local_starts": sp.local.starts, "local_classes": sp.local.classes}
+        arrays["local_grid"] = np.array([sp.local.step, sp.local.offset])
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def load_embedded(path: str | os.PathLike) -> Embedded:
+    """The `Embedded` that `save_embedded` wrote to `path`."""
+    with np.load(path) as z:
+        local = None
+        if "local_starts" in z.files:
+            from .models.pyannet import LocalSpeakers
+
+            step, offset = (float(v) for v in z["local_grid"])
+            local = LocalSpeakers(z["local_starts"], z["local_classes"], step, offset)
+        sp = Speech(str(z["uri"]), float(z["duration"]), z["regions"], z["overlap"], local)
+        scales = [
+            ScaleWindows(float(w), float(sh), float(wt), z[f"starts_{i}"], z[f"ends_{i}"])
+            for i, (w, sh, wt) in enumerate(z["scales"])
+        ]
+        embeddings = [z[f"emb_{i}"] for i in range(len(scales))]
+        return Embedded(sp, scales, embeddings, str(z["model_name"]), str(z["device"]))
+
+
+def speech(
+    source: AudioSource,
+    cfg: DiarizerConfig,
+    *,
+    oracle_vad: Annotation | None = None,
+    uem: Timeline | None = None,
+    hook: Hook | StageHook | None = None,
+    block_seconds: float = BLOCK_SECONDS,
+    timer: StageTimer | None = None,
+) -> Speech:
+    """Speech regions of `source` (`cfg.vad`, or `oracle_vad`'s), cut to `uem` and to the audio.
+    Warns (`UserWarning`) when there is none."""
+    timer = timer or StageTimer()
+    steps = _as_steps(hook, source.uri)
+    duration = source.duration
+    with timer("vad"):
+        local = None
+        if oracle_vad is not None:
+            regions, overlap = oracle_regions(oracle_vad), rg.EMPTY.copy()
+        else:
+            blocks = timer.iterate(source.blocks(block_seconds), "load")
+            found = detect_speech(blocks, cfg.vad, _progress(steps, "vad", source.num_samples))
+            regions, overlap, local = found.speech, found.overlap, found.local
+        # The one place where regions are cut to the scored part and to the audio.
+        if uem is not None:
+            scored = rg.from_timeline(uem.support())
+            regions, overlap = rg.intersect(regions, scored), rg.intersect(overlap, scored)
+        regions, overlap = rg.clip(regions, 0.0, duration), rg.clip(overlap, 0.0, duration)
+    if len(regions) == 0:
+        warnings.warn(f"{source.uri}: no speech found; the result is empty", stacklevel=3)
+    if steps is not None:
+        steps.finished("vad", regions)
+    return Speech(source.uri, duration, regions, overlap, local)
+
+
+def embed(
+    source: AudioSource,
+    speech: Speech,
+    model: SpeakerEmbedder,
+    cfg: DiarizerConfig,
+    *,
+    hook: Hook | StageHook | None = None,
+    block_seconds: float = BLOCK_SECONDS,
+    timer: StageTimer | None = None,
+) -> Embedded:
+    """Multi-scale windows over `speech.regions` (`cfg.windows`) and their embeddings (`cfg.embedding`),
+    reading `source` block by block."""
+    timer = timer or StageTimer()
+    steps = _as_steps(hook, source.uri)
+    with timer("windows"):
+        scales = multiscale_windows(speech.regions, cfg.windows)
+    with timer("embeddings"):
+        blocks = timer.iterate(source.blocks(block_seconds), "load")
+        progress = _progress(steps, "embeddings", sum(len(s) for s in scales))
+        embeddings = embed_blocks(blocks, scales, model, cfg.embedding, progress, regions=speech.regions)
+    if steps is not None:
+        steps.finished("embeddings", embeddings)
+    return Embedded(speech, scales, embeddings, model.name, str(model.device))
+
+
+def label(
+    embedded: Embedded,
+    cfg: DiarizerConfig,
+    count: SpeakerCount = SpeakerCount(),
+    model_name: str | None = None,
+    *,
+    hook: Hook | StageHook | None = None,
+    timer: StageTimer | None = None,
+) -> ClusteringResult:
+    """Speaker label of every base-scale window (`cfg.clustering`). "auto" thresholds take the values of
+    `model_name` (default: the model that made the embeddings); clustering.device "auto" is where they ran.
+
+    Raises SpeakerCountError for a count the speech cannot hold.
+    """
+    timer = timer or StageTimer()
+    steps = _as_steps(hook, embedded.speech.uri)
+    with timer("clustering"):
+        if steps is not None:
+            steps.progress("clustering", 0, 1)
+        ccfg = cfg.clustering
+        if ccfg.device == "auto":  # where the embeddings ran
+            ccfg = dataclasses.replace(ccfg, device=embedded.device)
+        name = model_name or embedded.model_name
+        result = cluster(embedded.embeddings, embedded.scales, ccfg, count, model_name=name)
+        if steps is not None:
+            steps.progress("clustering", 1, 1)
+            steps.finished("clustering", result.labels)
+    return result
+
+
+def assemble(
+    embedded: Embedded, clusters: ClusteringResult, cfg: DiarizerConfig, *, timer: StageTimer | None = None
+) -> DiarizationResult:
+    """Speaker turns from the base windows' labels (overlapped speech gets a second speaker when
+    `cfg.vad.overlap_assignment`), and each speaker's centroid. Timings are `timer`'s."""
+    timer = timer or StageTimer()
+    sp, base, emb = embedded.speech, embedded.scales[-1], embedded.embeddings[-1]
+    with timer("output"):
+        # The clustering's own labels: one speaker at a time, before the overlap step adds any.
+        alone = labels_to_annotation(base.starts, base.ends, clusters.labels, uri=sp.uri)
+        if cfg.vad.overlap_assignment and len(sp.overlap) and len(base):
+            annotation = overlap_aware_annotation(
+                base.starts,
+                base.ends,
+                clusters.labels,
+                emb,
+                sp.overlap,
+                uri=sp.uri,
+                context_s=cfg.vad.overlap_context_s,
+                local=sp.local,
+                min_solo_s=cfg.vad.overlap_min_solo_s,
+                min_similarity=cfg.vad.overlap_min_similarity,
+                fallback=cfg.vad.overlap_fallback,
+            )
+        else:
+            annotation = alone
+        centroids = speaker_centroids(base.starts, base.ends, clusters.labels, emb) if len(base) else {}
+    return DiarizationResult(
+        annotation, sp.regions, len(annotation.labels()), sp.duration, timer.seconds, sp.overlap, centroids, alone
+    )
+
+
 def diarize(
     source: AudioSource,
     model: SpeakerEmbedder,
@@ -201,76 +404,20 @@ def diarize(
     oracle_vad: Annotation | None = None,
     uem: Timeline | None = None,
     speakers: SpeakerCount = SpeakerCount(),
-    hook: Hook | None = None,
+    hook: Hook | StageHook | None = None,
     block_seconds: float = BLOCK_SECONDS,
 ) -> DiarizationResult:
-    """Diarize one recording. Warns (`UserWarning`) when no speech is found; the result is then empty.
+    """Diarize one recording: `speech` -> `embed` -> `label` -> `assemble`. Warns (`UserWarning`) when
+    no speech is found; the result is then empty.
 
     Raises SpeakerCountError for a count the speech cannot hold, and whatever `hook` raises.
     """
     timer = StageTimer()
-    duration = source.duration
-    steps = StageHook(hook, {"uri": source.uri}) if hook is not None else None
-    with timer("vad"):
-        local = None
-        if oracle_vad is not None:
-            speech, overlap = oracle_regions(oracle_vad), rg.EMPTY.copy()
-        else:
-            blocks = timer.iterate(source.blocks(block_seconds), "load")
-            found = detect_speech(blocks, cfg.vad, _progress(steps, "vad", source.num_samples))
-            speech, overlap, local = found.speech, found.overlap, found.local
-        # The one place where regions are cut to the scored part and to the audio.
-        if uem is not None:
-            scored = rg.from_timeline(uem.support())
-            speech, overlap = rg.intersect(speech, scored), rg.intersect(overlap, scored)
-        speech, overlap = rg.clip(speech, 0.0, duration), rg.clip(overlap, 0.0, duration)
-    if len(speech) == 0:
-        warnings.warn(f"{source.uri}: no speech found; the result is empty", stacklevel=2)
-    if steps is not None:
-        steps.finished("vad", speech)
-
-    with timer("windows"):
-        scales = multiscale_windows(speech, cfg.windows)
-    with timer("embeddings"):
-        blocks = timer.iterate(source.blocks(block_seconds), "load")
-        progress = _progress(steps, "embeddings", sum(len(s) for s in scales))
-        embeddings = embed_blocks(blocks, scales, model, cfg.embedding, progress, regions=speech)
-    if steps is not None:
-        steps.finished("embeddings", embeddings)
-    with timer("clustering"):
-        if steps is not None:
-            steps.progress("clustering", 0, 1)
-        ccfg = cfg.clustering
-        if ccfg.device == "auto":  # where the embeddings ran
-            ccfg = dataclasses.replace(ccfg, device=str(model.device))
-        result = cluster(embeddings, scales, ccfg, speakers, model_name=model.name)
-        if steps is not None:
-            steps.progress("clustering", 1, 1)
-            steps.finished("clustering", result.labels)
-    with timer("output"):
-        base = scales[-1]
-        # The clustering's own labels: one speaker at a time, before the overlap step adds any.
-        alone = labels_to_annotation(base.starts, base.ends, result.labels, uri=source.uri)
-        if cfg.vad.overlap_assignment and len(overlap) and len(base):
-            annotation = overlap_aware_annotation(
-                base.starts,
-                base.ends,
-                result.labels,
-                embeddings[-1],
-                overlap,
-                uri=source.uri,
-                context_s=cfg.vad.overlap_context_s,
-                local=local,
-                min_solo_s=cfg.vad.overlap_min_solo_s,
-                min_similarity=cfg.vad.overlap_min_similarity,
-                fallback=cfg.vad.overlap_fallback,
-            )
-        else:
-            annotation = alone
-        centroids = speaker_centroids(base.starts, base.ends, result.labels, embeddings[-1]) if len(base) else {}
-    return DiarizationResult(
-        annotation, speech, len(annotation.labels()), duration, timer.seconds, overlap, centroids, alone
-    )
+    steps = _as_steps(hook, source.uri)
+    found = speech(source, cfg, oracle_vad=oracle_vad, uem=uem, hook=steps, block_seconds=block_seconds, timer=timer)
+    embedded = embed(source, found, model, cfg, hook=steps, block_seconds=block_seconds, timer=timer)
+    clusters = label(embedded, cfg, speakers, hook=steps, timer=timer)
+    return assemble(embedded, clusters, cfg, timer=timer)
 
 
 def speaker_centroids(
@@ -390,11 +537,19 @@ class Diarizer:
 __all__ = [
     "Diarizer",
     "DiarizationResult",
+    "Embedded",
     "Hook",
     "STAGES",
+    "Speech",
     "StageHook",
     "StageTimer",
+    "assemble",
     "diarize",
+    "embed",
+    "label",
+    "load_embedded",
     "open_source",
+    "save_embedded",
     "speaker_centroids",
+    "speech",
 ]

@@ -83,3 +83,43 @@ def test_silence_gives_empty_annotation_and_warning(diarizer):
     with pytest.warns(UserWarning, match="no speech"):
         ann = diarizer.diarize(np.zeros(16000 * 3, dtype=np.float32), 16000)
     assert len(ann) == 0
+
+
+def turns(annotation):
+    return [(round(s.start, 6), round(s.end, 6), label) for s, _, label in annotation.itertracks(yield_label=True)]
+
+
+def test_stages_by_hand_equal_diarize(tmp_path):
+    """speech -> embed -> label -> assemble, called one by one, is `diarize`; an `Embedded` kept
+    (`save_embedded` / `load_embedded`, as a benchmark cache keeps it) and re-labelled under other clustering settings gives what
+    `diarize` gives under those settings."""
+    import dataclasses
+    import pickle
+
+    from diarize import pipeline
+    from diarize.config import SpeakerCount
+
+    from conftest import ToyEmbedder
+
+    require_data()
+    wav = next(DIAR.glob("*/dev00.wav"))
+    cfg, model, count = load_config("general"), ToyEmbedder(), SpeakerCount(max=4)
+    whole = pipeline.diarize(pipeline.open_source(wav), model, cfg, speakers=count)
+    source = pipeline.open_source(wav)
+    found = pipeline.speech(source, cfg)
+    embedded = pipeline.embed(source, found, model, cfg)
+    parts = pipeline.assemble(embedded, pipeline.label(embedded, cfg, count), cfg)
+    assert len(whole.annotation) > 0 and turns(parts.annotation) == turns(whole.annotation)
+    assert parts.num_speakers == whole.num_speakers and parts.duration == whole.duration
+    assert np.array_equal(parts.regions, whole.regions) and np.array_equal(parts.overlap, whole.overlap)
+    assert parts.centroids.keys() == whole.centroids.keys()
+    assert all(np.array_equal(parts.centroids[k], whole.centroids[k]) for k in whole.centroids)
+
+    other = dataclasses.replace(cfg, clustering=dataclasses.replace(cfg.clustering, merge_threshold=-1.0))
+    assert pickle.loads(pickle.dumps(embedded)).model_name == "toy"
+    pipeline.save_embedded(embedded, tmp_path / "dev00.npz")
+    kept = pipeline.load_embedded(tmp_path / "dev00.npz")
+    assert kept.speech.local is not None and np.array_equal(kept.speech.local.classes, found.local.classes)
+    rescored = pipeline.assemble(kept, pipeline.label(kept, other, count), other)
+    direct = pipeline.diarize(pipeline.open_source(wav), model, other, speakers=count)
+    assert rescored.num_speakers == 1 and turns(rescored.annotation) == turns(direct.annotation)
