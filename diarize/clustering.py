@@ -20,7 +20,7 @@ from .affinity import Affinity, ClusterItems, TopPGraph, binarized_graph, cosine
 from .config import ClusteringConfig, SpeakerCount, model_clustering
 from .errors import SpeakerCountError
 from .reduce import reduce_long_form
-from .refine import merge_similar_clusters, split_clusters, split_mixed_clusters, unlike_partition
+from .refine import merge_similar_clusters, split_clusters, unlike_partition
 from .spectral import NMEResult, enhanced_count, kmeans, nme_sc, spectral_embedding
 from .windows import ScaleWindows
 
@@ -102,7 +102,7 @@ def _known_count(affinity: Affinity, items: ClusterItems, cfg: ClusteringConfig,
             labels = _spectral_labels(graph, free, cfg)
             # The halves that reach the count come from a p-search per cluster: a fixed share of each
             # cluster (`split_p_ratio`) was worse here (held-out dev 4.17 -> 4.81 %, RESULTS.md).
-            labels = split_mixed_clusters(labels, affinity, items, cfg, num, threshold=np.inf, search_p=True)
+            labels = split_clusters(labels, affinity, items, cfg, num, threshold=np.inf, search_p=True)[0]
             if len(np.unique(labels)) == num:
                 return _result(labels, est.p)
     if num == 1:

@@ -35,29 +35,6 @@ def centroid_similarity(
     return ids, sims / len(items.vectors)
 
 
-def split_mixed_clusters(
-    labels: np.ndarray,
-    affinity: Affinity,
-    items: ClusterItems,
-    cfg: ClusteringConfig,
-    max_k: int,
-    threshold: float | None = None,
-    search_p: bool = False,
-) -> np.ndarray:
-    """Split off a group of items that a cluster absorbed although it is another speaker.
-
-    NME-SC's p (the neighbours kept per row) is chosen for the whole session; a speaker with fewer
-    windows than p links mostly to other speakers and disappears into their cluster. Each cluster is
-    bisected spectrally on its own affinity, binarised with p = `split_p_ratio` of its items (with
-    `search_p`: NME-SC's p-search on the cluster's affinity). The split is kept when the two halves'
-    centroids have cosine below `split_threshold` and the smaller half stands for at least
-    `split_min_windows` base windows. Repeated until nothing splits or `max_k` clusters exist.
-    `threshold` overrides `cfg.split_threshold` (np.inf: always split the most distinct halves, used to
-    reach a known speaker count).
-    """
-    return split_clusters(labels, affinity, items, cfg, max_k, threshold, search_p=search_p)[0]
-
-
 def split_clusters(
     labels: np.ndarray,
     affinity: Affinity,
@@ -68,9 +45,21 @@ def split_clusters(
     look_past_cap: bool = False,
     search_p: bool = False,
 ) -> tuple[np.ndarray, float | None]:
-    """`split_mixed_clusters`, plus the cosine of the most distinct halves left unsplit because `max_k`
-    clusters exist (None: nothing left to split). That costs bisecting the clusters at the cap, so only
-    with `look_past_cap`."""
+    """Split off a group of items that a cluster absorbed although it is another speaker.
+
+    NME-SC's p (the neighbours kept per row) is chosen for the whole session; a speaker with fewer
+    windows than p links mostly to other speakers and disappears into their cluster. Each cluster is
+    bisected spectrally on its own affinity, binarised with p = `split_p_ratio` of its items (with
+    `search_p`: NME-SC's p-search on the cluster's affinity). The split is kept when the two halves'
+    centroids have cosine below `split_threshold` and the smaller half stands for at least
+    `split_min_windows` base windows. Repeated until nothing splits or `max_k` clusters exist.
+    `threshold` overrides `cfg.split_threshold` (np.inf: always split the most distinct halves, used to
+    reach a known speaker count).
+
+    Returns the labels and, with `look_past_cap`, the cosine of the most distinct halves left unsplit
+    because `max_k` clusters exist (None: nothing left to split; finding it costs bisecting the clusters
+    at the cap).
+    """
     threshold = cfg.split_threshold if threshold is None else threshold
     labels = labels.copy()
     halves: dict[tuple[int, ...], tuple[float, np.ndarray] | None] = {}  # cluster members -> (cosine, half)

@@ -16,7 +16,7 @@ from diarize.affinity import (
     window_items,
 )
 from diarize.clustering import cluster
-from diarize.refine import merge_similar_clusters, split_mixed_clusters
+from diarize.refine import merge_similar_clusters, split_clusters
 from diarize.spectral import eigengap_count, kmeans, laplacian, nme_sc
 from diarize.config import ClusteringConfig, SpeakerCount, WindowConfig
 from diarize.windows import multiscale_windows
@@ -246,15 +246,15 @@ def test_split_recovers_a_speaker_absorbed_into_another_cluster(rng):
     absorbed = np.where(truth == 2, 0, truth)
     cfg = ClusteringConfig(split_threshold=0.4, split_min_windows=6)
     aff = fused_affinity(embs, scales)
-    fixed = split_mixed_clusters(absorbed, aff, window_items(embs, scales), cfg, max_k=8)
+    fixed = split_clusters(absorbed, aff, window_items(embs, scales), cfg, max_k=8)[0]
     assert len(np.unique(fixed)) == 3 and agreement(truth, fixed) == 1.0
     # Clean clusters of one speaker each are left alone; max_k caps the number of clusters.
-    assert agreement(truth, split_mixed_clusters(truth, aff, window_items(embs, scales), cfg, max_k=8)) == 1.0
-    assert len(np.unique(split_mixed_clusters(truth, aff, window_items(embs, scales), cfg, max_k=8))) == 3
-    assert len(np.unique(split_mixed_clusters(absorbed, aff, window_items(embs, scales), cfg, max_k=2))) == 2
+    assert agreement(truth, split_clusters(truth, aff, window_items(embs, scales), cfg, max_k=8)[0]) == 1.0
+    assert len(np.unique(split_clusters(truth, aff, window_items(embs, scales), cfg, max_k=8)[0])) == 3
+    assert len(np.unique(split_clusters(absorbed, aff, window_items(embs, scales), cfg, max_k=2)[0])) == 2
     # A group smaller than split_min_windows is not split off.
     big = ClusteringConfig(split_threshold=0.4, split_min_windows=int((truth == 2).sum()) + 1)
-    assert len(np.unique(split_mixed_clusters(absorbed, aff, window_items(embs, scales), big, max_k=8))) == 2
+    assert len(np.unique(split_clusters(absorbed, aff, window_items(embs, scales), big, max_k=8)[0])) == 2
 
 
 # --------------------------------------------------------------------------- NeMo's toy clustering cases
