@@ -1,10 +1,10 @@
-"""DER of fast-mode embeddings (`embeddings.embed_scales_fast`) against exact mode
-(`embeddings.embed_all_scales`) on the recordings in ../shared/data/diarization, oracle VAD,
-unknown speaker count, and the cosine between the two modes' window embeddings per scale.
+"""DER of fast-mode embeddings (`embedding.mode: fast`) against exact mode on the recordings in
+../shared/data/diarization, oracle VAD, unknown speaker count, and the cosine between the two modes'
+window embeddings per scale.
 
-Runs the pipeline's stages itself (oracle regions -> windows -> embeddings -> clustering ->
-annotation), so pipeline.py needs no fast-mode switch for this measurement. Scoring as in
-der_shared.py: forgiving = 0.25 s collar each side + overlap ignored; full = no collar.
+Calls the pipeline's stages (`speech` once per file, then `embed`, `label`, `assemble` per mode). Scoring
+as in der_shared.py: forgiving = 0.25 s collar each side + overlap ignored; full = no collar.
+`--local-context-s` left out: chunk-wide context (the embedding config's value is not used).
 
     python benchmarks/fast_mode_der.py [--model campplus] [--config general] [--chunk-s 30] [--threads 1]
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import sys
 import time
 import warnings
@@ -24,14 +25,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from pyannote.metrics.diarization import DiarizationErrorRate  # noqa: E402
 
-from diarize import load_config  # noqa: E402
-from diarize.audio import SAMPLE_RATE, load_audio  # noqa: E402
-from diarize.clustering import cluster  # noqa: E402
-from diarize.embeddings import embed_all_scales, embed_scales_fast  # noqa: E402
+from diarize import load_config, pipeline  # noqa: E402
 from diarize.models import load_model  # noqa: E402
-from diarize.rttm import labels_to_annotation, read_rttm  # noqa: E402
-from diarize.vad import oracle_regions  # noqa: E402
-from diarize.windows import multiscale_windows  # noqa: E402
+from diarize.rttm import read_rttm  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -66,42 +62,33 @@ def main(argv: list[str] | None = None) -> int:
         f"local_context_s={args.local_context_s} threads={torch.get_num_threads()}"
     )
     print(f"{'file':24s} {'spk':>3s} | {'mode':5s} {'est':>3s} {'forgiving':>9s} {'full':>6s} {'emb s':>6s}")
+    modes = {
+        mode: dataclasses.replace(
+            cfg,
+            embedding=dataclasses.replace(
+                cfg.embedding,
+                mode=mode,
+                fast_chunk_s=args.chunk_s,
+                fast_context_s=args.context_s,
+                fast_local_context_s=args.local_context_s,
+            ),
+        )
+        for mode in ("exact", "fast")
+    }
     for row in rows:
         wav = args.data / row["wav"]
         ref = read_rttm(args.data / row["rttm"])[wav.stem]
-        audio = load_audio(wav)
-        duration = len(audio) / SAMPLE_RATE
-        regions = oracle_regions(ref)
-        regions = regions[regions[:, 0] < duration]
-        regions[:, 1] = np.minimum(regions[:, 1], duration)
-        scales = multiscale_windows(regions, cfg.windows)
+        source = pipeline.open_source(wav)
+        speech = pipeline.speech(source, cfg, oracle_vad=ref)
         embs = {}
-        for mode in ("exact", "fast"):
+        for mode, mcfg in modes.items():
             t0 = time.perf_counter()
-            if mode == "exact":
-                embs[mode] = embed_all_scales(
-                    audio,
-                    scales,
-                    model,
-                    cfg.embedding.batch_size,
-                    cfg.embedding.min_embed_s,
-                    max_batch_seconds=cfg.embedding.max_batch_seconds,
-                )
-            else:
-                embs[mode] = embed_scales_fast(
-                    audio,
-                    regions,
-                    scales,
-                    model,
-                    chunk_s=args.chunk_s,
-                    context_s=args.context_s,
-                    min_embed_s=cfg.embedding.min_embed_s,
-                    local_context_s=args.local_context_s,
-                )
+            embedded = pipeline.embed(source, speech, model, mcfg)
             dt = time.perf_counter() - t0
             seconds[mode] += dt
-            result = cluster(embs[mode], scales, cfg.clustering)
-            hyp = labels_to_annotation(scales[-1].starts, scales[-1].ends, result.labels, uri=wav.stem)
+            embs[mode] = embedded.embeddings
+            result = pipeline.label(embedded, mcfg)
+            hyp = pipeline.assemble(embedded, result, mcfg).annotation
             fg, full = metrics[mode][0](ref, hyp), metrics[mode][1](ref, hyp)
             print(
                 f"{wav.stem:24s} {len(ref.labels()):3d} | {mode:5s} {result.num_speakers:3d} "

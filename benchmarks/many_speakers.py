@@ -2,8 +2,8 @@
 
 benchmarks/speed.py's dense recording (`build_recording`: the 57 LibriSpeech speakers of
 ../shared/data/speakers, utterances one after another with 0.3 s pauses, cycling) is embedded once with
-the preset's VAD and `embedding.mode=fast` on the CPU, and saved (`--cache`, npz: every scale's windows
-and embeddings, the speech regions, the reference speaker turns). Then, for each prefix of the recording
+the preset's VAD and `embedding.mode=fast` on the CPU, and saved (`--cache`: `pipeline.save_embedded`, every scale's windows and
+embeddings and the speech regions). Then, for each prefix of the recording
 (`--prefixes` minutes: the scale windows ending before it), the clustering runs with the preset's
 maximum and each `--max-speakers`, and prints: the reference speakers in the prefix, NME-SC's eigengap
 count over k <= max (what the count started from), the final count, window accuracy against the
@@ -28,16 +28,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 from scipy.optimize import linear_sum_assignment  # noqa: E402
 
-from diarize import load_config  # noqa: E402
-from diarize.audio import AudioSource, load_audio  # noqa: E402
+from diarize import load_config, pipeline  # noqa: E402
 from diarize.affinity import fused_affinity  # noqa: E402
-from diarize.clustering import cluster  # noqa: E402
-from diarize.spectral import nme_sc  # noqa: E402
+from diarize.audio import load_audio  # noqa: E402
 from diarize.config import SpeakerCount, model_clustering  # noqa: E402
-from diarize.embeddings import embed_blocks  # noqa: E402
 from diarize.models import load_model  # noqa: E402
-from diarize.vad import detect_speech  # noqa: E402
-from diarize.windows import ScaleWindows, multiscale_windows  # noqa: E402
+from diarize.spectral import nme_sc  # noqa: E402
+from diarize.windows import ScaleWindows  # noqa: E402
 from speed import DATA, build_recording  # noqa: E402
 
 
@@ -57,18 +54,21 @@ def reference_turns(minutes: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 def embed(minutes: float, cache: Path, preset: str) -> None:
+    """The pipeline's speech and embedding stages on the recording, saved to `cache`."""
     cfg = load_config(preset, ["embedding.mode=fast"])
-    source = AudioSource.from_waveform(build_recording(minutes), 16000, uri="dense")
-    speech = detect_speech(source.blocks(), cfg.vad).speech
-    scales = multiscale_windows(speech, cfg.windows)
-    model = load_model(cfg.embedding.model, "cpu")
-    embs = embed_blocks(source.blocks(), scales, model, cfg.embedding, regions=speech)
-    ref_start, ref_spk = reference_turns(minutes)
-    out = {"speech": speech, "ref_start": ref_start, "ref_spk": ref_spk, "model": np.array(model.name)}
-    for i, (s, e) in enumerate(zip(scales, embs)):
-        out |= {f"s{i}_starts": s.starts, f"s{i}_ends": s.ends, f"s{i}_emb": e}
-        out[f"s{i}_meta"] = np.array([s.window, s.shift, s.weight])
-    np.savez(cache, **out)
+    source = pipeline.open_source(build_recording(minutes), 16000, uri=f"dense{minutes:g}")
+    speech = pipeline.speech(source, cfg)
+    pipeline.save_embedded(pipeline.embed(source, speech, load_model(cfg.embedding.model, "cpu"), cfg), cache)
+
+
+def prefix(embedded: pipeline.Embedded, minutes: float) -> pipeline.Embedded:
+    """The windows of `embedded` that end within the first `minutes`."""
+    scales, embs = [], []
+    for s, e in zip(embedded.scales, embedded.embeddings):
+        keep = s.ends <= minutes * 60 + 1e-9
+        scales.append(ScaleWindows(s.window, s.shift, s.weight, s.starts[keep], s.ends[keep]))
+        embs.append(e[keep])
+    return pipeline.Embedded(embedded.speech, scales, embs, embedded.model_name, embedded.device)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,21 +83,18 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         embed(args.minutes, args.cache, args.config)
         print(f"embedded {args.minutes} min in {time.perf_counter() - t0:.0f} s -> {args.cache}")
-    z = np.load(args.cache)
-    n_scales = sum(1 for k in z.files if k.endswith("_meta"))
-    model = str(z["model"])
-    cfg = model_clustering(load_config(args.config).clustering, model)
+    embedded = pipeline.load_embedded(args.cache)
+    ref_start, ref_spk = reference_turns(args.minutes)
+    model = embedded.model_name
+    full_cfg = load_config(args.config)
+    cfg = model_clustering(full_cfg.clustering, model)
     maxima = [None] + [int(m) for m in args.max_speakers.split(",") if m]
     print(f"model={model} config={args.config} threads={os.environ.get('OMP_NUM_THREADS', '?')}")
     for minutes in [float(m) for m in args.prefixes.split(",") if m] or [args.minutes]:
-        scales, embs = [], []
-        for i in range(n_scales):
-            keep = z[f"s{i}_ends"] <= minutes * 60 + 1e-9
-            w, shift, weight = z[f"s{i}_meta"]
-            scales.append(ScaleWindows(w, shift, weight, z[f"s{i}_starts"][keep], z[f"s{i}_ends"][keep]))
-            embs.append(z[f"s{i}_emb"][keep])
-        turn = np.searchsorted(z["ref_start"], scales[-1].midpoints, side="right") - 1
-        truth = np.unique(z["ref_spk"][turn], return_inverse=True)[1]
+        part = prefix(embedded, minutes)
+        scales, embs = part.scales, part.embeddings
+        turn = np.searchsorted(ref_start, scales[-1].midpoints, side="right") - 1
+        truth = np.unique(ref_spk[turn], return_inverse=True)[1]
         n = len(truth)
         for mx in maxima:
             k_max = mx or cfg.max_num_speakers
@@ -108,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 t0 = time.perf_counter()
-                res = cluster(embs, scales, cfg, SpeakerCount(max=mx), model_name=model)
+                res = pipeline.label(part, full_cfg, SpeakerCount(max=mx))
                 secs = time.perf_counter() - t0
             k = max(res.labels.max(), truth.max()) + 1
             table = np.zeros((k, k))

@@ -12,7 +12,8 @@ Segmentation windows (every window's powerset log-probabilities, `pyannet.window
 cached per file in CACHE/<set>/lp/<uri>.npz, so that the overlap decision (`-o` fields of
 SegmentationVADConfig / VADConfig) and the second-speaker choice (`--assign`) are re-scored in
 seconds: speech regions and embeddings come from the embedding cache, overlap regions and local
-speakers from the segmentation cache, clustering and output assembly are the pipeline's own.
+speakers from the segmentation cache; clustering and output assembly are the pipeline's stages
+(`pipeline.label`, `pipeline.assemble`).
 
 --assign: local = match the segmentation windows' local speakers to clusters (diarize.overlap,
 the default; gated by overlap_min_solo_s and overlap_min_similarity, swept by --match-grid);
@@ -38,14 +39,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import heldout  # noqa: E402
 
+from diarize import pipeline  # noqa: E402
 from diarize import regions as rg  # noqa: E402
 from diarize.audio import load_audio  # noqa: E402
-from diarize.clustering import cluster  # noqa: E402
-from diarize.config import DiarizerConfig, SegmentationVADConfig, SpeakerCount, load_config  # noqa: E402
+from diarize.config import DiarizerConfig, SegmentationVADConfig, load_config  # noqa: E402
 from diarize.formats import overlap_regions  # noqa: E402
 from diarize.models.pyannet import FrameScores, frame_scores, load_pyannet, window_log_probs  # noqa: E402
-from diarize.overlap import overlap_aware_annotation  # noqa: E402
-from diarize.rttm import labels_to_annotation, read_rttm  # noqa: E402
+from diarize.rttm import read_rttm  # noqa: E402
 from diarize.score import COLLAR_PRESETS, ScoreReport, score  # noqa: E402
 from diarize.vad import segmentation_regions  # noqa: E402
 
@@ -84,7 +84,7 @@ def segmentation(s: heldout.Session, folder: Path, cfg: DiarizerConfig, model_bo
 
 
 def load_set(name: str, args, cfg: DiarizerConfig) -> list[tuple]:
-    """(cached embeddings, reference, frame scores, clustering labels) of every file of a set."""
+    """(cached embeddings, reference, frame scores, `Embedded`, clustering) of every file of a set."""
     if name == "shared":
         sessions = shared_sessions(args.data)
         emb_dir = args.cache / "shared" / "system"
@@ -107,17 +107,20 @@ def load_set(name: str, args, cfg: DiarizerConfig) -> list[tuple]:
     for c in cached:
         ref = read_rttm(c.session.rttm)[c.session.uri]
         frames = segmentation(c.session, args.cache / name / "lp", cfg, seg_model)
-        labels = cluster(c.embeddings, c.scales, cfg.clustering, SpeakerCount(None)).labels
-        out.append((c, ref, frames, labels))
+        # The speech regions are not in the cache; nothing scored here reads them.
+        speech = pipeline.Speech(c.session.uri, c.duration, rg.EMPTY.copy(), rg.EMPTY.copy())
+        embedded = pipeline.Embedded(speech, c.scales, c.embeddings, args.model, "cpu")
+        out.append((c, ref, frames, embedded, pipeline.label(embedded, cfg)))
     return out
 
 
 def evaluate(files: list[tuple], cfg: DiarizerConfig, assign: str) -> dict[str, float]:
     """Pooled forgiving / full DER (with components) and overlap precision / recall over `files`."""
+    assigning = dataclasses.replace(cfg, vad=dataclasses.replace(cfg.vad, overlap_assignment=assign != "none"))
     reports = {p: ScoreReport() for p in COLLAR_PRESETS}
     hit = det = ref_s = out_hit = out_det = 0.0
-    for c, ref, fs, labels in files:
-        uri, base = c.session.uri, c.scales[-1]
+    for c, ref, fs, embedded, clusters in files:
+        uri = c.session.uri
         # The VAD's own overlap rule (`overlap_rule`); the block only sets the length (no energy rescue here).
         ov = segmentation_regions(fs, np.zeros(int(round(c.duration * 16000)), np.float32), cfg.vad).overlap
         ov = rg.clip(ov, 0.0, c.duration)
@@ -125,22 +128,8 @@ def evaluate(files: list[tuple], cfg: DiarizerConfig, assign: str) -> dict[str, 
         hit += rg.duration(rg.intersect(ov, ref_ov))
         det += rg.duration(ov)
         ref_s += rg.duration(ref_ov)
-        if assign == "none" or not len(ov) or not len(base):
-            hyp = labels_to_annotation(base.starts, base.ends, labels, uri=uri)
-        else:
-            hyp = overlap_aware_annotation(
-                base.starts,
-                base.ends,
-                labels,
-                c.embeddings[-1],
-                ov,
-                uri=uri,
-                context_s=cfg.vad.overlap_context_s,
-                local=fs.local if assign == "local" else None,
-                min_solo_s=cfg.vad.overlap_min_solo_s,
-                min_similarity=cfg.vad.overlap_min_similarity,
-                fallback=cfg.vad.overlap_fallback,
-            )
+        speech = dataclasses.replace(embedded.speech, overlap=ov, local=fs.local if assign == "local" else None)
+        hyp = pipeline.assemble(dataclasses.replace(embedded, speech=speech), clusters, assigning).annotation
         out_ov = reference_overlap(hyp)  # where the output names two or more speakers
         out_hit += rg.duration(rg.intersect(out_ov, ref_ov))
         out_det += rg.duration(out_ov)

@@ -26,7 +26,7 @@ from simulate import add_set_arguments, set_from_args  # noqa: E402
 
 from diarize import Diarizer, load_config  # noqa: E402
 from diarize.rttm import read_rttm  # noqa: E402
-from diarize.score import PRESETS, FileScore, ScoreReport, score  # noqa: E402
+from diarize.score import COLLAR_PRESETS as PRESETS, FileScore, ScoreReport, score  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

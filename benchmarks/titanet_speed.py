@@ -11,7 +11,8 @@ depend on the weights). Step 1, in diarize's env, writes the windows; step 2 run
     python benchmarks/titanet_speed.py ours  campplus --minutes 2 --out /tmp/cspeed   # CAM++ (ours only)
     /work/nemo-venv/bin/python benchmarks/titanet_speed.py nemo /tmp/parity/titanet_large.nemo --out /tmp/tspeed
 
-Ours runs the pipeline's own embedding stage (`embed_blocks`, the whole recording as one block, the
+Ours runs the pipeline's own stages (`speech` with the energy VAD, then `embed`: windows and
+embeddings, timed together; the whole recording as one block, the
 default `EmbeddingConfig` but for `min_embed_s` 0, as NeMo does not tile): on CPU its batches of at
 most 16 s of audio, on a GPU batches of up to 600 s with widths from the shape ladder, under the
 pipeline's autocast. With `--device cuda` both sides run on the GPU (NeMo under its CUDA autocast,
@@ -37,21 +38,17 @@ def ours(args) -> None:
 
     import torch
 
-    from diarize.config import EmbeddingConfig, EnergyVADConfig, WindowConfig
-    from diarize.embeddings import autocast_dtype, embed_blocks
+    from diarize import pipeline
+    from diarize.config import DiarizerConfig, EmbeddingConfig, VADConfig
+    from diarize.embeddings import autocast_dtype
     from diarize.models import load_model
-    from diarize.vad import energy_vad
-    from diarize.windows import multiscale_windows
 
     sys.path.insert(0, str(REPO / "benchmarks"))
     from speed import build_recording
 
     torch.set_num_threads(args.threads)
     audio = build_recording(args.minutes)
-    regions = energy_vad(audio, EnergyVADConfig())
-    scales = multiscale_windows(regions, WindowConfig())
     model = load_model(str(args.nemo), args.device)
-    n = sum(len(s) for s in scales)
 
     cfg = EmbeddingConfig(min_embed_s=0.0, fast_chunk_s=args.chunk_s)  # NeMo tiles no window up to 0.5 s
     if args.batch_size:
@@ -65,23 +62,34 @@ def ours(args) -> None:
     if args.cpu_bf16:
         cfg = dataclasses.replace(cfg, cpu_bf16=True)
     low = autocast_dtype(cfg, model.device)  # the pipeline's precision on this device
+    modes = {
+        m: DiarizerConfig(vad=VADConfig(method="energy"), embedding=dataclasses.replace(cfg, mode=m))
+        for m in ("exact", "fast")
+    }
 
-    def run(mode: str, audio=audio, scales=scales, regions=regions) -> list[np.ndarray]:
-        return embed_blocks([audio], scales, model, dataclasses.replace(cfg, mode=mode), regions=regions)
+    def stages(x: np.ndarray) -> tuple:
+        """The pipeline's speech stage (energy VAD) on `x`, read as one block."""
+        source = pipeline.open_source(x, 16000)
+        return source, pipeline.speech(source, modes["exact"], block_seconds=source.duration + 1)
 
+    def run(mode: str, source, speech) -> pipeline.Embedded:
+        return pipeline.embed(source, speech, model, modes[mode], block_seconds=source.duration + 1)
+
+    source, speech = stages(audio)
+    regions = speech.regions
     # Warm-up on the first minute: kernels, allocator and (on a GPU) the first batch shapes.
-    head = audio[: 60 * 16000]
-    head_regions = energy_vad(head, EnergyVADConfig())
-    head_scales = multiscale_windows(head_regions, WindowConfig())
+    head = stages(audio[: 60 * 16000])
     for mode in ("exact", "fast"):
-        run(mode, head, head_scales, head_regions)
+        run(mode, *head)
     times: dict[str, list[float]] = {"exact": [], "fast": []}
     embs: dict[str, list[np.ndarray]] = {}
     for _ in range(args.repeats):  # interleaved: the machine is shared, so compare within one process
         for mode in times:
             t0 = time.perf_counter()
-            embs[mode] = run(mode)  # numpy out: the device work is done when it returns
+            embedded = run(mode, source, speech)  # numpy out: the device work is done when it returns
             times[mode].append(time.perf_counter() - t0)
+            embs[mode], scales = embedded.embeddings, embedded.scales
+    n = sum(len(s) for s in scales)
     args.out.mkdir(parents=True, exist_ok=True)
     np.savez(
         args.out / "windows.npz",
