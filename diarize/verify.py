@@ -9,7 +9,7 @@ import torch
 
 from .audio import load_audio
 from .config import EnergyVADConfig
-from .embeddings import tile_to
+from .spans import tile_to
 from .errors import AudioError
 from .models.base import SpeakerEmbedder
 from .vad import energy_vad

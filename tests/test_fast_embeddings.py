@@ -9,9 +9,11 @@ import torch
 
 from diarize.audio import SAMPLE_RATE, load_audio
 from diarize.config import WindowConfig
-from diarize.embeddings import chunk_plan, embed_scales_fast, embed_spans, window_samples
+from diarize.embeddings import embed_spans
+from diarize.fast_embeddings import chunk_plan, embed_scales_fast
 from diarize.models.base import FrameEncoder
 from diarize.models.titanet import load_titanet
+from diarize.spans import window_samples
 from diarize.windows import multiscale_windows
 
 from conftest import librispeech_utts, require_data

@@ -364,23 +364,23 @@ def test_energy_vad_blockwise_matches_whole_file(bursty_wav: Path) -> None:
 
 
 def test_freed_memory_is_handed_back_after_growth(monkeypatch: pytest.MonkeyPatch) -> None:
-    from diarize import embeddings
+    from diarize import spans
 
     trims, rss = [], [500 * 2**20]
-    monkeypatch.setattr(embeddings, "_malloc_trim", lambda: trims.append)
-    monkeypatch.setattr(embeddings, "_resident_bytes", lambda: rss[0])
-    monkeypatch.setattr(embeddings, "_rss_after_trim", 0)  # restored after the test
-    embeddings.release_freed_memory()  # 0: always
+    monkeypatch.setattr(spans, "_malloc_trim", lambda: trims.append)
+    monkeypatch.setattr(spans, "_resident_bytes", lambda: rss[0])
+    monkeypatch.setattr(spans, "_rss_after_trim", 0)  # restored after the test
+    spans.release_freed_memory()  # 0: always
     assert len(trims) == 1
     rss[0] += 200 * 2**20
-    embeddings.release_freed_memory(256)  # grown 200 MB since the last trim: kept
+    spans.release_freed_memory(256)  # grown 200 MB since the last trim: kept
     assert len(trims) == 1
     rss[0] += 100 * 2**20
-    embeddings.release_freed_memory(256)  # 300 MB: handed back
+    spans.release_freed_memory(256)  # 300 MB: handed back
     assert len(trims) == 2
-    embeddings.release_freed_memory(256)  # measured from the last trim, not from the start
+    spans.release_freed_memory(256)  # measured from the last trim, not from the start
     assert len(trims) == 2
-    monkeypatch.setattr(embeddings, "_malloc_trim", lambda: None)  # not glibc: nothing to do
+    monkeypatch.setattr(spans, "_malloc_trim", lambda: None)  # not glibc: nothing to do
     rss[0] += 10**12
-    embeddings.release_freed_memory(256)
+    spans.release_freed_memory(256)
     assert len(trims) == 2

@@ -9,7 +9,9 @@ import torch
 
 from diarize.audio import SAMPLE_RATE
 from diarize.config import WindowConfig
-from diarize.embeddings import embed_scales_fast, embed_spans, ladder_size, tile_to
+from diarize.embeddings import embed_spans
+from diarize.fast_embeddings import embed_scales_fast
+from diarize.spans import ladder_size, tile_to
 from diarize.models.titanet import load_titanet
 from diarize.windows import multiscale_windows
 
