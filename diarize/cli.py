@@ -217,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="titanet-large, campplus, or a .nemo path [config; default auto: titanet-large if at hand]",
     )
-    r.add_argument("--device", default=None, help="auto | cpu | cuda [auto]")
+    r.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N | mps [auto: CUDA, then MPS, then CPU]")
     r.add_argument(
         "--plot",
         type=Path,
@@ -248,8 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--threads",
         type=_positive_int,
         default=None,
-        help="CPU threads for this process (torch and BLAS) [all cores]; give each of several parallel jobs "
-        "its share (jobs side by side otherwise oversubscribe the cores)",
+        help="CPU threads for this process (torch and BLAS) [torch's default, divided among the diarize runs "
+        "alive at the same time]; a fixed N turns that sharing off",
     )
 
     e = sub.add_parser("embed", help="one raw embedding per audio file, saved as .npz")
