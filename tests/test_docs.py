@@ -110,6 +110,21 @@ def test_run_help_names_every_device_and_the_real_thread_default():
     assert "all cores" not in helps["--threads"]  # its default is torch's, shared among runs (cores.py)
 
 
+DOCS = ("cli", "pipeline", "performance", "models", "formats")
+PATH = re.compile(r"(?<![\w/.-])(?:benchmarks|configs|diarize|docs|tests)/[\w./-]*\w\.(?:py|md|yaml)")
+LINK = re.compile(r"\]\(([^)#\s]+)")
+
+
+def test_every_file_the_docs_name_exists():
+    """Paths (`benchmarks/speed.py`) from the checkout's root, links relative to their page."""
+    pages = [README, ROOT / "benchmarks" / "RESULTS.md", *(ROOT / "docs" / f"{d}.md" for d in DOCS)]
+    for page in pages:
+        text = page.read_text()
+        missing = [p for p in PATH.findall(text) if not (ROOT / p).exists()]
+        missing += [link for link in LINK.findall(text) if "://" not in link and not (page.parent / link).exists()]
+        assert not missing, f"{page.relative_to(ROOT)} names files that do not exist: {missing}"
+
+
 def python_quick_start() -> tuple[str, str]:
     """The README's Python quick start and the output it shows."""
     blocks = fenced_blocks(README.read_text(), "Python quick start")
