@@ -116,7 +116,10 @@ def _add_model_device(p: argparse.ArgumentParser) -> None:
 
 def _add_threads(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--threads", type=_positive_int, default=None, help="CPU threads for this process (torch and BLAS) [all cores]"
+        "--threads",
+        type=_positive_int,
+        default=None,
+        help="CPU threads for this process (torch and BLAS) [torch's default]",
     )
 
 
