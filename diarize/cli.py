@@ -459,7 +459,7 @@ def _file_ids(audio: list[Path], entry_of: dict) -> list[str]:
     """The file id of each input: its stem as an RTTM token; several manifest segments of one file
     get `ID@OFFSET` (as `embed` keys them), so each has its own output. Also checks, before any work,
     that each manifest offset lies inside its audio (else exit 2, as `embed`)."""
-    from .audio import audio_duration
+    from .audio import SAMPLE_RATE, num_samples_16k
 
     ids = [rttm_token(a.stem) for a in audio]
     uses: dict[str, int] = {}
@@ -470,7 +470,7 @@ def _file_ids(audio: list[Path], entry_of: dict) -> list[str]:
             ids[i] = f"{ids[i]}@{entry.offset:.2f}"
         if entry.offset > 0 and entry.audio.is_file():
             with contextlib.suppress(AudioError):  # an unreadable file fails as its own job
-                duration = audio_duration(entry.audio)
+                duration = num_samples_16k(entry.audio) / SAMPLE_RATE
                 if entry.offset >= duration:
                     raise FormatError(
                         f"{entry.where}: offset {entry.offset} s is past the end of {entry.audio} ({duration:.2f} s)"

@@ -69,14 +69,14 @@ def test_rescore_from_cache_and_overrides(tmp_path):
 
 
 def test_fast_mode_embeddings_have_their_own_cache(tmp_path):
-    exact, fast = load_config("general"), load_config("fast")
+    exact, fast = load_config("exact"), load_config("general")  # region-level ("fast" mode) is the default
     assert heldout.cache_dir(tmp_path, "oracle", "fast") != heldout.cache_dir(tmp_path, "oracle")
     assert heldout.cache_key(fast, "campplus", "oracle") != heldout.cache_key(exact, "campplus", "oracle")
     # A fast-mode setting that changes the embeddings changes the key (the cache is re-embedded).
-    wider = load_config("fast", ["embedding.fast_context_s=5"])
+    wider = load_config("general", ["embedding.fast_context_s=5"])
     assert heldout.cache_key(wider, "campplus", "oracle") != heldout.cache_key(fast, "campplus", "oracle")
     # Exact-mode keys do not depend on fast-mode settings (existing caches stay valid).
-    assert heldout.cache_key(load_config("general", ["embedding.fast_context_s=5"]), "campplus", "oracle") == (
+    assert heldout.cache_key(load_config("exact", ["embedding.fast_context_s=5"]), "campplus", "oracle") == (
         heldout.cache_key(exact, "campplus", "oracle")
     )
 

@@ -168,9 +168,9 @@ def empty_cache(tmp_path, monkeypatch):
     def offline(*a, **k):
         raise WeightsUnavailable("could not download TitaNet-Large (offline)")
 
-    from diarize.models import titanet
+    from diarize.models import nemo
 
-    monkeypatch.setattr(titanet, "download_titanet", offline)
+    monkeypatch.setattr(nemo, "download_titanet", offline)
     monkeypatch.setattr(diarize_models, "load_model", real_load_model)
     monkeypatch.setattr(diarize_models, "_fallback_noted", False, raising=False)
     return d

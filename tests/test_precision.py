@@ -38,7 +38,7 @@ def test_cpu_bf16_is_a_config_setting_and_reaches_the_model(monkeypatch, campplu
     from diarize.config import load_config
     from diarize.windows import ScaleWindows
 
-    cfg = load_config("general", ["embedding.cpu_bf16=true"])
+    cfg = load_config("exact", ["embedding.cpu_bf16=true"])  # windows embedded on their own: embed_batch
     assert cfg.embedding.cpu_bf16 is True
     monkeypatch.setattr(embeddings, "cpu_has_native_bf16", lambda: True)
     seen = []
