@@ -11,7 +11,8 @@ import numpy as np
 import torch
 
 from .audio import SAMPLE_RATE
-from .config import EmbeddingConfig
+from .config import DiarizerConfig, EmbeddingConfig
+from .errors import ConfigError
 from .fast_embeddings import embed_blocks_fast
 from .models.base import FrameEncoder, SpeakerEmbedder, cpu_has_native_bf16
 from .spans import TRIM_AFTER_GROWTH_MB, Progress, ladder_rows, ladder_size, release_freed_memory, stream_spans
@@ -92,6 +93,20 @@ def embed_spans(
         release_freed_memory(TRIM_AFTER_GROWTH_MB)
     release_freed_memory()
     return out
+
+
+def check_inputs_fit(model: SpeakerEmbedder, cfg: DiarizerConfig) -> None:
+    """Refuse, before any audio is read, settings whose shortest window input is below what `model` can
+    embed (CAM++'s fbank needs 720 samples): pieces are longer than `windows.min_window_s` and are tiled up
+    to `embedding.min_embed_s`. Raises ConfigError naming both keys."""
+    need = getattr(model, "min_samples", 0)
+    shortest = int(max(cfg.windows.min_window_s, cfg.embedding.min_embed_s) * model.sample_rate)
+    if shortest < need:
+        raise ConfigError(
+            f"{model.name} needs at least {need / model.sample_rate:.3f} s per input, but windows.min_window_s "
+            f"{cfg.windows.min_window_s} and embedding.min_embed_s {cfg.embedding.min_embed_s} allow "
+            f"{shortest / model.sample_rate:.3f} s: raise embedding.min_embed_s"
+        )
 
 
 def embed_blocks(

@@ -35,7 +35,7 @@ from .audio import BLOCK_SECONDS, AudioSource
 from .affinity import unit_rows
 from .clustering import ClusteringResult, cluster
 from .config import DiarizerConfig, SpeakerCount, load_config
-from .embeddings import embed_blocks
+from .embeddings import check_inputs_fit, embed_blocks
 from .errors import AudioError, ConfigError
 from .files import atomic_path
 from .formats import exclusive
@@ -412,6 +412,7 @@ def diarize(
 
     Raises SpeakerCountError for a count the speech cannot hold, and whatever `hook` raises.
     """
+    check_inputs_fit(model, cfg)  # before any work: a bad window setting is a ConfigError, not a crash
     timer = StageTimer()
     steps = _as_steps(hook, source.uri)
     found = speech(source, cfg, oracle_vad=oracle_vad, uem=uem, hook=steps, block_seconds=block_seconds, timer=timer)
@@ -483,6 +484,7 @@ class Diarizer:
             self.config.vad.device = device
         if model is None or isinstance(model, str):
             model = load_model(model or self.config.embedding.model, self.config.embedding.device)
+        check_inputs_fit(model, self.config)
         self.model = model
 
     @classmethod

@@ -534,3 +534,36 @@ def test_a_failed_database_write_names_the_database_not_a_temp_file(tmp_path, wa
     db = tmp_path / "p.npz"
     err = one_error(capsys, main(["enroll", "ann", str(wav), "--db", str(db)]), "p.npz: cannot write")
     assert ".tmp" not in err
+
+
+# --------------------------------------------------------------------------- J: window lengths against the model
+def test_windows_shorter_than_the_model_can_embed_are_a_usage_error(tmp_path, wav, monkeypatch, capsys):
+    # CAM++'s fbank needs 720 samples; 10 ms pieces tiled to 10 ms crashed inside the model (exit 3).
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(
+        "embedding: {mode: exact, min_embed_s: 0.01}\n"
+        "windows: {window_lengths: [1.5, 0.03], shifts: [0.75, 0.015], weights: [1, 1], min_window_s: 0.01}\n"
+    )
+    no_work(monkeypatch)
+    out = tmp_path / "out.rttm"
+    rc = main(["run", str(wav), "--out", str(out), "--config", str(cfg), "--quiet"])
+    one_error(capsys, rc, "embedding.min_embed_s")
+    assert not out.exists()
+
+
+def test_a_header_claiming_ten_megahertz_costs_no_memory(tmp_path):
+    # A 40 KB WAV whose header claims 9,999,991 Hz needed > 5 GB for the resampling filter: now the whole
+    # process, refusing it, stays far under 1 GB.
+    path = tmp_path / "odd.wav"
+    sf.write(path, np.zeros(20_000, np.float32), 9_999_991, subtype="PCM_16")
+    code = (
+        "import resource, sys\n"
+        "from diarize.cli import main\n"
+        f"rc = main(['run', {str(path)!r}, '--out', {str(tmp_path / 'o.rttm')!r}, '--quiet'])\n"
+        "print(rc, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    rc, peak_kb = map(int, done.stdout.split())
+    assert rc == 2 and "above 384000 Hz" in done.stderr
+    assert peak_kb < 1024 * 1024, f"peak {peak_kb / 1024:.0f} MB"
+    assert not (tmp_path / "o.rttm").exists()
