@@ -99,13 +99,16 @@ def check_inputs_fit(model: SpeakerEmbedder, cfg: DiarizerConfig) -> None:
     """Refuse, before any audio is read, settings whose shortest window input is below what `model` can
     embed (CAM++'s fbank needs 720 samples): pieces are longer than `windows.min_window_s` and are tiled up
     to `embedding.min_embed_s`. Raises ConfigError naming both keys."""
-    need = getattr(model, "min_samples", 0)
-    shortest = int(max(cfg.windows.min_window_s, cfg.embedding.min_embed_s) * model.sample_rate)
+    need = getattr(model, "min_samples", 0)  # a model without a minimum takes any length
+    if not need:
+        return
+    sr = getattr(model, "sample_rate", SAMPLE_RATE)
+    shortest = int(max(cfg.windows.min_window_s, cfg.embedding.min_embed_s) * sr)
     if shortest < need:
         raise ConfigError(
-            f"{model.name} needs at least {need / model.sample_rate:.3f} s per input, but windows.min_window_s "
+            f"{model.name} needs at least {need / sr:.3f} s per input, but windows.min_window_s "
             f"{cfg.windows.min_window_s} and embedding.min_embed_s {cfg.embedding.min_embed_s} allow "
-            f"{shortest / model.sample_rate:.3f} s: raise embedding.min_embed_s"
+            f"{shortest / sr:.3f} s: raise embedding.min_embed_s"
         )
 
 
