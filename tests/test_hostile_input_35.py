@@ -19,7 +19,6 @@ import diarize.models as diarize_models
 from diarize.align import parse_cues
 from diarize.cli import main
 from diarize.errors import WeightsUnavailable
-from diarize.models import hub
 from diarize.models import load_model as real_load_model
 from diarize.speakers import load_db, save_db
 
@@ -155,15 +154,8 @@ def test_enroll_into_a_missing_folder_fails_before_the_model_is_loaded(tmp_path,
 
 # --------------------------------------------------------------------------- M: the model asked for
 @pytest.fixture
-def empty_cache(tmp_path, monkeypatch):
-    """A private cache holding CAM++ only (no TitaNet), offline."""
-    src = hub.cache_dir() / hub.WEIGHTS["campplus"].cache_name
-    if not src.is_file():
-        pytest.skip("CAM++ weights not in the user cache")
-    d = tmp_path / "cache"
-    d.mkdir()
-    (d / src.name).write_bytes(src.read_bytes())
-    monkeypatch.setenv("DIARIZE_CACHE", str(d))
+def empty_cache(cache, monkeypatch):
+    """The private CAM++-only cache (no TitaNet), offline."""
 
     def offline(*a, **k):
         raise WeightsUnavailable("could not download TitaNet-Large (offline)")
@@ -173,7 +165,7 @@ def empty_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(nemo, "download_titanet", offline)
     monkeypatch.setattr(diarize_models, "load_model", real_load_model)
     monkeypatch.setattr(diarize_models, "_fallback_noted", False, raising=False)
-    return d
+    return cache
 
 
 def test_explicit_titanet_without_weights_exits_2(tmp_path, wav, empty_cache, capsys):
