@@ -17,14 +17,10 @@ batch engines call `diarize`; benchmarks call the stages (a cache of `Embedded` 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import inspect
 import os
-import time
 import warnings
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -38,178 +34,17 @@ from .config import DiarizerConfig, SpeakerCount, load_config
 from .embeddings import check_inputs_fit, embed_blocks
 from .errors import AudioError, ConfigError
 from .files import atomic_path
-from .formats import exclusive
 from .models import SpeakerEmbedder, load_model
 from .models.base import threads_limited
 from .overlap import overlap_aware_annotation
+from .progress import STAGES, Hook, StageHook, StageTimer, as_steps, progress_counter
+from .result import DiarizationResult
 from .rttm import labels_to_annotation, speaker_names
 from .vad import detect_speech, oracle_regions
 from .windows import ScaleWindows, multiscale_windows
 
 if TYPE_CHECKING:
     from .models.pyannet import LocalSpeakers
-
-STAGES = ("load", "vad", "windows", "embeddings", "clustering", "output")
-
-# A progress hook, in either of two shapes (told apart by whether it takes a `file` keyword):
-#   ours:       hook(stage, completed, total), called as each stage advances ("vad": samples,
-#               "embeddings": windows, "clustering": 0 then 1);
-#   pyannote's: hook(step_name, step_artifact, file=None, total=None, completed=None), as
-#               pyannote.audio's ProgressHook: the same progress calls with step_artifact None, then
-#               hook(stage, artifact, file={"uri": ...}) once per finished stage: "vad" the speech
-#               regions, (K, 2) seconds; "embeddings" one (N_s, D) float32 array per scale, finest
-#               last; "clustering" the (N,) cluster of each finest-scale window.
-# An exception raised by the hook cancels the run.
-Hook = Callable[..., None]
-
-
-def _takes_file(hook: Hook) -> bool:
-    """Whether `hook` is pyannote-shaped: it accepts a `file` keyword (or any keyword)."""
-    try:
-        params = inspect.signature(hook).parameters.values()
-    except (TypeError, ValueError):  # a builtin without a signature: ours, the simpler call
-        return False
-    keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    return any(p.kind == inspect.Parameter.VAR_KEYWORD or (p.name == "file" and p.kind in keyword) for p in params)
-
-
-class StageHook:
-    """A user `Hook` called in its own shape: `progress(stage, completed, total)` for every hook,
-    `finished(stage, artifact)` for pyannote-shaped ones only (ours has no place for the artifact)."""
-
-    def __init__(self, hook: Hook, file: dict):
-        self.hook, self.file, self.pyannote = hook, file, _takes_file(hook)
-
-    def progress(self, stage: str, completed: int, total: int) -> None:
-        if self.pyannote:
-            self.hook(stage, None, file=self.file, total=total, completed=completed)
-        else:
-            self.hook(stage, completed, total)
-
-    def finished(self, stage: str, artifact: Any) -> None:
-        if self.pyannote:
-            self.hook(stage, artifact, file=self.file)
-
-
-class StageTimer:
-    """Wall time per stage; a stage entered inside another is not counted twice."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-        self._stack: list[list[float]] = []  # [start, time spent in nested stages]
-
-    @contextlib.contextmanager
-    def __call__(self, stage: str) -> Iterator[None]:
-        self._stack.append([time.perf_counter(), 0.0])
-        try:
-            yield
-        finally:
-            start, nested = self._stack.pop()
-            spent = time.perf_counter() - start
-            self.seconds[stage] = self.seconds.get(stage, 0.0) + spent - nested
-            if self._stack:
-                self._stack[-1][1] += spent
-
-    def iterate(self, items: Iterator[Any], stage: str) -> Iterator[Any]:
-        """`items`, with the time spent producing each one counted under `stage`."""
-        while True:
-            with self(stage):
-                item = next(items, None)
-            if item is None:
-                return
-            yield item
-
-
-@dataclass
-class DiarizationResult:
-    """One recording's diarization, under our names and pyannote.audio 4's (`DiarizeOutput`).
-
-    ==============================  ================================  ==========================================
-    ours                            pyannote.audio 4                  what
-    ==============================  ================================  ==========================================
-    `annotation`                    `speaker_diarization`             turns; two speakers may overlap
-    `exclusive_annotation`          `exclusive_speaker_diarization`   one speaker at a time
-    `centroids` (dict by label)     `speaker_embeddings` (S, D)       unit mean embedding of each speaker
-    ==============================  ================================  ==========================================
-
-    The exclusive view is decided frame by frame (base-window piece by piece): in an overlap, the
-    speaker clustering gave that stretch keeps it and the one the overlap step added is dropped,
-    so it covers the same speech as `annotation`. It is what `--exclusive`, SRT/VTT output and
-    transcript alignment use.
-
-    The result also answers `pyannote.core.Annotation`'s methods and attributes (`itertracks`,
-    `labels()`, `get_timeline()`, `uri`, `len()`, iteration) from `annotation`, so code written
-    for pyannote 3, which returned the annotation itself, keeps working. It is not an `Annotation`
-    instance: pass `speaker_diarization` where a real one is checked for.
-    """
-
-    annotation: Annotation
-    regions: np.ndarray  # speech regions used, (K, 2) seconds
-    num_speakers: int
-    duration: float  # seconds of audio
-    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
-    overlap: np.ndarray = field(default_factory=lambda: rg.EMPTY.copy())  # overlapped speech (pyannote-seg), (K, 2) s
-    # Per speaker label: the unit-length mean of its base-scale window embeddings, (D,) float32.
-    # Lets callers match speakers across files (diarize.speakers) or export them (formats.to_json).
-    centroids: dict[str, np.ndarray] = field(default_factory=dict)
-    # One speaker at a time (see the class docstring); None: derived from `annotation` by
-    # `formats.exclusive` (longer turn keeps an overlap), for results built without the pipeline.
-    exclusive_annotation: Annotation | None = None
-
-    @property
-    def speaker_diarization(self) -> Annotation:
-        """pyannote 4's name for `annotation`."""
-        return self.annotation
-
-    @property
-    def exclusive_speaker_diarization(self) -> Annotation:
-        """pyannote 4's name for the exclusive view (`exclusive_annotation`)."""
-        if self.exclusive_annotation is None:
-            self.exclusive_annotation = exclusive(self.annotation)
-        return self.exclusive_annotation
-
-    @property
-    def speaker_embeddings(self) -> np.ndarray:
-        """pyannote 4's shape of `centroids`: (S, D) float32, row s for `speaker_diarization.labels()[s]`
-        ((0, 0) when there is no speaker)."""
-        rows = [self.centroids[lab] for lab in self.annotation.labels() if lab in self.centroids]
-        return np.stack(rows).astype(np.float32) if rows else np.zeros((0, 0), np.float32)
-
-    def __getattr__(self, name: str) -> Any:
-        # Only reached when normal lookup fails: Annotation's API, answered by `annotation`.
-        # Private and dunder names are refused so that copy/pickle never recurse here.
-        if name.startswith("_") or name == "annotation":
-            raise AttributeError(name)
-        try:
-            return getattr(self.annotation, name)
-        except AttributeError:
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}") from None
-
-    def __len__(self) -> int:
-        return len(self.annotation)
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self.annotation)
-
-
-def _progress(hook: StageHook | None, stage: str, total: int) -> Callable[[int], None] | None:
-    if hook is None:
-        return None
-    done = [0]
-    hook.progress(stage, 0, total)
-
-    def advance(n: int) -> None:
-        done[0] += n
-        hook.progress(stage, done[0], total)
-
-    return advance
-
-
-def _as_steps(hook: Hook | StageHook | None, uri: str) -> StageHook | None:
-    """`hook` called in its own shape (a `StageHook` passes through: `diarize` makes one for all stages)."""
-    if hook is None or isinstance(hook, StageHook):
-        return hook
-    return StageHook(hook, {"uri": uri})
 
 
 @dataclass
@@ -287,7 +122,7 @@ def speech(
     """Speech regions of `source` (`cfg.vad`, or `oracle_vad`'s), cut to `uem` and to the audio.
     Warns (`UserWarning`) when there is none."""
     timer = timer or StageTimer()
-    steps = _as_steps(hook, source.uri)
+    steps = as_steps(hook, source.uri)
     duration = source.duration
     with timer("vad"):
         local = None
@@ -295,7 +130,7 @@ def speech(
             regions, overlap = oracle_regions(oracle_vad), rg.EMPTY.copy()
         else:
             blocks = timer.iterate(source.blocks(block_seconds), "load")
-            found = detect_speech(blocks, cfg.vad, _progress(steps, "vad", source.num_samples))
+            found = detect_speech(blocks, cfg.vad, progress_counter(steps, "vad", source.num_samples))
             regions, overlap, local = found.speech, found.overlap, found.local
         # The one place where regions are cut to the scored part and to the audio.
         if uem is not None:
@@ -322,12 +157,12 @@ def embed(
     """Multi-scale windows over `speech.regions` (`cfg.windows`) and their embeddings (`cfg.embedding`),
     reading `source` block by block."""
     timer = timer or StageTimer()
-    steps = _as_steps(hook, source.uri)
+    steps = as_steps(hook, source.uri)
     with timer("windows"):
         scales = multiscale_windows(speech.regions, cfg.windows)
     with timer("embeddings"):
         blocks = timer.iterate(source.blocks(block_seconds), "load")
-        progress = _progress(steps, "embeddings", sum(len(s) for s in scales))
+        progress = progress_counter(steps, "embeddings", sum(len(s) for s in scales))
         embeddings = embed_blocks(blocks, scales, model, cfg.embedding, progress, regions=speech.regions)
     if steps is not None:
         steps.finished("embeddings", embeddings)
@@ -349,7 +184,7 @@ def label(
     Raises SpeakerCountError for a count the speech cannot hold.
     """
     timer = timer or StageTimer()
-    steps = _as_steps(hook, embedded.speech.uri)
+    steps = as_steps(hook, embedded.speech.uri)
     with timer("clustering"):
         if steps is not None:
             steps.progress("clustering", 0, 1)
@@ -414,7 +249,7 @@ def diarize(
     """
     check_inputs_fit(model, cfg)  # before any work: a bad window setting is a ConfigError, not a crash
     timer = StageTimer()
-    steps = _as_steps(hook, source.uri)
+    steps = as_steps(hook, source.uri)
     found = speech(source, cfg, oracle_vad=oracle_vad, uem=uem, hook=steps, block_seconds=block_seconds, timer=timer)
     embedded = embed(source, found, model, cfg, hook=steps, block_seconds=block_seconds, timer=timer)
     clusters = label(embedded, cfg, speakers, hook=steps, timer=timer)
