@@ -402,28 +402,13 @@ def hypothesis(c: Cached, cfg: DiarizerConfig, num_speakers: int | None, local=N
     """Clustering and output assembly of diarize.pipeline.diarize on cached embeddings. The cache
     holds no segmentation windows: without `local` (models.pyannet.LocalSpeakers) the second
     speaker in an overlap is the nearest one in context (benchmarks/overlap_bench.py has both)."""
-    from diarize.clustering import cluster
+    from diarize import regions as rg
     from diarize.config import SpeakerCount
-    from diarize.overlap import overlap_aware_annotation
-    from diarize.rttm import labels_to_annotation
+    from diarize.pipeline import Embedded, Speech, assemble, label
 
-    res = cluster(c.embeddings, c.scales, cfg.clustering, SpeakerCount(num_speakers))
-    base = c.scales[-1]
-    if cfg.vad.overlap_assignment and len(c.overlap) and len(base):
-        return overlap_aware_annotation(
-            base.starts,
-            base.ends,
-            res.labels,
-            c.embeddings[-1],
-            c.overlap,
-            uri=c.session.uri,
-            context_s=cfg.vad.overlap_context_s,
-            local=local,
-            min_solo_s=cfg.vad.overlap_min_solo_s,
-            min_similarity=cfg.vad.overlap_min_similarity,
-            fallback=cfg.vad.overlap_fallback,
-        )
-    return labels_to_annotation(base.starts, base.ends, res.labels, uri=c.session.uri)
+    speech = Speech(c.session.uri, c.duration, rg.EMPTY.copy(), c.overlap, local)
+    embedded = Embedded(speech, c.scales, c.embeddings, "campplus", "cpu")
+    return assemble(embedded, label(embedded, cfg, SpeakerCount(num_speakers)), cfg).annotation
 
 
 def rescore(

@@ -72,7 +72,7 @@ class FbankStats:
     def __init__(self) -> None:
         import torch
 
-        from diarize.models.campplus import KaldiFbank
+        from diarize.models.features import KaldiFbank
 
         self.device = torch.device("cpu")
         self.fbank = KaldiFbank()

@@ -29,7 +29,7 @@ import numpy as np
 from pyannote.core import Annotation, Segment
 
 from .affinity import unit_rows
-from .rttm import cut_at_midpoints, labels_to_annotation, speaker_names
+from .rttm import cut_at_midpoints, speaker_names
 
 if TYPE_CHECKING:  # importing the model module loads torch; keep it out of a cold start
     from .models.pyannet import LocalSpeakers
@@ -187,25 +187,3 @@ def with_second_speakers(base: Annotation, second: Annotation) -> Annotation:
     for seg, _, label in second.itertracks(yield_label=True):
         ann[seg, f"ov{len(ann)}"] = label
     return ann.support()
-
-
-def overlap_aware_annotation(
-    starts: np.ndarray,
-    ends: np.ndarray,
-    labels: np.ndarray,
-    embeddings: np.ndarray,
-    overlap: np.ndarray,
-    uri: str,
-    context_s: float = 3.0,
-    local: LocalSpeakers | None = None,
-    min_solo_s: float = 2.0,
-    min_similarity: float = 0.5,
-    fallback: bool = False,
-) -> Annotation:
-    """`labels_to_annotation` of the base windows plus second-speaker turns in `overlap` regions
-    (`with_second_speakers` of `second_speaker_annotation`)."""
-    base = labels_to_annotation(starts, ends, labels, uri=uri)
-    second = second_speaker_annotation(
-        starts, ends, labels, embeddings, overlap, uri, context_s, local, min_solo_s, min_similarity, fallback
-    )
-    return with_second_speakers(base, second)

@@ -36,7 +36,7 @@ from .errors import AudioError, ConfigError
 from .files import atomic_path
 from .models import SpeakerEmbedder, load_model
 from .models.base import threads_limited
-from .overlap import overlap_aware_annotation
+from .overlap import second_speaker_annotation, with_second_speakers
 from .progress import STAGES, Hook, StageHook, StageTimer, as_steps, progress_counter
 from .result import DiarizationResult
 from .rttm import labels_to_annotation, speaker_names
@@ -210,7 +210,7 @@ def assemble(
         # The clustering's own labels: one speaker at a time, before the overlap step adds any.
         alone = labels_to_annotation(base.starts, base.ends, clusters.labels, uri=sp.uri)
         if cfg.vad.overlap_assignment and len(sp.overlap) and len(base):
-            annotation = overlap_aware_annotation(
+            second = second_speaker_annotation(
                 base.starts,
                 base.ends,
                 clusters.labels,
@@ -223,6 +223,7 @@ def assemble(
                 min_similarity=cfg.vad.overlap_min_similarity,
                 fallback=cfg.vad.overlap_fallback,
             )
+            annotation = with_second_speakers(alone, second)
         else:
             annotation = alone
         centroids = speaker_centroids(base.starts, base.ends, clusters.labels, emb) if len(base) else {}

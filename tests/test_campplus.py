@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from diarize.audio import load_audio
-from diarize.models.campplus import CAMPPlus, KaldiFbank, sliding_mean
+from diarize.models.campplus import CAMPPlus
+from diarize.models.features import KaldiFbank, sliding_mean
 from diarize.verify import embed_waveform, verification_score
 
 from conftest import SPEAKERS, librispeech_utts, require_data

@@ -16,7 +16,8 @@ from diarize.config import PRESET_NAMES, ConfigError, DiarizerConfig, VADConfig,
 from diarize.models import pyannet
 from diarize.models.base import cpu_has_native_bf16
 from diarize.models.hub import WeightsUnavailable, weights_path
-from diarize.overlap import overlap_aware_annotation, second_speakers
+from diarize.overlap import second_speaker_annotation, second_speakers, with_second_speakers
+from diarize.rttm import labels_to_annotation
 from diarize import regions as rg
 from diarize.vad import (
     energy_rescue,
@@ -394,6 +395,12 @@ def test_second_speaker_restricted_to_nearby_speakers() -> None:
     assert second_speakers(starts, ends, labels, emb, np.zeros((0, 2))) == []
 
 
+def overlap_aware_annotation(starts, ends, labels, emb, overlap, uri, **rule):  # noqa: ANN001, ANN003, ANN201
+    """The pipeline's output assembly: the one-speaker view plus the second speakers."""
+    base = labels_to_annotation(starts, ends, labels, uri=uri)
+    return with_second_speakers(base, second_speaker_annotation(starts, ends, labels, emb, overlap, uri, **rule))
+
+
 def test_overlap_aware_annotation() -> None:
     starts, ends, labels, emb = _overlap_case()
     ann = overlap_aware_annotation(starts, ends, labels, emb, np.array([[4.2, 5.0]]), uri="x", context_s=3.0)
@@ -403,8 +410,6 @@ def test_overlap_aware_annotation() -> None:
     ov = ann.get_overlap()
     assert ov.duration() == pytest.approx(0.8) and ov.extent() == Segment(4.2, 5.0)
     # No overlap regions: identical to the plain annotation.
-    from diarize.rttm import labels_to_annotation
-
     plain = labels_to_annotation(starts, ends, labels, uri="x")
     assert overlap_aware_annotation(starts, ends, labels, emb, np.zeros((0, 2)), uri="x") == plain
 
@@ -577,16 +582,16 @@ def test_unvoted_overlap_gets_the_nearby_speaker_with_fallback() -> None:
 
 
 def test_second_speaker_turns_are_kept_apart_from_the_one_speaker_view() -> None:
-    from diarize.overlap import second_speaker_annotation, with_second_speakers
-    from diarize.rttm import labels_to_annotation
-
     starts, ends, labels, emb = _overlap_case()
     overlap = np.array([[4.2, 5.0]])
     second = second_speaker_annotation(starts, ends, labels, emb, overlap, uri="x", context_s=3.0)
     assert [(seg, label) for seg, _, label in second.itertracks(yield_label=True)] == [(Segment(4.2, 5.0), "speaker_1")]
     base = labels_to_annotation(starts, ends, labels, uri="x")
-    full = overlap_aware_annotation(starts, ends, labels, emb, overlap, uri="x", context_s=3.0)
-    assert with_second_speakers(base, second) == full
+    full = with_second_speakers(base, second)
+    assert full.get_overlap().extent() == Segment(4.2, 5.0)
+    for lab in full.labels():  # each speaker's turns: its own plus the second-speaker turns given to it
+        want = base.label_timeline(lab).union(second.label_timeline(lab)).support()
+        assert full.label_timeline(lab).support() == want
 
 
 def test_speaker_count_finds_more_overlap_than_the_score_rule_on_real_audio(model: pyannet.PyanNet) -> None:

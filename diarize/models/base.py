@@ -7,6 +7,8 @@ import functools
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+import numpy as np
+
 if TYPE_CHECKING:  # torch is imported where it is used, so that `diarize align`/`score` never load it
     import torch
 
@@ -140,3 +142,36 @@ def cpu_has_native_bf16() -> bool:
     except RuntimeError:
         return False
     return True
+
+
+def autocast_to(device: torch.device, dtype: torch.dtype | None) -> torch.autocast:
+    """Autocast to `dtype` on `device`'s type; disabled (fp32) when `dtype` is None."""
+    import torch
+
+    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+
+def check_spans(
+    starts: torch.Tensor, ends: torch.Tensor, num_frames: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`pool_frames` spans as long tensors on `device`. Raises ValueError unless 0 <= start < end <= num_frames."""
+    import torch
+
+    starts = torch.as_tensor(starts, dtype=torch.long, device=device)
+    ends = torch.as_tensor(ends, dtype=torch.long, device=device)
+    if len(starts) and (bool((ends <= starts).any()) or int(starts.min()) < 0 or int(ends.max()) > num_frames):
+        raise ValueError("pool_frames: every span needs 0 <= start < end <= number of frames")
+    return starts, ends
+
+
+def span_batches(lengths: np.ndarray, budget: int) -> list[np.ndarray]:
+    """Indices of spans in batches of ascending length, each growing while (count x longest) <= `budget`."""
+    order = np.argsort(lengths, kind="stable")
+    batches, i = [], 0
+    while i < len(order):
+        j = i + 1
+        while j < len(order) and (j + 1 - i) * lengths[order[j]] <= budget:
+            j += 1
+        batches.append(order[i:j])
+        i = j
+    return batches

@@ -7,7 +7,6 @@ Weights: 3D-Speaker's `campplus_cn_en_common` (192-dim, Apache-2.0), taken from 
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from pathlib import Path
 
@@ -16,116 +15,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import WeightsUnavailable
+from .base import autocast_to, check_spans
+from .features import KaldiFbank, frame_mask, sliding_mean
 from .hub import weights_path
-
-
-# --------------------------------------------------------------------------- front end
-def kaldi_mel_banks(
-    n_mels: int = 80, n_fft: int = 512, sample_rate: int = 16000, low_freq: float = 20.0, high_freq: float = 0.0
-) -> torch.Tensor:
-    """Kaldi's triangular mel filters on the mel scale 1127 ln(1 + f/700), shape (n_mels, n_fft//2 + 1).
-
-    Kaldi builds filters over n_fft/2 bins and never uses the Nyquist bin, so its column is zero.
-    """
-    nyquist = sample_rate / 2
-    if high_freq <= 0:
-        high_freq += nyquist
-    mel = lambda f: 1127.0 * torch.log1p(torch.as_tensor(f, dtype=torch.float64) / 700.0)  # noqa: E731
-    mel_lo, mel_hi = mel(low_freq), mel(high_freq)
-    delta = (mel_hi - mel_lo) / (n_mels + 1)
-    b = torch.arange(n_mels, dtype=torch.float64).unsqueeze(1)
-    left, center, right = mel_lo + b * delta, mel_lo + (b + 1) * delta, mel_lo + (b + 2) * delta
-    bins = mel(sample_rate / n_fft * torch.arange(n_fft // 2, dtype=torch.float64)).unsqueeze(0)
-    up = (bins - left) / (center - left)
-    down = (right - bins) / (right - center)
-    fb = torch.clamp(torch.minimum(up, down), min=0.0)
-    return F.pad(fb, (0, 1)).float()
-
-
-class KaldiFbank(nn.Module):
-    """80-bin log mel fbank with Kaldi's defaults (25/10 ms, povey window, pre-emphasis 0.97,
-    DC removal, power spectrum, snip_edges) followed by per-segment mean normalisation."""
-
-    def __init__(
-        self,
-        n_mels: int = 80,
-        sample_rate: int = 16000,
-        frame_ms: float = 25.0,
-        shift_ms: float = 10.0,
-        preemph: float = 0.97,
-    ):
-        super().__init__()
-        self.frame = int(sample_rate * frame_ms / 1000)
-        self.shift = int(sample_rate * shift_ms / 1000)
-        self.n_fft = 1 << (self.frame - 1).bit_length()
-        self.preemph = preemph
-        n = torch.arange(self.frame, dtype=torch.float64)
-        povey = (0.5 - 0.5 * torch.cos(2 * math.pi * n / (self.frame - 1))) ** 0.85
-        self.register_buffer("window", povey.float(), persistent=False)
-        self.register_buffer("mel_fb", kaldi_mel_banks(n_mels, self.n_fft, sample_rate), persistent=False)
-
-    def num_frames(self, num_samples: int) -> int:
-        return 0 if num_samples < self.frame else 1 + (num_samples - self.frame) // self.shift
-
-    def forward(
-        self, wav: torch.Tensor, cmn_frames: int | None = None, mask: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """(B, N) waveforms -> (B, T, n_mels) mean-normalised log mel features.
-
-        The mean is over all T frames, or (fast mode) over a centred sliding window of `cmn_frames`.
-        `mask` (B, 1, T), 1 on an item's own frames: zero-padded rows of a batch get the features of
-        their unpadded selves, and 0 past their ends (the zero padding the first convolution sees).
-        """
-        # float64 for the spectrum: low-energy mel bins lose ~1e-3 in log domain in float32.
-        frames = wav.double().unfold(-1, self.frame, self.shift)  # (B, T, frame)
-        frames = frames - frames.mean(dim=-1, keepdim=True)
-        prev = torch.cat([frames[..., :1], frames[..., :-1]], dim=-1)  # Kaldi: x[-1] := x[0]
-        frames = (frames - self.preemph * prev) * self.window.double()
-        power = torch.fft.rfft(frames, n=self.n_fft).abs().pow(2)
-        feats = torch.log(torch.clamp(power @ self.mel_fb.double().T, min=torch.finfo(torch.float32).eps))
-        if mask is not None:
-            m = mask.transpose(1, 2).double()  # (B, T, 1)
-            mean = (
-                (feats * m).sum(1, keepdim=True) / m.sum(1, keepdim=True)
-                if cmn_frames is None
-                else sliding_mean(feats.transpose(1, 2), cmn_frames, mask.double()).transpose(1, 2)
-            )
-            return ((feats - mean) * m).float()
-        if cmn_frames is not None:
-            return (feats - sliding_mean(feats.transpose(1, 2), cmn_frames).transpose(1, 2)).float()
-        return (feats - feats.mean(dim=1, keepdim=True)).float()
-
-
-def sliding_mean(x: torch.Tensor, frames: int, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """(B, C, T) -> centred moving average over `frames` (odd) frames along T, fewer at the edges.
-
-    With `mask` (B, 1, T) the average covers only the masked-in frames (a padded batch row's own).
-    Window sums are differences of float64 prefix sums: O(T), where a pooling kernel of k frames costs
-    O(k T) (k = 75 in CAM++'s layers: a quarter of fast mode's embedding time), and closer to exact
-    than float32 pooling (RESULTS.md)."""
-    t = x.shape[-1]
-    h = min(frames | 1, 2 * t - 1) // 2
-    if h == 0 and mask is None:
-        return x
-
-    def window_sums(v: torch.Tensor) -> torch.Tensor:  # sum over frames [i - h, i + h] of each row
-        c = v.to(torch.float64).cumsum(-1)
-        lead = c.new_zeros(*c.shape[:-1], h + 1)
-        c = torch.cat([lead, c, c[..., -1:].expand(*c.shape[:-1], h)], dim=-1)
-        return c[..., 2 * h + 1 :] - c[..., :t]
-
-    if mask is None:
-        i = torch.arange(t, device=x.device, dtype=torch.float64)
-        count = (i + h + 1).clamp(max=t) - (i - h).clamp(min=0)
-        return (window_sums(x) / count).to(x.dtype)
-    return (window_sums(x * mask) / window_sums(mask).clamp(min=1e-12)).to(x.dtype)
-
-
-def frame_mask(lengths: torch.Tensor | None, num_frames: int) -> torch.Tensor | None:
-    """(B,) valid frame counts -> (B, 1, num_frames) float mask, 1 on each row's own frames (None: all)."""
-    if lengths is None:
-        return None
-    return (torch.arange(num_frames, device=lengths.device)[None] < lengths[:, None]).unsqueeze(1).float()
 
 
 def _masked(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -414,10 +306,6 @@ class CAMPPlus(nn.Module):
         self.autocast_dtype: torch.dtype | None = None
         self.eval()
 
-    def _autocast(self) -> torch.autocast:
-        dtype = self.autocast_dtype
-        return torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
-
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
@@ -483,7 +371,7 @@ class CAMPPlus(nn.Module):
         """(B, T) waveforms -> (B, D). `lengths` (B,): each row's own samples, the rest zero padding;
         a row then gets the embedding of its unpadded self (up to float rounding)."""
         feats, nf = self._features(waveforms.to(self.device, torch.float32), lengths)
-        with self._autocast():
+        with autocast_to(self.device, self.autocast_dtype):
             return self.net.embed(feats, nf).float()
 
     # ------------------------------------------------------------------ fast mode
@@ -523,7 +411,7 @@ class CAMPPlus(nn.Module):
             cmn = int(round(local_context_s * self.sample_rate / self.fbank.shift))
             ctx = int(round(local_context_s * self.sample_rate / self.frame_hop))
         feats, nf = self._features(waveforms.to(self.device, torch.float32), lengths, cmn)
-        with self._autocast():
+        with autocast_to(self.device, self.autocast_dtype):
             x, mask = self.net.encode(feats, nf, ctx)
         x = x.float()
         if mask is None:
@@ -538,12 +426,9 @@ class CAMPPlus(nn.Module):
         any number of windows), then the embedding layer on all spans at once.
         """
         x = frames.to(self.device).double()
-        starts = torch.as_tensor(starts, dtype=torch.long, device=x.device)
-        ends = torch.as_tensor(ends, dtype=torch.long, device=x.device)
+        starts, ends = check_spans(starts, ends, x.shape[-1], x.device)
         if len(starts) == 0:
             return torch.zeros(0, self.embedding_dim, device=x.device)
-        if bool((ends <= starts).any()) or int(starts.min()) < 0 or int(ends.max()) > x.shape[-1]:
-            raise ValueError("pool_frames: every span needs 0 <= start < end <= number of frames")
         s1 = F.pad(x.cumsum(-1), (1, 0))
         s2 = F.pad(x.pow(2).cumsum(-1), (1, 0))
         n = (ends - starts).double()

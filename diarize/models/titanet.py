@@ -13,79 +13,15 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import WeightsUnavailable, short
+from .base import autocast_to, check_spans, span_batches
+from .features import MelFrontEnd
 from .hub import weights_path
 from .nemo import IGNORED_PREFIXES, check_config, first_of, read_nemo
-
-
-# --------------------------------------------------------------------------- front end
-class MelFrontEnd(nn.Module):
-    """Log-mel features with NeMo's per-feature normalisation. Buffers come from the checkpoint."""
-
-    def __init__(
-        self,
-        sample_rate: int = 16000,
-        window_size: float = 0.025,
-        window_stride: float = 0.01,
-        n_fft: int = 512,
-        features: int = 80,
-        preemph: float = 0.97,
-        log_guard: float = 2**-24,
-        normalize: str = "per_feature",
-        stft_pad: str = "constant",
-    ):
-        super().__init__()
-        self.win_length = int(window_size * sample_rate)
-        self.hop = int(window_stride * sample_rate)
-        self.n_fft = n_fft
-        self.preemph = preemph
-        self.log_guard = log_guard
-        self.normalize = normalize
-        if stft_pad not in ("constant", "reflect"):
-            raise ValueError("stft_pad must be 'constant' (NeMo 3.0) or 'reflect' (NeMo 1.x)")
-        self.stft_pad = stft_pad
-        # Persistent like NeMo's, so the checkpoint's exact filterbank and window are used.
-        self.register_buffer("window", torch.hann_window(self.win_length, periodic=False))
-        self.register_buffer("fb", torch.zeros(1, features, n_fft // 2 + 1))
-
-    def valid_frames(self, lengths: torch.Tensor) -> torch.Tensor:
-        n = torch.div(lengths, self.hop, rounding_mode="floor")
-        return n if self.stft_pad == "constant" else n + 1
-
-    def forward(self, wav: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, L) float32 -> (B, n_mels, T) features and (B,) valid frame counts."""
-        wav = wav.float()
-        t = torch.arange(wav.shape[1], device=wav.device)
-        wav = torch.cat([wav[:, :1], wav[:, 1:] - self.preemph * wav[:, :-1]], dim=1)
-        wav = wav.masked_fill(t[None] >= lengths[:, None], 0.0)
-        with torch.autocast(wav.device.type, enabled=False):
-            spec = torch.stft(
-                wav,
-                self.n_fft,
-                hop_length=self.hop,
-                win_length=self.win_length,
-                window=self.window,
-                center=True,
-                pad_mode=self.stft_pad,
-                return_complex=True,
-            )
-        power = torch.view_as_real(spec).pow(2).sum(-1).sqrt().pow(2)
-        mel = torch.log(torch.matmul(self.fb.to(power.dtype), power) + self.log_guard)
-        n = self.valid_frames(lengths)
-        frames = torch.arange(mel.shape[-1], device=mel.device)
-        valid = (frames[None] < n[:, None]).unsqueeze(1)  # (B, 1, T)
-        if self.normalize == "per_feature":
-            cnt = n.to(mel.dtype)[:, None, None]
-            mean = mel.masked_fill(~valid, 0.0).sum(-1, keepdim=True) / cnt
-            var = (mel - mean).masked_fill(~valid, 0.0).pow(2).sum(-1, keepdim=True) / (cnt - 1)
-            std = torch.nan_to_num(var.sqrt(), nan=0.0) + 1e-5  # NeMo adds the guard to the std
-            mel = (mel - mean) / std
-        return mel.masked_fill(~valid, 0.0), n
 
 
 # --------------------------------------------------------------------------- encoder
@@ -287,9 +223,7 @@ class TitaNet(nn.Module):
     def forward(self, wav: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         feats, n = self.features(wav, lengths)
         valid = (torch.arange(feats.shape[-1], device=feats.device)[None] < n[:, None]).unsqueeze(1)
-        with torch.autocast(
-            feats.device.type, dtype=self.autocast_dtype or torch.float32, enabled=self.autocast_dtype is not None
-        ):
+        with autocast_to(feats.device, self.autocast_dtype):
             h = self._encode(feats, valid, n)
             pooled = self.decoder._pooling(h, valid, n)
             emb = self.decoder.emb_layers[0](pooled)
@@ -333,9 +267,7 @@ class TitaNet(nn.Module):
             raise ValueError(f"TitaNet needs at least {2 * self.preprocessor.featurizer.hop} samples per input")
         feats, n = self.features(wav, None if lengths is None else lengths.to(self.device))
         valid = (torch.arange(feats.shape[-1], device=feats.device)[None] < n[:, None]).unsqueeze(1)
-        with torch.autocast(
-            feats.device.type, dtype=self.autocast_dtype or torch.float32, enabled=self.autocast_dtype is not None
-        ):
+        with autocast_to(feats.device, self.autocast_dtype):
             h = self._encode(feats, valid, n)
         return h.float(), n
 
@@ -355,78 +287,66 @@ class TitaNet(nn.Module):
         traffic, so it is laid out for few passes over the data (benchmarks/RESULTS.md).
         """
         h = frames.to(self.device, torch.float32)
-        starts = torch.as_tensor(starts, dtype=torch.long, device=h.device)
-        ends = torch.as_tensor(ends, dtype=torch.long, device=h.device)
+        starts, ends = check_spans(starts, ends, h.shape[-1], h.device)
         if len(starts) == 0:
             return torch.zeros(0, self.embedding_dim, device=h.device)
-        if bool((ends <= starts).any()) or int(starts.min()) < 0 or int(ends.max()) > h.shape[-1]:
-            raise ValueError("pool_frames: every span needs 0 <= start < end <= number of frames")
         if max_window_frames is None:
             max_window_frames = 1024 if h.device.type == "cpu" else 16384
         c = h.shape[0]
-        tdnn, _, conv2 = self.decoder._pooling.attention_layer
+        tdnn = self.decoder._pooling.attention_layer[0]
         w1 = tdnn.conv_layer.weight[:, :, 0]  # (A, 3C): columns for [h; mean; std]
-        w_frame, w_ctx = w1[:, :c], w1[:, c:]
-        w2, b2 = conv2.weight[:, :, 0], conv2.bias
-        bn = tdnn.bn
-        lengths = ends - starts
         # Frames centred on their channel means over the sequence: prefix sums stay small, and the
         # weighted variance below can be taken in one pass (E[h^2] - E[h]^2) without cancellation
         # (within 5e-7 of a float64 reference).
         shift = h.mean(-1)
         hc = h - shift[:, None]  # (C, F)
         # Uniform (context) statistics of every span at once, from prefix sums.
-        s1 = torch.zeros(c, h.shape[-1] + 1, device=h.device)
-        s2 = torch.zeros_like(s1)
-        torch.cumsum(hc, -1, out=s1[:, 1:])
-        torch.cumsum(hc * hc, -1, out=s2[:, 1:])
-        n = lengths.float()
+        s1 = F.pad(hc.cumsum(-1), (1, 0))
+        s2 = F.pad((hc * hc).cumsum(-1), (1, 0))
+        n = (ends - starts).float()
         mean = (s1[:, ends] - s1[:, starts]) / n
         std = ((s2[:, ends] - s2[:, starts]) / n - mean.pow(2)).clamp(min=1e-10).sqrt()
-        ctx_all = torch.cat([mean + shift[:, None], std]).T @ w_ctx.T + tdnn.conv_layer.bias  # (N, A)
-        a_frames = hc.T @ w_frame.T + shift @ w_frame.T  # (F, A), once per frame
+        ctx = torch.cat([mean + shift[:, None], std]).T @ w1[:, c:].T + tdnn.conv_layer.bias  # (N, A)
+        a_frames = hc.T @ w1[:, :c].T + shift @ w1[:, :c].T  # (F, A), once per frame
         stats = torch.empty(2 * c, len(starts), device=h.device)
-        # Batches planned on the host (no per-window device reads): lengths ascend, and a batch
-        # grows while (count x longest) fits the budget.
-        span = lengths.cpu().numpy()
-        first = starts.cpu().numpy()
-        order = np.argsort(span, kind="stable")
-        batches, i = [], 0
-        while i < len(order):
-            j = i + 1
-            while j < len(order) and (j + 1 - i) * span[order[j]] <= max_window_frames:
-                j += 1
-            batches.append(order[i:j])
-            i = j
-        # Per-window-frame tensors are (C, B, L): the softmax and the sums run along contiguous frames.
-        with torch.autocast(
-            h.device.type, dtype=self.autocast_dtype or torch.float32, enabled=self.autocast_dtype is not None
-        ):
-            for batch in batches:
+        span = (ends - starts).cpu().numpy()  # batches planned on the host: no per-window device reads
+        with autocast_to(h.device, self.autocast_dtype):
+            for batch in span_batches(span, max_window_frames):
                 sel = torch.from_numpy(batch).to(h.device)
-                width = int(span[batch[-1]])
-                idx = starts[sel, None] + torch.arange(width, device=h.device)  # (B, L)
-                ragged = span[batch[0]] != width
-                if ragged:
-                    valid = idx < ends[sel, None]
-                    idx = torch.minimum(idx, ends[sel, None] - 1)  # padded with the last frame, masked below
-                    hg = hc.index_select(1, idx.flatten()).unflatten(1, idx.shape)
-                else:
-                    hg = torch.stack([hc[:, k : k + width] for k in first[batch].tolist()], dim=1)
-                pre = torch.relu(a_frames.index_select(0, idx.flatten()) + ctx_all[sel].repeat_interleave(width, 0))
-                g = torch.tanh(
-                    F.batch_norm(pre, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
-                )
-                e = torch.addmm(b2[:, None], w2, g.T).float().unflatten(1, idx.shape)  # (C, B, L)
-                if ragged:
-                    e.masked_fill_(~valid, float("-inf"))
-                weighted = torch.softmax(e, dim=-1).mul_(hg)
-                mean = weighted.sum(-1)
-                var = weighted.mul_(hg).sum(-1) - mean * mean
+                mean, std = self._attend(hc, a_frames, ctx[sel], starts[sel], ends[sel], int(span[batch[-1]]))
                 stats[:c, sel] = mean + shift[:, None]
-                stats[c:, sel] = var.clamp(min=1e-10).sqrt()
+                stats[c:, sel] = std
             emb = self.decoder.emb_layers[0](stats.T.unsqueeze(-1))
         return emb.squeeze(-1).float()
+
+    def _attend(
+        self,
+        hc: torch.Tensor,
+        a_frames: torch.Tensor,
+        ctx: torch.Tensor,
+        starts: torch.Tensor,
+        ends: torch.Tensor,
+        width: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Attention-weighted mean and std (C, B) of the B spans [starts, ends), the longest `width` frames.
+        Per-window-frame tensors are (C, B, L): the softmax and the sums run along contiguous frames."""
+        tdnn, _, conv2 = self.decoder._pooling.attention_layer
+        bn = tdnn.bn
+        idx = starts[:, None] + torch.arange(width, device=hc.device)  # (B, L)
+        valid = idx < ends[:, None]
+        ragged = not bool(valid.all())
+        if ragged:
+            idx = torch.minimum(idx, ends[:, None] - 1)  # padded with the last frame, masked below
+        hg = hc.index_select(1, idx.flatten()).unflatten(1, idx.shape)
+        pre = torch.relu(a_frames.index_select(0, idx.flatten()) + ctx.repeat_interleave(width, 0))
+        g = torch.tanh(F.batch_norm(pre, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps))
+        e = torch.addmm(conv2.bias[:, None], conv2.weight[:, :, 0], g.T).float().unflatten(1, idx.shape)  # (C, B, L)
+        if ragged:
+            e.masked_fill_(~valid, float("-inf"))
+        weighted = torch.softmax(e, dim=-1).mul_(hg)
+        mean = weighted.sum(-1)
+        var = weighted.mul_(hg).sum(-1) - mean * mean
+        return mean, var.clamp(min=1e-10).sqrt()
 
     @torch.inference_mode()
     def embed_batch(self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
