@@ -91,7 +91,8 @@ def nme_sc(affinity: Affinity, cfg: ClusteringConfig, max_k: int, fixed_ratio: f
 
     For each candidate p the affinity is binarised and the ratio (p/N) / g(p) is computed, where
     g(p) is the largest of the first `max_k` eigengaps normalised by the largest eigenvalue; the p
-    minimising it is chosen (a small p that still gives a clear gap). Large affinities are
+    minimising it is chosen (a small p that still gives a clear gap). With `cfg.nme_vote`, the count
+    most of the candidates within that factor of the best ratio give is taken, and p is the best of those. Large affinities are
     subsampled to at most `nme_mat_size` rows for the search. Callers pass the count they search
     over as `max_k`: with a known count NeMo narrows it to that count.
     """
@@ -109,16 +110,21 @@ def nme_sc(affinity: Affinity, cfg: ClusteringConfig, max_k: int, fixed_ratio: f
         p_list = sorted(set(int(v) for v in np.linspace(1, p_max, steps)))
     ranks = neighbour_ranks(m)
     spectra = eigvalsh_many((laplacian(binarize(m, p, ranks)) for p in p_list), cfg.device)
-    results = []
-    for p, lam in zip(p_list, spectra):
-        _, gap = eigengap_count(lam, 1, max_k)
-        results.append((p / n / (gap + 1e-10), p, lam))
-    best = min(range(len(results)), key=lambda i: results[i][0])
-    _, p_star, lam_star = results[best]
+    counts, gaps = zip(*(eigengap_count(lam, 1, max_k) for lam in spectra))
+    ratios = [p / n / (gap + 1e-10) for p, gap in zip(p_list, gaps)]
+    best = int(np.argmin(ratios))
+    if isinstance(cfg.nme_vote, float):
+        # The count most of the good p candidates give (a p whose graph has no gap has no say), and
+        # the best p among those that give it.
+        say = [i for i, (gap, r) in enumerate(zip(gaps, ratios)) if gap > 0 and r <= cfg.nme_vote * ratios[best]]
+        say = say or [best]
+        values, votes = np.unique([counts[i] for i in say], return_counts=True)
+        best = min((i for i in say if counts[i] == values[np.argmax(votes)]), key=lambda i: ratios[i])
+    p_star, lam_star = p_list[best], spectra[best]
     if not is_connected(binarize(m, p_star, ranks)):
         # A disconnected graph makes the eigengap count components, not speakers:
         # take the smallest larger p that connects the graph.
-        for _, p, lam in results[best + 1 :]:
+        for p, lam in zip(p_list[best + 1 :], spectra[best + 1 :]):
             if is_connected(binarize(m, p, ranks)):
                 p_star, lam_star = p, lam
                 break

@@ -332,7 +332,7 @@ def test_more_speakers_than_the_maximum_fill_it_instead_of_collapsing_to_one():
     truth = labels_for(scales[-1], regions, turn_speakers)
     assert nme_sc(fused_affinity(embs, scales), ClusteringConfig(), 8).num_speakers == 1  # the collapse
     with pytest.warns(UserWarning, match=r"stopped at its maximum \(8\).*raise max_speakers"):
-        res = cluster(embs, scales, ClusteringConfig())
+        res = cluster(embs, scales, ClusteringConfig(max_num_speakers=8))
     assert res.num_speakers == 8
     # Clusters are unions of speakers, mostly whole ones (most windows of each speaker in one cluster).
     assert np.mean([np.bincount(res.labels[truth == s]).max() / (truth == s).sum() for s in range(16)]) > 0.8
@@ -357,12 +357,13 @@ def test_many_speakers_whose_halves_look_alike_fill_the_maximum(monkeypatch):
     centers = 0.4 * rng.standard_normal(64) + rng.standard_normal((60, 64))
     embs = [centers[labels_for(sc, regions, turn_speakers)] + 0.8 * rng.standard_normal((len(sc), 64)) for sc in scales]
     assert nme_sc(fused_affinity(embs, scales), ClusteringConfig(), 8).num_speakers == 1
+    capped = ClusteringConfig(max_num_speakers=8)
     with pytest.warns(UserWarning, match=r"stopped at its maximum \(8\)"):
-        res = cluster(embs, scales, ClusteringConfig())
+        res = cluster(embs, scales, capped)
     assert res.num_speakers == 8
     with monkeypatch.context() as m:  # the split alone, from one cluster: the halves look alike
         m.setattr(clustering, "unlike_partition", lambda *a: None)
-        assert cluster(embs, scales, ClusteringConfig()).num_speakers == 1
+        assert cluster(embs, scales, capped).num_speakers == 1
     # One speaker with the same common direction stays one speaker.
     one = [centers[0] + 0.8 * rng.standard_normal((len(sc), 64)) for sc in scales]
     with warnings.catch_warnings():

@@ -38,14 +38,7 @@ def forgiving_der(ref, hyp):
 @pytest.mark.parametrize(
     "speakers",
     [
-        pytest.param(
-            ("367", "3331"),
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="known weakness of the region-level default: this 6-turn two-speaker conversation is "
-                "counted as 3 (exact embeddings count 2); see benchmarks/RESULTS.md, 'Known weaknesses'",
-            ),
-        ),
+        ("367", "3331"),  # counted 3 before the count vote (clustering.nme_vote)
         ("1998", "3331", "367"),
     ],
 )
