@@ -26,18 +26,12 @@ import numpy as np
 from . import __version__
 from .config import PRESET_NAMES, VAD_METHODS, load_config
 from .engine import Job, RunOptions, run_local, run_ray
-from .errors import AudioError, DiarizeError, FormatError, OutputError, short
+from .errors import USER_ERRORS, AudioError, DiarizeError, FormatError, OutputError, UsageError, short
 from .files import atomic_path, remove_stale_temps
 from .models.base import limit_threads, resolve_device
 from .models.hub import DEFAULT_FETCH, WEIGHTS
 from .rttm import read_rttm, read_uem, rttm_token
 from .score import COLLAR_PRESETS
-
-USER_ERRORS = (DiarizeError, OSError)
-
-
-class UsageError(DiarizeError):
-    pass
 
 
 class _Console:

@@ -17,10 +17,7 @@ from pyannote.core import Annotation, Timeline
 
 from .config import DiarizerConfig
 from . import errors
-from .errors import ConfigError, DiarizeError
-
-# A job fails on our own errors and on OS errors (unreadable file, disk full); anything else is a bug.
-JOB_ERRORS = (DiarizeError, OSError)
+from .errors import USER_ERRORS, ConfigError, DiarizeError
 
 
 @dataclass
@@ -77,7 +74,7 @@ def run_job(diarizer, job: Job, opts: RunOptions, hook=None) -> JobResult:
                 max_speakers=count[2],
                 hook=hook,
             )
-    except JOB_ERRORS as e:
+    except USER_ERRORS as e:  # this file fails; anything else is a bug
         lines = str(e).strip().splitlines()
         return JobResult(job, error=lines[0] if lines else type(e).__name__)
     return JobResult(
