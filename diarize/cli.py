@@ -579,7 +579,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         transcript = read_transcript(args.transcript)
     try:
-        SpeakerCount(args.num_speakers, args.min_speakers, args.max_speakers)
+        speakers = SpeakerCount(args.num_speakers, args.min_speakers, args.max_speakers)
     except DiarizeError as e:
         raise UsageError(
             str(e)
@@ -700,7 +700,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                     oracle if oracle is not None else refs[uri] if refs is not None else None,
                     scored if scored is not None else uems[uri] if uems is not None else None,
                     window=entry.window(),
-                    num_speakers=entry.num_speakers,
+                    speakers=SpeakerCount(entry.num_speakers) if entry.num_speakers is not None else None,
                 )
             )
         else:
@@ -712,7 +712,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     for audio, msg in failures:
         log(f"fail\t{audio}\t{msg}")
         print(f"diarize: error: {msg}", file=sys.stderr)
-    opts = RunOptions(args.num_speakers, args.min_speakers, args.max_speakers)
+    opts = RunOptions(speakers)
     show_progress = not args.quiet and sys.stderr.isatty()
     # Without --threads, a local run takes its share of the cores among the diarize processes running
     # side by side (each taking every core made them several times slower; benchmarks/RESULTS.md).

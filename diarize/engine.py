@@ -15,27 +15,29 @@ from pathlib import Path
 
 from pyannote.core import Annotation, Timeline
 
-from .config import DiarizerConfig
+from .config import DiarizerConfig, SpeakerCount
 from . import errors
 from .errors import USER_ERRORS, ConfigError, DiarizeError
 
 
 @dataclass
 class Job:
+    """One file to diarize, and where its output goes."""
+
     audio: Path
     out: Path
     uri: str
     oracle_vad: Annotation | None = None
     uem: Timeline | None = None
     window: Timeline | None = None  # a manifest's offset/duration: only this part is diarized (file times kept)
-    num_speakers: int | None = None  # a manifest line's count; overrides RunOptions.num_speakers
+    speakers: SpeakerCount | None = None  # a manifest line's count; overrides RunOptions.speakers
 
 
 @dataclass
 class RunOptions:
-    num_speakers: int | None = None
-    min_speakers: int | None = None
-    max_speakers: int | None = None
+    """What holds for every job of a run."""
+
+    speakers: SpeakerCount = field(default_factory=SpeakerCount)
 
 
 @dataclass
@@ -56,11 +58,7 @@ def run_job(diarizer, job: Job, opts: RunOptions, hook=None) -> JobResult:
     uem = job.uem
     if job.window is not None:  # the part to diarize is one more restriction of the scored regions
         uem = job.window if uem is None else uem.crop(job.window)
-    count = (
-        (job.num_speakers, None, None)
-        if job.num_speakers is not None
-        else (opts.num_speakers, opts.min_speakers, opts.max_speakers)
-    )
+    count = job.speakers if job.speakers is not None else opts.speakers
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -69,9 +67,9 @@ def run_job(diarizer, job: Job, opts: RunOptions, hook=None) -> JobResult:
                 uri=job.uri,
                 oracle_vad=job.oracle_vad,
                 uem=uem,
-                num_speakers=count[0],
-                min_speakers=count[1],
-                max_speakers=count[2],
+                num_speakers=count.num,
+                min_speakers=count.min,
+                max_speakers=count.max,
                 hook=hook,
             )
     except USER_ERRORS as e:  # this file fails; anything else is a bug
