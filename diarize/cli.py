@@ -27,6 +27,7 @@ from . import __version__
 from .config import PRESET_NAMES, VAD_METHODS, load_config
 from .engine import Job, RunOptions, run_local, run_ray
 from .errors import USER_ERRORS, AudioError, DiarizeError, FormatError, OutputError, UsageError, short
+from .formats import LABEL_STYLES
 from .files import atomic_path, remove_stale_temps
 from .models.base import limit_threads, resolve_device
 from .models.hub import DEFAULT_FETCH, WEIGHTS
@@ -151,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument(
         "--labels",
-        choices=["diarize", "pyannote"],
+        choices=LABEL_STYLES,
         default="diarize",
         help="speaker label style: speaker_0, ... or pyannote's SPEAKER_00, ... [diarize]",
     )
@@ -529,30 +530,17 @@ def _write_outputs(r, fmts: list[str], args: argparse.Namespace, speaker_db, tra
     the work); returns (the paths, the annotation as written: the plot shows the same labels)."""
     from . import formats
 
-    ann, centroids = r.annotation, dict(r.centroids)
-    alone = r.exclusive if r.exclusive is not None else formats.exclusive(ann)  # one speaker at a time
+    names = None
     if speaker_db is not None:
-        from .speakers import identify, name_speakers
+        from .speakers import identify
 
         db, threshold, _ = speaker_db
-        mapping = identify(centroids, db, threshold)
-        ann, alone = name_speakers(ann, mapping), name_speakers(alone, mapping)
-        centroids = {mapping.get(k, k): v for k, v in centroids.items()}
-    if args.labels == "pyannote":
-        mapping = formats.pyannote_labels(lab for _, _, lab in formats.turns(ann) if lab.startswith("speaker_"))
-        ann, alone = formats.relabel(ann, mapping), formats.relabel(alone, mapping)
-        centroids = {mapping.get(k, k): v for k, v in centroids.items()}
-    if args.exclusive:
-        ann = alone
-    # One label rule for every format: a label is one RTTM token (enrolled names already are).
-    tokens = {lab: rttm_token(lab) for lab in set(ann.labels()) | set(alone.labels())}
-    ann, alone = formats.relabel(ann, tokens), formats.relabel(alone, tokens)
-    centroids = {tokens.get(k, k): v for k, v in centroids.items()}
+        names = identify(dict(r.centroids), db, threshold)
+    ann, alone, centroids = formats.output_labels(
+        r.annotation, r.exclusive, r.centroids, names, style=args.labels, exclusive_only=args.exclusive
+    )
     paths = _job_files(r.job.out, fmts, args.transcript)
-    for fmt, path in zip(fmts, paths):
-        # Subtitles show one cue at a time, so they always take the exclusive view.
-        turns = alone if fmt in ("srt", "vtt") else ann
-        formats.write(path, turns, fmt, duration=r.duration, centroids=centroids if args.centroids else None)
+    formats.write_all(paths, fmts, ann, alone, duration=r.duration, centroids=centroids if args.centroids else None)
     if transcript is not None:
         from .align import label_transcript, write_transcript
 
