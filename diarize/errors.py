@@ -1,5 +1,5 @@
 """The errors diarize raises for input it cannot use. One family, so the CLI and the batch
-engine catch `DiarizeError` and print its one-line message (exit 2, or a per-file failure)."""
+engine catch `USER_ERRORS` and print its one-line message (exit 2, or a per-file failure)."""
 
 from __future__ import annotations
 
@@ -30,6 +30,15 @@ class SpeakerCountError(DiarizeError, ValueError):
 
 class OutputError(DiarizeError, OSError):
     """An output path that cannot be written (missing folder, is an input, is a directory ...)."""
+
+
+class UsageError(DiarizeError):
+    """Command-line options that cannot go together or ask for the impossible (`--plot` with two inputs ...)."""
+
+
+# What the user can act on: our own errors and the OS's (unreadable file, disk full). The CLI exits 2 on
+# one, the batch engine fails that file and goes on; anything else is a bug.
+USER_ERRORS = (DiarizeError, OSError)
 
 
 def short(value: object, limit: int = 80) -> str:

@@ -9,11 +9,12 @@ import json
 import os
 import re
 import secrets
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import FormatError
+from .errors import FormatError, OutputError
 
 
 def _umask() -> int:
@@ -81,6 +82,50 @@ def atomic_write(path: str | os.PathLike, data: str | bytes) -> None:
             f.write(data.encode("utf-8", "surrogateescape") if isinstance(data, str) else data)
 
 
+# --------------------------------------------------------------------------- checks before writing
+def same_file(a: Path, b: Path) -> bool:
+    """One file: same device and inode (symlinks and hard links too), else the same resolved path."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def refuse_input_as_output(out: Path, inputs: list[tuple[str, Path]], what: str = "--out") -> None:
+    """Raise OutputError when `out` is one of the (name, path) `inputs`: an output never replaces an input."""
+    for name, path in inputs:
+        if same_file(out, path):
+            raise OutputError(f"{what} {out} is the {name} {path}; refusing to overwrite an input")
+
+
+def refuse_overwrite(paths: list[Path], overwrite: bool) -> None:
+    """An existing output we may not write (read-only, or a symlink planted in its place) is refused
+    before any work, unless `overwrite` (--overwrite) asks to replace it."""
+    for path in paths:
+        if path.is_symlink():
+            raise OutputError(f"{path}: is a symbolic link; refusing to write through it")
+        # The mode bits, not os.access: root may write anything, yet the user marked the file read-only.
+        if not overwrite and path.is_file() and not path.stat().st_mode & 0o222:
+            raise OutputError(f"{path}: exists and is read-only; pass --overwrite to replace it")
+
+
+def check_writable_folder(folder: Path) -> None:
+    """Fail now, naming `folder`, rather than after the work when the temp file cannot be created."""
+    folder = folder if str(folder) else Path(".")
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".diarize-")
+    except OSError as e:
+        raise OutputError(f"{folder}: cannot write in this folder ({e.strerror or e})") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def write_error(path: Path, e: OSError) -> str:
+    """The message for a failed write: it names the real output, not the temp file the OS error may mention."""
+    return f"{path}: cannot write ({e.strerror or type(e).__name__})"
+
+
+# --------------------------------------------------------------------------- reading
 # A text input (RTTM, UEM, manifest, transcript) is read whole; beyond this it is refused rather than
 # read for ever (`/dev/zero`) or parsed into gigabytes (a 1 M-word transcript took 1.7 GB).
 MAX_TEXT_BYTES = 64 << 20

@@ -29,9 +29,10 @@ from pyannote.core import Annotation, Segment
 
 from .errors import FormatError, short
 from .files import atomic_write, load_json, read_text
-from .rttm import MAX_SECONDS, read_rttm, rttm_lines
+from .rttm import MAX_SECONDS, read_rttm, rttm_lines, rttm_token
 
 FORMATS = ("rttm", "json", "srt", "vtt", "csv")
+LABEL_STYLES = ("diarize", "pyannote")  # speaker_0, speaker_1 ... or pyannote's SPEAKER_00, SPEAKER_01 ...
 FORMAT_VERSION = 1
 
 
@@ -251,6 +252,54 @@ def write(
     atomic_write(path, render(fmt, annotation, duration, centroids))
 
 
+# --------------------------------------------------------------------------- a result as written
+def _rename(
+    annotation: Annotation, alone: Annotation, centroids: dict[str, np.ndarray], mapping: dict[str, str]
+) -> tuple[Annotation, Annotation, dict[str, np.ndarray]]:
+    return relabel(annotation, mapping), relabel(alone, mapping), {mapping.get(k, k): v for k, v in centroids.items()}
+
+
+def output_labels(
+    annotation: Annotation,
+    alone: Annotation | None = None,
+    centroids: dict[str, np.ndarray] | None = None,
+    names: dict[str, str] | None = None,
+    style: str = "diarize",
+    exclusive_only: bool = False,
+) -> tuple[Annotation, Annotation, dict[str, np.ndarray]]:
+    """(annotation, one-speaker-at-a-time view, centroids) under the labels every output shows.
+
+    `alone` is the exclusive view (None: `exclusive(annotation)`). Renamed alike: enrolled `names`
+    first (cluster label -> person, `speakers.identify`), then `style` "pyannote" numbers the
+    clusters left unnamed SPEAKER_00, ... in order of first turn; every label is made one RTTM token
+    (enrolled names already are). `exclusive_only` (--exclusive) makes the exclusive view the annotation.
+    """
+    alone = alone if alone is not None else exclusive(annotation)
+    views = annotation, alone, dict(centroids or {})
+    if names is not None:
+        views = _rename(*views, names)
+    if style == "pyannote":
+        views = _rename(*views, pyannote_labels(lab for _, _, lab in turns(views[0]) if lab.startswith("speaker_")))
+    if exclusive_only:
+        views = views[1], views[1], views[2]
+    tokens = {lab: rttm_token(lab) for lab in set(views[0].labels()) | set(views[1].labels())}
+    return _rename(*views, tokens)
+
+
+def write_all(
+    paths: list[Path],
+    fmts: list[str],
+    annotation: Annotation,
+    alone: Annotation,
+    duration: float | None = None,
+    centroids: dict[str, np.ndarray] | None = None,
+) -> None:
+    """Write format `fmts[i]` to `paths[i]`. Subtitles show one cue at a time, so SRT and VTT take the
+    exclusive view `alone`; the other formats take `annotation`."""
+    for fmt, path in zip(fmts, paths):
+        write(path, alone if fmt in ("srt", "vtt") else annotation, fmt, duration=duration, centroids=centroids)
+
+
 # --------------------------------------------------------------------------- readers
 def from_json(doc: dict, source: str = "<json>") -> tuple[Annotation, dict]:
     """(annotation, document) from our JSON; raises FormatError on a malformed document."""
@@ -287,9 +336,11 @@ def read_diarization(path: str | os.PathLike) -> dict[str, Annotation]:
 
 __all__ = [
     "FORMATS",
+    "LABEL_STYLES",
     "exclusive",
     "format_from_path",
     "from_json",
+    "output_labels",
     "overlap_regions",
     "parse_formats",
     "pyannote_labels",
@@ -301,4 +352,5 @@ __all__ = [
     "to_json",
     "turns",
     "write",
+    "write_all",
 ]

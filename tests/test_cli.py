@@ -245,12 +245,12 @@ def test_models_list_reports_what_is_in_the_cache(tmp_path, monkeypatch, capsys)
 @pytest.mark.parametrize("command", ["verify", "embed", "enroll"])
 def test_threads_caps_verify_embed_and_enroll(tmp_path, monkeypatch, campplus, command):
     require_data()
-    import diarize.cli as cli
+    import diarize.cli.commands as commands
     import diarize.models as models
 
     monkeypatch.setattr(models, "load_model", lambda *a, **k: campplus)
     asked = []
-    monkeypatch.setattr(cli, "limit_threads", asked.append)
+    monkeypatch.setattr(commands, "limit_threads", asked.append)
     a = sorted((DIAR.parent / "speakers" / "librispeech_test-other" / "3331").glob("*.wav"))[0]
     argv = {
         "verify": ["verify", str(a), str(a)],

@@ -111,9 +111,9 @@ def test_cli_run_takes_its_share_beside_another_diarize(tmp_path, monkeypatch, f
     assert calls == [2, 4]  # its share while the other runs, its own threads back at the end
     assert out.exists() and sorted(p.name for p in folder.iterdir()) == [str(peer.pid)]
     calls.clear()
-    import diarize.cli as cli
+    import diarize.cli.run as run
 
     asked = []
-    monkeypatch.setattr(cli, "limit_threads", lambda n: asked.append(n) or torch.set_num_threads(n))
+    monkeypatch.setattr(run, "limit_threads", lambda n: asked.append(n) or torch.set_num_threads(n))
     assert main(["run", str(wav), "--out", str(out), "--vad", "energy", "--quiet", "--threads", "3"]) == 0
     assert asked == [3] and calls == []  # --threads is the user's choice: no share
