@@ -197,15 +197,11 @@ class DenseLayer(nn.Module):
 
 
 class CAMPPlusNet(nn.Module):
-    def __init__(
-        self,
-        feat_dim: int = 80,
-        embedding_size: int = 192,
-        growth_rate: int = 32,
-        bn_size: int = 4,
-        init_channels: int = 128,
-    ):
+    growth_rate, bn_size, init_channels = 32, 4, 128  # the architecture of 3D-Speaker's checkpoints
+
+    def __init__(self, feat_dim: int = 80, embedding_size: int = 192):
         super().__init__()
+        growth_rate, bn_size, init_channels = self.growth_rate, self.bn_size, self.init_channels
         self.head = FCM(feat_dim=feat_dim)
         ch = self.head.out_channels
         layers: OrderedDict[str, nn.Module] = OrderedDict()

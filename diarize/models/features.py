@@ -37,19 +37,13 @@ class KaldiFbank(nn.Module):
     """80-bin log mel fbank with Kaldi's defaults (25/10 ms, povey window, pre-emphasis 0.97,
     DC removal, power spectrum, snip_edges) followed by per-segment mean normalisation."""
 
-    def __init__(
-        self,
-        n_mels: int = 80,
-        sample_rate: int = 16000,
-        frame_ms: float = 25.0,
-        shift_ms: float = 10.0,
-        preemph: float = 0.97,
-    ):
+    frame_s, shift_s, preemph = 0.025, 0.010, 0.97  # Kaldi's defaults, as CAM++ was trained
+
+    def __init__(self, n_mels: int = 80, sample_rate: int = 16000):
         super().__init__()
-        self.frame = int(sample_rate * frame_ms / 1000)
-        self.shift = int(sample_rate * shift_ms / 1000)
+        self.frame = int(sample_rate * self.frame_s)
+        self.shift = int(sample_rate * self.shift_s)
         self.n_fft = 1 << (self.frame - 1).bit_length()
-        self.preemph = preemph
         n = torch.arange(self.frame, dtype=torch.float64)
         povey = (0.5 - 0.5 * torch.cos(2 * math.pi * n / (self.frame - 1))) ** 0.85
         self.register_buffer("window", povey.float(), persistent=False)
