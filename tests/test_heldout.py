@@ -1,19 +1,13 @@
-"""benchmarks/heldout.py: the embedding cache round-trips and re-scoring a clustering variant works from it."""
+"""benchmarks/accuracy/heldout.py: the embedding cache round-trips and re-scoring a clustering variant works from it."""
 
 from __future__ import annotations
-
-import sys
 
 import numpy as np
 import pytest
 
-from conftest import REPO
-
-sys.path.insert(0, str(REPO / "benchmarks"))
-import heldout  # noqa: E402
-
-from diarize.config import ConfigError, WindowConfig, load_config  # noqa: E402
-from diarize.windows import multiscale_windows  # noqa: E402
+from benchmarks.accuracy import heldout
+from diarize.config import ConfigError, WindowConfig, load_config
+from diarize.windows import multiscale_windows
 
 
 def toy_cached(tmp_path, n_spk=3, turn=6.0, seed=0):

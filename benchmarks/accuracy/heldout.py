@@ -1,14 +1,14 @@
 """Held-out development and test sets (issue 12): simulated conversations that resemble what users bring.
 
-    python benchmarks/heldout.py DIR                        # build DIR/dev + DIR/test, embed, report both
-    python benchmarks/heldout.py DIR --sets test --vad oracle --known
-    python benchmarks/heldout.py DIR --sets dev-long test-long --vad oracle      # 3-6 min conversations
-    python benchmarks/heldout.py DIR --sets dev-xl test-xl --vad oracle          # 20-40 min conversations
-    python benchmarks/heldout.py DIR -s merge_threshold=0.7 -s split_threshold=null   # re-score a variant
-    python benchmarks/heldout.py DIR --clustering variant.yaml --json out.json
+    python -m benchmarks.accuracy.heldout DIR                        # build DIR/dev + DIR/test, embed, report both
+    python -m benchmarks.accuracy.heldout DIR --sets test --vad oracle --known
+    python -m benchmarks.accuracy.heldout DIR --sets dev-long test-long --vad oracle      # 3-6 min conversations
+    python -m benchmarks.accuracy.heldout DIR --sets dev-xl test-xl --vad oracle          # 20-40 min conversations
+    python -m benchmarks.accuracy.heldout DIR -s merge_threshold=0.7 -s split_threshold=null   # re-score a variant
+    python -m benchmarks.accuracy.heldout DIR --clustering variant.yaml --json out.json
 
 Dev = what thresholds may be chosen on; test = never used to choose anything. The two sets use disjoint
-speakers (benchmarks/splits.py) and different seeds. Each set has 39 conversations in 8 conditions
+speakers (benchmarks/accuracy/splits.py) and different seeds. Each set has 39 conversations in 8 conditions
 (CONDITIONS below): clean; overlap (25 % of turns overlap the previous one); reverb (image-method room
 responses, RT60 0.2-0.7 s, one room per conversation, every speaker in another place); additive noise
 at 20, 10 and 5 dB SNR (alternately babble of 5 talkers from the same side's speakers not in the
@@ -37,7 +37,7 @@ set is re-scored in seconds with any ClusteringConfig (`-s field=value`, YAML va
 or `--clustering FILE.yaml` holding ClusteringConfig fields, at top level or under `clustering:`).
 From Python:
 
-    sys.path.insert(0, "benchmarks"); import heldout
+    from benchmarks.accuracy import heldout
     sessions = heldout.load_sessions(Path(DIR) / "dev", "oracle")
     report = heldout.rescore(sessions, heldout.load_config("general"), known=False)
     print(heldout.format_report(report))
@@ -45,7 +45,7 @@ From Python:
 Scores: forgiving = 0.25 s collar each side + overlap ignored; full = no collar, overlap scored; DER
 pooled over conversations (error seconds / scored seconds). Output assembly (overlap assignment with
 pyannote-seg's overlap regions) is the pipeline's own (`diarize.overlap`) when the segmentation windows
-are given (`--seg-cache`, filled by benchmarks/overlap_bench.py); the embedding cache does not hold them,
+are given (`--seg-cache`, filled by benchmarks/accuracy/overlap_bench.py); the embedding cache does not hold them,
 and without them the second speaker is the nearest other speaker in context (the pre-issue-12 rule).
 """
 
@@ -63,16 +63,14 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from simulate import SR, Acoustics, SimConfig, load_pool, render_conversation  # noqa: E402
-from splits import SIDES, speaker_files  # noqa: E402
-
-from diarize.config import ClusteringConfig, ConfigError, DiarizerConfig, load_config  # noqa: E402
-from diarize.rttm import read_rttm  # noqa: E402
-from diarize.score import COLLAR_PRESETS as PRESETS, FileScore, ScoreReport, score  # noqa: E402
-from diarize.windows import ScaleWindows  # noqa: E402
+from benchmarks import DATA
+from benchmarks.accuracy.simulate import SR, Acoustics, SimConfig, load_pool, render_conversation
+from benchmarks.accuracy.splits import SIDES, speaker_files
+from diarize.config import ClusteringConfig, ConfigError, DiarizerConfig, load_config
+from diarize.rttm import read_rttm
+from diarize.score import COLLAR_PRESETS as PRESETS, FileScore, ScoreReport, score
+from diarize.windows import ScaleWindows
 
 SIDE_SEEDS = {"dev": 1201, "test": 1202, "dev-long": 1211, "test-long": 1212, "dev-xl": 1221, "test-xl": 1222}
 SETS = tuple(SIDE_SEEDS)  # "<side>-long", "<side>-xl": the side's speakers in longer conversations (LENGTHS)
@@ -173,7 +171,7 @@ class Session:
     rttm: Path
 
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "diarization"
+SHARED = DATA / "diarization"
 
 
 def link_shared(out: Path) -> list[Session]:
@@ -359,7 +357,9 @@ def load_sessions(set_dir: Path, vad: str, partial: bool = False, mode: str = "e
         if not path.exists() and partial:
             continue
         if not path.exists():
-            raise FileNotFoundError(f"{path}: not cached; run benchmarks/heldout.py {set_dir.parent} first")
+            raise FileNotFoundError(
+                f"{path}: not cached; run `python -m benchmarks.accuracy.heldout {set_dir.parent}` first"
+            )
         out.append(read_cached(s, path))
     return out
 
@@ -401,7 +401,7 @@ class SetReport:
 def hypothesis(c: Cached, cfg: DiarizerConfig, num_speakers: int | None, local=None):
     """Clustering and output assembly of diarize.pipeline.diarize on cached embeddings. The cache
     holds no segmentation windows: without `local` (models.pyannet.LocalSpeakers) the second
-    speaker in an overlap is the nearest one in context (benchmarks/overlap_bench.py has both)."""
+    speaker in an overlap is the nearest one in context (benchmarks/accuracy/overlap_bench.py has both)."""
     from diarize.clustering import cluster
     from diarize.config import SpeakerCount
     from diarize.overlap import overlap_aware_annotation
@@ -449,7 +449,7 @@ def rescore(
 
 
 def load_local(folder: Path, sessions: list[Cached]) -> dict:
-    """uri -> LocalSpeakers from segmentation windows cached by benchmarks/overlap_bench.py
+    """uri -> LocalSpeakers from segmentation windows cached by benchmarks/accuracy/overlap_bench.py
     (FOLDER/<uri>.npz: window `starts` in samples, `logp` (C, F, 7), `n` samples); missing files are skipped."""
     from diarize.models.pyannet import frame_scores
 

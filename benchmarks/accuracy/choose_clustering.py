@@ -1,8 +1,8 @@
 """Choose clustering thresholds on development data only: a grid over ClusteringConfig fields, scored on
-cached embeddings of the dev sets (benchmarks/heldout.py must have embedded them first).
+cached embeddings of the dev sets (benchmarks/accuracy/heldout.py must have embedded them first).
 
-    python benchmarks/heldout.py /tmp/heldout --sets dev shared --config general      # embed once
-    python benchmarks/choose_clustering.py /tmp/heldout --config general \
+    python -m benchmarks.accuracy.heldout /tmp/heldout --sets dev shared --config general      # embed once
+    python -m benchmarks.accuracy.choose_clustering /tmp/heldout --config general \
         -g merge_threshold=0.55,0.6,0.65,0.7 -g split_threshold=null,0.4,0.45,0.5
 
 Every combination is re-scored on each (set, VAD) cache; the table is sorted by the mean forgiving DER over
@@ -21,12 +21,9 @@ from pathlib import Path
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import heldout  # noqa: E402
-
-from diarize.config import load_config  # noqa: E402
+from benchmarks.accuracy import heldout
+from diarize.config import load_config
 
 
 _CURRENT: list[int] = [0]  # the conversation being clustered, for the NME-SC memo below

@@ -1,11 +1,11 @@
 """Overlapped speech (issue 12 item 4): how much of it the default VAD finds (precision / recall, in
 seconds pooled over files) and what overlap-aware output does to DER, with the default system VAD.
 
-    python benchmarks/overlap_bench.py --sets dev                      # the default settings
-    python benchmarks/overlap_bench.py --sets dev --grid               # sweep onset/offset x assignment
-    python benchmarks/overlap_bench.py --sets test shared -o overlap_onset=0.3 -o overlap_offset=0.2
+    python -m benchmarks.accuracy.overlap_bench --sets dev                      # the default settings
+    python -m benchmarks.accuracy.overlap_bench --sets dev --grid               # sweep onset/offset x assignment
+    python -m benchmarks.accuracy.overlap_bench --sets test shared -o overlap_onset=0.3 -o overlap_offset=0.2
 
-Sets: dev / test = the held-out simulated sets of benchmarks/heldout.py (built in HELDOUT/<set>, with
+Sets: dev / test = the held-out simulated sets of benchmarks/accuracy/heldout.py (built in HELDOUT/<set>, with
 their system-VAD embedding cache, HELDOUT/<set>/cache/system); shared = the six real recordings in
 ../shared/data/diarization (embedded here on first use into CACHE/shared/system, same format).
 Segmentation windows (every window's powerset log-probabilities, `pyannet.window_log_probs`) are
@@ -34,22 +34,19 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import heldout  # noqa: E402
+from benchmarks import DATA
+from benchmarks.accuracy import heldout
+from diarize import pipeline
+from diarize import regions as rg
+from diarize.audio import load_audio
+from diarize.config import DiarizerConfig, SegmentationVADConfig, load_config
+from diarize.formats import overlap_regions
+from diarize.models.pyannet import FrameScores, frame_scores, load_pyannet, window_log_probs
+from diarize.rttm import read_rttm
+from diarize.score import COLLAR_PRESETS, ScoreReport, score
+from diarize.vad import segmentation_regions
 
-from diarize import pipeline  # noqa: E402
-from diarize import regions as rg  # noqa: E402
-from diarize.audio import load_audio  # noqa: E402
-from diarize.config import DiarizerConfig, SegmentationVADConfig, load_config  # noqa: E402
-from diarize.formats import overlap_regions  # noqa: E402
-from diarize.models.pyannet import FrameScores, frame_scores, load_pyannet, window_log_probs  # noqa: E402
-from diarize.rttm import read_rttm  # noqa: E402
-from diarize.score import COLLAR_PRESETS, ScoreReport, score  # noqa: E402
-from diarize.vad import segmentation_regions  # noqa: E402
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 ASSIGN = ("local", "context", "none")
 
 

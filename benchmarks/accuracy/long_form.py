@@ -1,14 +1,14 @@
 """Long-form benchmark (issue 6): wall time per stage, peak RSS and DER on long simulated conversations.
 
-Conversations come from benchmarks/simulate.py's writer (turns of 1.5-8 s of one speaker, 0.2-1.2 s pauses,
+Conversations come from benchmarks/accuracy/simulate.py's writer (turns of 1.5-8 s of one speaker, 0.2-1.2 s pauses,
 -65 dBFS noise floor, exact reference RTTM, written block by block) with 5 speakers for the long files and
 4-6 for the short ones, drawn from the single-speaker utterances in shared/data.
 
-    python benchmarks/long_form.py all --hours 1 --short 6            # 1 h + 6 short (4 min) sessions
-    python benchmarks/long_form.py all --hours 10 --model fbank-stats  # memory check, stand-in embedder
-    python benchmarks/long_form.py cluster --windows 14000              # clustering alone, synthetic
-    python benchmarks/long_form.py cluster --npz /tmp/x/emb.npz         # clustering alone, saved embeddings
-    python benchmarks/long_form.py cluster --npz X_emb.npz --rttm X.rttm  # ... and its DER
+    python -m benchmarks.accuracy.long_form all --hours 1 --short 6            # 1 h + 6 short (4 min) sessions
+    python -m benchmarks.accuracy.long_form all --hours 10 --model fbank-stats  # memory check, stand-in embedder
+    python -m benchmarks.accuracy.long_form cluster --windows 14000              # clustering alone, synthetic
+    python -m benchmarks.accuracy.long_form cluster --npz /tmp/x/emb.npz         # clustering alone, saved embeddings
+    python -m benchmarks.accuracy.long_form cluster --npz X_emb.npz --rttm X.rttm  # ... and its DER
 
 Each case runs in its own subprocess so ru_maxrss is that case's peak.
 """
@@ -28,18 +28,15 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "benchmarks"))
+from benchmarks import DATA, REPO
 
-DATA = REPO.parent / "shared" / "data"
 SR = 16000
 
 
 # --------------------------------------------------------------------------- building conversations
 def speaker_pool(n_speakers: int, rng: np.random.Generator) -> dict[str, list[np.ndarray]]:
     """The 3 multi-utterance LibriSpeech test-other speakers plus random one-utterance train-clean speakers."""
-    from simulate import find_speakers, load_pool
+    from benchmarks.accuracy.simulate import find_speakers, load_pool
 
     multi = find_speakers([DATA / "speakers" / "librispeech_test-other"])
     single = find_speakers([DATA / "speakers" / "librispeech_train-clean-100_1utt"])
@@ -52,7 +49,7 @@ def speaker_pool(n_speakers: int, rng: np.random.Generator) -> dict[str, list[np
 
 def build_conversation(path: Path, seconds: float, n_speakers: int, seed: int) -> Path:
     """Write `path` (.wav, written block by block) and its exact reference RTTM; returns the RTTM path."""
-    from simulate import write_conversation
+    from benchmarks.accuracy.simulate import write_conversation
 
     return write_conversation(path, speaker_pool(n_speakers, np.random.default_rng(seed)), seconds, seed)
 
@@ -176,7 +173,8 @@ def run_case(args: argparse.Namespace) -> dict:
 def subprocess_case(wav: Path, rttm: Path, vad: str, args: argparse.Namespace, save: Path | None = None) -> dict:
     cmd = [
         sys.executable,
-        __file__,
+        "-m",
+        __spec__.name,
         "case",
         "--wav",
         str(wav),
