@@ -46,11 +46,9 @@ def memoize_nme_sc() -> None:
     clustering.nme_sc = nme_sc
 
 
-def forgiving(sessions: list, cfg) -> tuple[float, list[tuple[int, int]]]:
-    """Pooled forgiving DER (%) and (true, estimated) counts per conversation, through the pipeline's own
-    `label` and `assemble` stages. Overlap is not scored here, so the output's second speakers are left out."""
-    from diarize import regions as rg
-    from diarize.pipeline import Embedded, Speech, assemble, label
+def forgiving(sessions: list[heldout.Cached], cfg) -> tuple[float, list[tuple[int, int]]]:
+    """Pooled forgiving DER (%) and (true, estimated) counts per conversation, of what `diarize run` outputs
+    (`heldout.hypothesis`: the pipeline's `label` and `assemble` stages on the cache)."""
     from diarize.rttm import read_rttm
     from diarize.score import COLLAR_PRESETS, score
 
@@ -58,9 +56,7 @@ def forgiving(sessions: list, cfg) -> tuple[float, list[tuple[int, int]]]:
     for c in sessions:
         uri = c.session.uri
         _CURRENT[0] = id(c)  # the same conversation under another VAD is another Cached
-        speech = Speech(uri, c.duration, rg.EMPTY.copy(), rg.EMPTY.copy())
-        embedded = Embedded(speech, c.scales, c.embeddings, "campplus", "cpu")
-        hyps[uri] = assemble(embedded, label(embedded, cfg), cfg).annotation
+        hyps[uri] = heldout.hypothesis(c, cfg)
         refs[uri] = read_rttm(c.session.rttm)[uri]
         counts.append((c.session.num_speakers, len(hyps[uri].labels())))
     return score(refs, hyps, None, *COLLAR_PRESETS["forgiving"], jer=False).total.percent()["der"], counts
