@@ -11,7 +11,7 @@ speaker is cut there into segments of one speaker each.
 
 The overlap of N intervals with each of S speakers comes from per-speaker cumulative speech
 time evaluated with binary search: O((N + T) log T) per speaker for T turns, never N x T, so
-three hours of words take a few milliseconds (benchmarks/align_speed.py).
+three hours of words take a few milliseconds (benchmarks/speed/align_speed.py).
 """
 
 from __future__ import annotations

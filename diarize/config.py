@@ -93,7 +93,7 @@ class SegmentationVADConfig(RegionRules):
     # "count" won on the shared recordings (overlap recall / precision 0.32 / 0.85 -> 0.34 / 0.86,
     # full DER 17.30 -> 17.15 %) but lost on the dev sims (0.55 / 0.16 -> 0.54 / 0.16; overlap
     # condition end to end 0.67 / 0.83 -> 0.64 / 0.81), so the default stays "score"
-    # (benchmarks/overlap_vs_pyannote.py, issue 33).
+    # (benchmarks/accuracy/overlap_vs_pyannote.py, issue 33).
     overlap_rule: str = "score"
     # With the count rule, also call speech every frame it counts >= 1 (pyannote does). Off: on the
     # shared recordings it changed the clustering, forgiving DER 5.21 -> 5.95 %.

@@ -33,7 +33,7 @@ MODEL_KEY = "__model__"
 
 # Cosine between an enrolled centroid and a diarization cluster centroid above which they are
 # taken to be the same person, per embedding model. Chosen at the equal-error point of
-# benchmarks/enroll_threshold.py on ../shared/data/speakers/trials.txt (benchmarks/RESULTS.md,
+# benchmarks/accuracy/enroll_threshold.py on ../shared/data/speakers/trials.txt (benchmarks/RESULTS.md,
 # "Known speakers").
 MATCH_THRESHOLDS = {"campplus": 0.404}
 FALLBACK_THRESHOLD = 0.5

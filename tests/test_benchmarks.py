@@ -1,40 +1,70 @@
 """Every benchmark script still imports and parses its command line: a script that no longer runs
-(an import renamed under it) fails here, not months later in front of a reader of RESULTS.md."""
+(an import renamed under it) fails here, not months later in front of a reader of RESULTS.md.
+
+Scripts are modules of the `benchmarks` package, run from the checkout's root as
+`python -m benchmarks.<folder>.<script>`, and import one another as modules; none edits sys.path.
+"""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-SCRIPTS = sorted(p for p in BENCHMARKS.rglob("*.py"))
+REPO = Path(__file__).resolve().parents[1]
+BENCHMARKS = REPO / "benchmarks"
+SCRIPTS = sorted(p for p in BENCHMARKS.rglob("*.py") if p.name != "__init__.py")
+FOLDERS = ("recipes", "accuracy", "speed", "parity")
+
+
+def module(path: Path) -> str:
+    """benchmarks/accuracy/heldout.py -> benchmarks.accuracy.heldout"""
+    return ".".join(path.relative_to(REPO).with_suffix("").parts)
 
 
 def has_main(path: Path) -> bool:
     return 'if __name__ == "__main__":' in path.read_text()
 
 
-@pytest.mark.parametrize("path", SCRIPTS, ids=[str(p.relative_to(BENCHMARKS)) for p in SCRIPTS])
-def test_benchmark_imports(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_scripts_live_in_the_purpose_folders_of_one_package():
+    assert (BENCHMARKS / "__init__.py").is_file()
+    assert sorted({p.parent.name for p in SCRIPTS}) == sorted(FOLDERS)
+    assert all((BENCHMARKS / f / "__init__.py").is_file() for f in FOLDERS)
+
+
+def test_no_script_edits_sys_path():
+    assert [p.name for p in SCRIPTS if "sys.path" in p.read_text()] == []
+
+
+@pytest.mark.parametrize("path", SCRIPTS, ids=[module(p) for p in SCRIPTS])
+def test_benchmark_imports(path: Path) -> None:
     """Importing a script runs nothing but its imports and definitions."""
-    monkeypatch.syspath_prepend(str(path.parent))
-    spec = importlib.util.spec_from_file_location(f"bench_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look their module up there
-    spec.loader.exec_module(module)
+    importlib.import_module(module(path))
 
 
-@pytest.mark.parametrize(
-    "path", [p for p in SCRIPTS if has_main(p)], ids=[str(p.relative_to(BENCHMARKS)) for p in SCRIPTS if has_main(p)]
-)
+RUNNABLE = [p for p in SCRIPTS if has_main(p)]
+
+
+@pytest.mark.parametrize("path", RUNNABLE, ids=[module(p) for p in RUNNABLE])
 def test_benchmark_help(path: Path) -> None:
-    out = subprocess.run([sys.executable, str(path), "--help"], capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", module(path), "--help"], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.startswith("usage:"), out.stdout[:200]
+
+
+def test_usage_lines_name_modules_that_exist():
+    """Docstrings show `python -m benchmarks.<folder>.<script>`, never a path to run."""
+    for path in SCRIPTS:
+        text = path.read_text()
+        assert not re.search(r"python \S*benchmarks/", text), path.name
+        for name in re.findall(r"python -m (benchmarks(?:\.\w+)+)", text):
+            assert (REPO / (name.replace(".", "/") + ".py")).is_file(), (path.name, name)
 
 
 def test_every_runnable_benchmark_has_a_main() -> None:

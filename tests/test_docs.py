@@ -114,14 +114,22 @@ def test_run_help_names_every_device_and_the_real_thread_default():
 DOCS = ("cli", "pipeline", "performance", "models", "formats")
 PATH = re.compile(r"(?<![\w/.-])(?:benchmarks|configs|diarize|docs|tests)/[\w./-]*\w\.(?:py|md|yaml)")
 LINK = re.compile(r"\]\(([^)#\s]+)")
+MODULE = re.compile(r"python -m (benchmarks(?:\.\w+)+)")
+
+
+def module_path(name: str) -> str:
+    """benchmarks.accuracy.heldout -> benchmarks/accuracy/heldout.py"""
+    return name.replace(".", "/") + ".py"
 
 
 def test_every_file_the_docs_name_exists():
-    """Paths (`benchmarks/speed.py`) from the checkout's root, links relative to their page."""
+    """Paths (`benchmarks/speed/speed.py`) from the checkout's root, links relative to their page, and the
+    modules of `python -m benchmarks.speed.speed` commands."""
     pages = [README, ROOT / "benchmarks" / "RESULTS.md", *(ROOT / "docs" / f"{d}.md" for d in DOCS)]
     for page in pages:
         text = page.read_text()
         missing = [p for p in PATH.findall(text) if not (ROOT / p).exists()]
+        missing += [m for m in MODULE.findall(text) if not (ROOT / module_path(m)).is_file()]
         missing += [link for link in LINK.findall(text) if "://" not in link and not (page.parent / link).exists()]
         assert not missing, f"{page.relative_to(ROOT)} names files that do not exist: {missing}"
 

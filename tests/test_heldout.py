@@ -1,19 +1,17 @@
-"""benchmarks/heldout.py: the embedding cache round-trips and re-scoring a clustering variant works from it."""
+"""benchmarks/accuracy/heldout.py: the embedding cache round-trips and re-scoring a clustering variant works from it."""
 
 from __future__ import annotations
 
-import sys
+import dataclasses
 
 import numpy as np
 import pytest
 
-from conftest import REPO
-
-sys.path.insert(0, str(REPO / "benchmarks"))
-import heldout  # noqa: E402
-
-from diarize.config import ConfigError, WindowConfig, load_config  # noqa: E402
-from diarize.windows import multiscale_windows  # noqa: E402
+from benchmarks.accuracy import heldout
+from diarize import pipeline
+from diarize.config import ConfigError, WindowConfig, load_config
+from diarize.pipeline import Embedded, Speech
+from diarize.windows import multiscale_windows
 
 
 def toy_cached(tmp_path, n_spk=3, turn=6.0, seed=0):
@@ -34,17 +32,35 @@ def toy_cached(tmp_path, n_spk=3, turn=6.0, seed=0):
     for sc in scales:
         lab = np.asarray(order)[np.searchsorted(regions[:, 0], sc.midpoints, side="right") - 1]
         embs.append((centroids[lab] + 0.3 * rng.standard_normal((len(sc), 32))).astype(np.float32))
+    speech = Speech(uri, float(regions[-1, 1] + 1), regions, np.zeros((0, 2)))
     path = tmp_path / f"{uri}.npz"
-    heldout.save_cached(path, scales, embs, regions, np.zeros((0, 2)), float(regions[-1, 1] + 1), "k")
+    heldout.save_cached(path, Embedded(speech, scales, embs, "campplus", "cpu"), "k")
     return heldout.read_cached(heldout.Session(uri, "clean", n_spk, tmp_path / f"{uri}.wav", rttm), path), scales, embs
 
 
 def test_cache_round_trip(tmp_path):
+    """The cache is the pipeline's `Embedded` (save_embedded / load_embedded) plus the key it was made with."""
     c, scales, embs = toy_cached(tmp_path)
-    assert [s.window for s in c.scales] == [s.window for s in scales]
-    for a, b, ea, eb in zip(c.scales, scales, c.embeddings, embs):
+    e = c.embedded
+    assert [s.window for s in e.scales] == [s.window for s in scales]
+    for a, b, ea, eb in zip(e.scales, scales, e.embeddings, embs):
         assert np.array_equal(a.starts, b.starts) and np.array_equal(a.ends, b.ends) and np.array_equal(ea, eb)
-    assert c.overlap.shape == (0, 2)
+    assert e.speech.overlap.shape == (0, 2) and e.speech.uri == c.session.uri and e.model_name == "campplus"
+    path = tmp_path / f"{c.session.uri}.npz"
+    assert heldout.cached_key(path) == "k"
+    heldout.key_path(path).unlink()  # a cache from before the key file (the old format) counts as missing
+    assert heldout.cached_key(path) is None
+
+
+def test_rescore_is_the_pipelines_label_and_assemble(tmp_path):
+    """A re-scored hypothesis is what `pipeline.diarize` makes of the same embeddings: `label` + `assemble`."""
+    c = toy_cached(tmp_path, 3)[0]
+    speech = dataclasses.replace(c.embedded.speech, overlap=np.array([[4.0, 7.0]]))  # where turns 1 and 2 meet
+    c = heldout.Cached(c.session, dataclasses.replace(c.embedded, speech=speech))
+    cfg = load_config("general")
+    expected = pipeline.assemble(c.embedded, pipeline.label(c.embedded, cfg), cfg).annotation
+    got = heldout.hypothesis(c, cfg)
+    assert got == expected and got.get_overlap().duration() > 0  # the overlap step gave a second speaker
 
 
 def test_rescore_from_cache_and_overrides(tmp_path):

@@ -1,4 +1,4 @@
-"""The corpus DER recipes (benchmarks/ami.py, callhome.py, sre2000.py) on tiny stand-in trees.
+"""The corpus DER recipes (benchmarks/recipes/ami.py, callhome.py, sre2000.py) on tiny stand-in trees.
 
 Each tree has the real folder and file names and formats, with two ~12 s recordings made of
 real LibriSpeech utterances of two speakers and an exact reference; the recipes run end to end
@@ -17,14 +17,8 @@ import pytest
 import soundfile as sf
 from scipy.signal import resample_poly
 
-from conftest import REPO, SPEAKERS, require_data
-
-sys.path.insert(0, str(REPO / "benchmarks"))
-
-import _recipe  # noqa: E402
-import ami  # noqa: E402
-import callhome  # noqa: E402
-import sre2000  # noqa: E402
+from benchmarks.recipes import _recipe, ami, callhome, sre2000
+from conftest import SPEAKERS, require_data
 
 SR = 16000
 CONDITIONS = ("oracle_known", "oracle_unknown", "system_unknown")

@@ -1,19 +1,14 @@
-"""benchmarks/simulate.py: seeded conversations whose RTTM matches the audio exactly."""
+"""benchmarks/accuracy/simulate.py: seeded conversations whose RTTM matches the audio exactly."""
 
 from __future__ import annotations
-
-import sys
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import REPO, SPEAKERS, require_data
-
-sys.path.insert(0, str(REPO / "benchmarks"))
-import simulate  # noqa: E402
-
-from diarize.rttm import read_rttm  # noqa: E402
+from benchmarks.accuracy import simulate, splits
+from conftest import SPEAKERS, require_data
+from diarize.rttm import read_rttm
 
 ROOT = SPEAKERS / "librispeech_test-other"
 
@@ -70,7 +65,6 @@ def test_bad_root_is_a_clear_error(tmp_path, capsys):
 
 
 # --------------------------------------------------------------------------- held-out sets (issue 12)
-import splits  # noqa: E402
 
 
 def test_speaker_split_is_the_documented_rule_and_disjoint():

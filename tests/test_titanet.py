@@ -16,7 +16,7 @@ from diarize.models.nemo import download_titanet, read_nemo
 from diarize.models.titanet import load_titanet
 
 FIX = Path(__file__).parent / "fixtures"
-NEMO = FIX / "titanet_tiny.nemo"  # made by `benchmarks/nemo_parity.py make` with nemo_toolkit 3.0.0
+NEMO = FIX / "titanet_tiny.nemo"  # made by `benchmarks/parity/nemo_parity.py make` with nemo_toolkit 3.0.0
 
 
 def test_parity_with_nemo_reference_outputs():
@@ -159,14 +159,12 @@ def test_speed_benchmarks_run_our_side(tmp_path, capsys):
     """`titanet_speed.py ours` and `nemo_e2e.py ours` (the side that needs no NeMo) on the tiny checkpoint:
     the benchmark scripts keep working against the pipeline they time. Speed is not checked here."""
     import json
-    import sys
 
-    from conftest import REPO, require_data
+    from benchmarks.parity import nemo_e2e
+    from benchmarks.speed import titanet_speed
+    from conftest import require_data
 
     require_data()
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    import nemo_e2e
-    import titanet_speed
 
     assert titanet_speed.main(["ours", str(NEMO), "--minutes", "0.2", "--repeats", "1", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out

@@ -1,7 +1,7 @@
 """DER on the CALLHOME part of NIST SRE 2000 (LDC2001S97, disk 8): the 500 calls of Kaldi's
 callhome_diarization recipe, usually just called "CALLHOME" in diarization papers.
 
-    python benchmarks/sre2000.py --audio LDC2001S97 --key sre2000-key --out runs/sre2000 \\
+    python -m benchmarks.recipes.sre2000 --audio LDC2001S97 --key sre2000-key --out runs/sre2000 \\
         [--model titanet-large] [--config telephonic] [--device cuda] [--limit N]
 
 Expected layout:
@@ -35,14 +35,13 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _recipe import (
+from benchmarks.recipes._recipe import (
     Recording,
     RecipeError,
     add_common_arguments,
     limited,
-    load_rttm,  # noqa: E402
+    load_rttm,
     main_wrapper,
     readable_sphere,
     require_dir,

@@ -4,7 +4,7 @@ Oracle VAD (from the reference) and system VAD, unknown and known speaker count.
 Forgiving = 0.25 s collar each side + overlap ignored (pyannote collar=0.5, skip_overlap=True);
 full = no collar, overlap scored.
 
-    python benchmarks/der_shared.py [--model campplus] [--config general]
+    python -m benchmarks.accuracy.der_shared [--model campplus] [--config general]
 """
 
 from __future__ import annotations
@@ -16,14 +16,12 @@ import time
 import warnings
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pyannote.metrics.diarization import DiarizationErrorRate  # noqa: E402
+from pyannote.metrics.diarization import DiarizationErrorRate
 
-from diarize import Diarizer, load_config  # noqa: E402
-from diarize.rttm import read_rttm  # noqa: E402
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from benchmarks import DATA
+from diarize import Diarizer, load_config
+from diarize.rttm import read_rttm
 
 
 def main(argv: list[str] | None = None) -> int:

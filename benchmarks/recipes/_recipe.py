@@ -1,4 +1,4 @@
-"""Shared part of the corpus DER recipes (benchmarks/ami.py, callhome.py, sre2000.py).
+"""Shared part of the corpus DER recipes (benchmarks/recipes/ami.py, callhome.py, sre2000.py).
 
 Each recipe turns a corpus the user owns into a list of `Recording`s and calls `run_recipe`,
 which diarizes every recording with `diarize.Diarizer` in three conditions
@@ -39,14 +39,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pyannote.core import Annotation, Timeline  # noqa: E402
+from pyannote.core import Annotation, Timeline
 
-from diarize import Diarizer, load_config  # noqa: E402
-from diarize.audio import AudioError  # noqa: E402
-from diarize.rttm import FormatError, read_rttm, write_rttm  # noqa: E402
-from diarize.score import COLLAR_PRESETS as PRESETS, ScoreReport, score  # noqa: E402
+from diarize import Diarizer, load_config
+from diarize.audio import AudioError
+from diarize.rttm import FormatError, read_rttm, write_rttm
+from diarize.score import COLLAR_PRESETS as PRESETS, ScoreReport, score
 
 CONDITIONS = {  # name -> (oracle VAD, known #speakers)
     "oracle_known": (True, True),

@@ -1,8 +1,8 @@
 """Choose clustering thresholds on development data only: a grid over ClusteringConfig fields, scored on
-cached embeddings of the dev sets (benchmarks/heldout.py must have embedded them first).
+cached embeddings of the dev sets (benchmarks/accuracy/heldout.py must have embedded them first).
 
-    python benchmarks/heldout.py /tmp/heldout --sets dev shared --config general      # embed once
-    python benchmarks/choose_clustering.py /tmp/heldout --config general \
+    python -m benchmarks.accuracy.heldout /tmp/heldout --sets dev shared --config general      # embed once
+    python -m benchmarks.accuracy.choose_clustering /tmp/heldout --config general \
         -g merge_threshold=0.55,0.6,0.65,0.7 -g split_threshold=null,0.4,0.45,0.5
 
 Every combination is re-scored on each (set, VAD) cache; the table is sorted by the mean forgiving DER over
@@ -21,12 +21,9 @@ from pathlib import Path
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import heldout  # noqa: E402
-
-from diarize.config import load_config  # noqa: E402
+from benchmarks.accuracy import heldout
+from diarize.config import load_config
 
 
 _CURRENT: list[int] = [0]  # the conversation being clustered, for the NME-SC memo below
@@ -49,11 +46,9 @@ def memoize_nme_sc() -> None:
     clustering.nme_sc = nme_sc
 
 
-def forgiving(sessions: list, cfg) -> tuple[float, list[tuple[int, int]]]:
-    """Pooled forgiving DER (%) and (true, estimated) counts per conversation, through the pipeline's own
-    `label` and `assemble` stages. Overlap is not scored here, so the output's second speakers are left out."""
-    from diarize import regions as rg
-    from diarize.pipeline import Embedded, Speech, assemble, label
+def forgiving(sessions: list[heldout.Cached], cfg) -> tuple[float, list[tuple[int, int]]]:
+    """Pooled forgiving DER (%) and (true, estimated) counts per conversation, of what `diarize run` outputs
+    (`heldout.hypothesis`: the pipeline's `label` and `assemble` stages on the cache)."""
     from diarize.rttm import read_rttm
     from diarize.score import COLLAR_PRESETS, score
 
@@ -61,9 +56,7 @@ def forgiving(sessions: list, cfg) -> tuple[float, list[tuple[int, int]]]:
     for c in sessions:
         uri = c.session.uri
         _CURRENT[0] = id(c)  # the same conversation under another VAD is another Cached
-        speech = Speech(uri, c.duration, rg.EMPTY.copy(), rg.EMPTY.copy())
-        embedded = Embedded(speech, c.scales, c.embeddings, "campplus", "cpu")
-        hyps[uri] = assemble(embedded, label(embedded, cfg), cfg).annotation
+        hyps[uri] = heldout.hypothesis(c, cfg)
         refs[uri] = read_rttm(c.session.rttm)[uri]
         counts.append((c.session.num_speakers, len(hyps[uri].labels())))
     return score(refs, hyps, None, *COLLAR_PRESETS["forgiving"], jer=False).total.percent()["der"], counts

@@ -1,6 +1,6 @@
 """DER on AMI (dev or test), Mix-Headset or Lapel mix, as in the TitaNet-Large model card.
 
-    python benchmarks/ami.py --setup AMI-diarization-setup --audio amicorpus \\
+    python -m benchmarks.recipes.ami --setup AMI-diarization-setup --audio amicorpus \\
         [--subset test] [--mic mixheadset|lapel] --out runs/ami_test_mixheadset \\
         [--model titanet-large] [--config meeting] [--device cuda] [--limit N]
 
@@ -36,14 +36,13 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _recipe import (
+from benchmarks.recipes._recipe import (
     Recording,
     RecipeError,
     add_common_arguments,
     limited,
-    load_rttm,  # noqa: E402
+    load_rttm,
     main_wrapper,
     read_list,
     require_dir,
@@ -51,7 +50,7 @@ from _recipe import (
     run_recipe,
 )
 
-from diarize.rttm import FormatError, read_uem  # noqa: E402
+from diarize.rttm import FormatError, read_uem
 
 MICS = {
     "mixheadset": ("Mix-Headset", "AMI MixHeadset", (1.73, 1.89)),

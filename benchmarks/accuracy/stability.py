@@ -4,9 +4,9 @@ Each recording is written again as a file in several ways that a user's copy of 
 diarized with the same config; the report says how often the speaker count stays what the original
 (16 kHz 16-bit WAV) gives, and how far pooled forgiving DER moves between the encodings.
 
-    python benchmarks/stability.py                               # the six shared recordings
-    python benchmarks/stability.py --heldout /tmp/heldout/dev --every 3   # plus every 3rd dev conversation
-    python benchmarks/stability.py --config exact --json out.json
+    python -m benchmarks.accuracy.stability                               # the six shared recordings
+    python -m benchmarks.accuracy.stability --heldout /tmp/heldout/dev --every 3   # plus every 3rd dev conversation
+    python -m benchmarks.accuracy.stability --config exact --json out.json
 
 Encodings: 8 / 22.05 / 44.1 / 48 kHz as 16-bit PCM and as 32-bit float (resampled with
 scipy.signal.resample_poly from the 16 kHz original), 16 kHz float, gain -20 / -6 / +6 dB (the +6 dB
@@ -28,14 +28,13 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pyannote.metrics.diarization import DiarizationErrorRate  # noqa: E402
+from pyannote.metrics.diarization import DiarizationErrorRate
 
-from diarize import Diarizer, load_config  # noqa: E402
-from diarize.rttm import read_rttm  # noqa: E402
+from benchmarks import DATA
+from diarize import Diarizer, load_config
+from diarize.rttm import read_rttm
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 # name -> (sample rate, soundfile subtype, gain in dB, dither)
 ENCODINGS: dict[str, tuple[int, str, float, bool]] = {
     "16k-int16": (16000, "PCM_16", 0.0, False),  # the original: every other one is compared with it

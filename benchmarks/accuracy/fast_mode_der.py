@@ -6,7 +6,7 @@ Calls the pipeline's stages (`speech` once per file, then `embed`, `label`, `ass
 as in der_shared.py: forgiving = 0.25 s collar each side + overlap ignored; full = no collar.
 `--local-context-s` left out: chunk-wide context (the embedding config's value is not used).
 
-    python benchmarks/fast_mode_der.py [--model campplus] [--config general] [--chunk-s 30] [--threads 1]
+    python -m benchmarks.accuracy.fast_mode_der [--model campplus] [--config general] [--chunk-s 30] [--threads 1]
 """
 
 from __future__ import annotations
@@ -19,17 +19,15 @@ import time
 import warnings
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from pyannote.metrics.diarization import DiarizationErrorRate  # noqa: E402
+import numpy as np
+import torch
+from pyannote.metrics.diarization import DiarizationErrorRate
 
-from diarize import load_config, pipeline  # noqa: E402
-from diarize.models import load_model  # noqa: E402
-from diarize.rttm import read_rttm  # noqa: E402
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from benchmarks import DATA
+from diarize import load_config, pipeline
+from diarize.models import load_model
+from diarize.rttm import read_rttm
 
 
 def unit(x: np.ndarray) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Cold start of `diarize run` as a whole process on a 30 s file (issue 11, target 2), split into
 import, model load and the run itself. Weights must already be cached (`diarize models fetch`).
 
-    python benchmarks/cold_start.py [--wav FILE] [--repeat 3] [--threads 2] [--config general]
+    python -m benchmarks.speed.cold_start [--wav FILE] [--repeat 3] [--threads 2] [--config general]
 
 Each repeat is a fresh interpreter; the script prints the median of each part and of the whole
 `diarize run` process (wall clock, including interpreter start-up).
@@ -18,7 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from benchmarks import REPO
+
 WAV = REPO / "rttm_examples" / "dev00.wav"
 
 # Runs in a fresh interpreter: times each part of what `diarize run` does.

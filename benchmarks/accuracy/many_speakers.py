@@ -1,6 +1,6 @@
 """Speaker count on recordings with more speakers than the preset's maximum (the 60 min speed recording).
 
-benchmarks/speed.py's dense recording (`build_recording`: the 57 LibriSpeech speakers of
+benchmarks/speed/speed.py's dense recording (`build_recording`: the 57 LibriSpeech speakers of
 ../shared/data/speakers, utterances one after another with 0.3 s pauses, cycling) is embedded once with
 the preset's VAD and `embedding.mode=fast` on the CPU, and saved (`--cache`: `pipeline.save_embedded`, every scale's windows and
 embeddings and the speech regions). Then, for each prefix of the recording
@@ -10,7 +10,7 @@ count over k <= max (what the count started from), the final count, window accur
 LibriSpeech speaker of each base window (best one-to-one mapping), whether the cap warning was given,
 and the clustering seconds.
 
-    python benchmarks/many_speakers.py --minutes 60 --cache /tmp/dense60.npz [--prefixes 5,9,20,60] [--max-speakers 8,64]
+    python -m benchmarks.accuracy.many_speakers --minutes 60 --cache /tmp/dense60.npz [--prefixes 5,9,20,60] [--max-speakers 8,64]
 """
 
 from __future__ import annotations
@@ -22,20 +22,19 @@ import time
 import warnings
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-from scipy.optimize import linear_sum_assignment  # noqa: E402
+import numpy as np
+from scipy.optimize import linear_sum_assignment
 
-from diarize import load_config, pipeline  # noqa: E402
-from diarize.affinity import fused_affinity  # noqa: E402
-from diarize.audio import load_audio  # noqa: E402
-from diarize.config import SpeakerCount, model_clustering  # noqa: E402
-from diarize.models import load_model  # noqa: E402
-from diarize.spectral import nme_sc  # noqa: E402
-from diarize.windows import ScaleWindows  # noqa: E402
-from speed import DATA, build_recording  # noqa: E402
+from benchmarks import DATA
+from benchmarks.speed.speed import build_recording
+from diarize import load_config, pipeline
+from diarize.affinity import fused_affinity
+from diarize.audio import load_audio
+from diarize.config import SpeakerCount, model_clustering
+from diarize.models import load_model
+from diarize.spectral import nme_sc
+from diarize.windows import ScaleWindows
 
 
 def reference_turns(minutes: float) -> tuple[np.ndarray, np.ndarray]:

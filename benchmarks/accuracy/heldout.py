@@ -1,14 +1,14 @@
 """Held-out development and test sets (issue 12): simulated conversations that resemble what users bring.
 
-    python benchmarks/heldout.py DIR                        # build DIR/dev + DIR/test, embed, report both
-    python benchmarks/heldout.py DIR --sets test --vad oracle --known
-    python benchmarks/heldout.py DIR --sets dev-long test-long --vad oracle      # 3-6 min conversations
-    python benchmarks/heldout.py DIR --sets dev-xl test-xl --vad oracle          # 20-40 min conversations
-    python benchmarks/heldout.py DIR -s merge_threshold=0.7 -s split_threshold=null   # re-score a variant
-    python benchmarks/heldout.py DIR --clustering variant.yaml --json out.json
+    python -m benchmarks.accuracy.heldout DIR                        # build DIR/dev + DIR/test, embed, report both
+    python -m benchmarks.accuracy.heldout DIR --sets test --vad oracle --known
+    python -m benchmarks.accuracy.heldout DIR --sets dev-long test-long --vad oracle      # 3-6 min conversations
+    python -m benchmarks.accuracy.heldout DIR --sets dev-xl test-xl --vad oracle          # 20-40 min conversations
+    python -m benchmarks.accuracy.heldout DIR -s merge_threshold=0.7 -s split_threshold=null   # re-score a variant
+    python -m benchmarks.accuracy.heldout DIR --clustering variant.yaml --json out.json
 
 Dev = what thresholds may be chosen on; test = never used to choose anything. The two sets use disjoint
-speakers (benchmarks/splits.py) and different seeds. Each set has 39 conversations in 8 conditions
+speakers (benchmarks/accuracy/splits.py) and different seeds. Each set has 39 conversations in 8 conditions
 (CONDITIONS below): clean; overlap (25 % of turns overlap the previous one); reverb (image-method room
 responses, RT60 0.2-0.7 s, one room per conversation, every speaker in another place); additive noise
 at 20, 10 and 5 dB SNR (alternately babble of 5 talkers from the same side's speakers not in the
@@ -27,26 +27,26 @@ conversations of 20-40 min each (clean 5, overlap 7, noise 10 dB 4 speakers; 70-
 of CPU to embed): 4,200-6,600 base windows, below where clustering switches to chunks.
 
 Caching (for clustering work). The first run embeds every conversation once per VAD ("oracle": the
-reference turns; "system": the preset's VAD, pyannote-seg by default) and keeps, per conversation,
-DIR/<set>/cache/<vad>/<uri>.npz: for each scale i `starts_i`, `ends_i`, `emb_i` (float32) and the
-scale's window/shift/weight (`windows`, `shifts`, `weights`), the speech `regions`, the VAD's `overlap`
-regions, `duration`, and `key` (JSON of model + window/VAD/embedding settings: a mismatch re-embeds).
-A config with `embedding.mode: fast` (`--config fast`) keeps its own cache, DIR/<set>/cache/<vad>-fast.
+reference turns; "system": the preset's VAD, pyannote-seg by default) with the pipeline's own `speech`
+and `embed` stages, and keeps, per conversation, DIR/<set>/cache/<vad>/<uri>.npz: the `pipeline.Embedded`
+(`pipeline.save_embedded`: speech regions, the VAD's overlap regions and local speakers, every scale's
+windows and embeddings), and beside it <uri>.key (JSON of model + window/VAD/embedding settings: a
+mismatch, or a cache from before this format, re-embeds). Embedding mode "fast" (the default) keeps its
+own cache, DIR/<set>/cache/<vad>-fast; "exact" (`--config exact`) uses DIR/<set>/cache/<vad>.
 The reference RTTM is DIR/<set>/<uri>.rttm. Later runs only cluster and score: the whole dev or test
 set is re-scored in seconds with any ClusteringConfig (`-s field=value`, YAML values: null, 0.7, [..];
 or `--clustering FILE.yaml` holding ClusteringConfig fields, at top level or under `clustering:`).
 From Python:
 
-    sys.path.insert(0, "benchmarks"); import heldout
+    from benchmarks.accuracy import heldout
     sessions = heldout.load_sessions(Path(DIR) / "dev", "oracle")
     report = heldout.rescore(sessions, heldout.load_config("general"), known=False)
     print(heldout.format_report(report))
 
 Scores: forgiving = 0.25 s collar each side + overlap ignored; full = no collar, overlap scored; DER
-pooled over conversations (error seconds / scored seconds). Output assembly (overlap assignment with
-pyannote-seg's overlap regions) is the pipeline's own (`diarize.overlap`) when the segmentation windows
-are given (`--seg-cache`, filled by benchmarks/overlap_bench.py); the embedding cache does not hold them,
-and without them the second speaker is the nearest other speaker in context (the pre-issue-12 rule).
+pooled over conversations (error seconds / scored seconds). Each hypothesis is what `diarize run` writes
+for the conversation: the pipeline's `label` and `assemble` stages on the cache, as `pipeline.diarize`
+composes them (so overlapped speech gets its second speaker from pyannote-seg's local speakers).
 """
 
 from __future__ import annotations
@@ -62,17 +62,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from pyannote.core import Annotation
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from simulate import SR, Acoustics, SimConfig, load_pool, render_conversation  # noqa: E402
-from splits import SIDES, speaker_files  # noqa: E402
-
-from diarize.config import ClusteringConfig, ConfigError, DiarizerConfig, load_config  # noqa: E402
-from diarize.rttm import read_rttm  # noqa: E402
-from diarize.score import COLLAR_PRESETS as PRESETS, FileScore, ScoreReport, score  # noqa: E402
-from diarize.windows import ScaleWindows  # noqa: E402
+from benchmarks import DATA
+from benchmarks.accuracy.simulate import Acoustics, SimConfig, load_pool, render_conversation
+from benchmarks.accuracy.splits import SIDES, speaker_files
+from diarize import pipeline
+from diarize.config import ClusteringConfig, ConfigError, DiarizerConfig, SpeakerCount, load_config
+from diarize.embeddings import check_inputs_fit
+from diarize.files import atomic_write
+from diarize.models import SpeakerEmbedder
+from diarize.pipeline import Embedded, load_embedded, save_embedded
+from diarize.rttm import read_rttm
+from diarize.score import COLLAR_PRESETS as PRESETS, FileScore, ScoreReport, score
 
 SIDE_SEEDS = {"dev": 1201, "test": 1202, "dev-long": 1211, "test-long": 1212, "dev-xl": 1221, "test-xl": 1222}
 SETS = tuple(SIDE_SEEDS)  # "<side>-long", "<side>-xl": the side's speakers in longer conversations (LENGTHS)
@@ -173,19 +176,19 @@ class Session:
     rttm: Path
 
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "diarization"
+SHARED = DATA / "diarization"
 
 
-def link_shared(out: Path) -> list[Session]:
+def link_shared(out: Path, shared: Path = SHARED) -> list[Session]:
     """The "shared" set: the six real recordings of ../shared/data/diarization (development data, so
     tuning may look at them), linked into `out` so that they cache and re-score like a built set."""
     out.mkdir(parents=True, exist_ok=True)
     header = "uri\tcondition\tspeakers\n"
     rows = []
-    with open(SHARED / "manifest.tsv", newline="") as f:
+    with open(shared / "manifest.tsv", newline="") as f:
         for r in csv.DictReader(f, delimiter="\t"):
-            wav = SHARED.parent / r["wav"]  # manifest paths are relative to shared/data
-            for src in (wav, SHARED.parent / r["rttm"]):
+            wav = shared.parent / r["wav"]  # manifest paths are relative to shared/data
+            for src in (wav, shared.parent / r["rttm"]):
                 dst = out / src.name
                 if not dst.exists():
                     dst.symlink_to(src)
@@ -235,13 +238,10 @@ def build_set(out: Path, name: str) -> list[Session]:
 # --------------------------------------------------------------------------- embedding cache
 @dataclass
 class Cached:
-    """One conversation's cached windows and embeddings under one VAD."""
+    """One conversation and what the pipeline's `speech` and `embed` stages made of it under one VAD."""
 
     session: Session
-    scales: list[ScaleWindows]
-    embeddings: list[np.ndarray]  # per scale, (N_s, D)
-    overlap: np.ndarray  # (K, 2) overlapped-speech regions from the VAD (empty for oracle)
-    duration: float
+    embedded: Embedded
 
 
 def cache_key(cfg: DiarizerConfig, model_name: str, vad: str) -> str:
@@ -279,61 +279,31 @@ def cache_key(cfg: DiarizerConfig, model_name: str, vad: str) -> str:
     return json.dumps(key, sort_keys=True)
 
 
-def embed_session(s: Session, model, cfg: DiarizerConfig, vad: str, path: Path, key: str) -> None:
-    """Run VAD, windows and embeddings as diarize.pipeline.diarize does, and save them to `path`."""
-    from diarize.audio import load_audio
-    from diarize.embeddings import embed_blocks
-    from diarize.regions import clip
-    from diarize.vad import oracle_regions, speech_regions
-    from diarize.windows import multiscale_windows
-
-    audio = load_audio(s.wav)
-    duration = len(audio) / SR
-    if vad == "oracle":
-        regions, overlap = oracle_regions(read_rttm(s.rttm)[s.uri]), np.zeros((0, 2))
-    else:
-        regions, overlap = speech_regions(audio, cfg.vad)
-    regions, overlap = clip(regions, 0.0, duration), clip(overlap, 0.0, duration)
-    scales = multiscale_windows(regions, cfg.windows)
-    embs = embed_blocks([audio], scales, model, cfg.embedding, regions=regions)  # the pipeline's own, one block
-    save_cached(path, scales, embs, regions, overlap, duration, key)
+def embed_session(s: Session, model: SpeakerEmbedder, cfg: DiarizerConfig, vad: str) -> Embedded:
+    """The pipeline's `speech` and `embed` stages on one conversation ("oracle": its reference turns are the speech)."""
+    source = pipeline.open_source(s.wav, uri=s.uri)
+    oracle = read_rttm(s.rttm)[s.uri] if vad == "oracle" else None
+    return pipeline.embed(source, pipeline.speech(source, cfg, oracle_vad=oracle), model, cfg)
 
 
-def save_cached(
-    path: Path,
-    scales: list[ScaleWindows],
-    embs: list[np.ndarray],
-    regions: np.ndarray,
-    overlap: np.ndarray,
-    duration: float,
-    key: str,
-) -> None:
-    """Write one conversation's cache file (format: module docstring); atomic."""
-    arrays: dict[str, np.ndarray] = {
-        "windows": np.array([sc.window for sc in scales]),
-        "shifts": np.array([sc.shift for sc in scales]),
-        "weights": np.array([sc.weight for sc in scales]),
-        "regions": regions,
-        "overlap": np.asarray(overlap),
-        "duration": np.array(duration),
-        "key": np.array(key),
-    }
-    for i, (sc, e) in enumerate(zip(scales, embs)):
-        arrays[f"starts_{i}"], arrays[f"ends_{i}"], arrays[f"emb_{i}"] = sc.starts, sc.ends, e.astype(np.float32)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, **arrays)
-    tmp.replace(path)
+def key_path(path: Path) -> Path:
+    """Where the settings of the cache file `path` are kept: <uri>.key beside <uri>.npz."""
+    return path.with_suffix(".key")
+
+
+def save_cached(path: Path, embedded: Embedded, key: str) -> None:
+    """One conversation's cache: `embedded` at `path` (`pipeline.save_embedded`), then its settings `key`."""
+    save_embedded(embedded, path)
+    atomic_write(key_path(path), key)
+
+
+def cached_key(path: Path) -> str | None:
+    """The settings the cache file `path` was made with; None when it is missing or from an older format."""
+    return key_path(path).read_text() if path.exists() and key_path(path).exists() else None
 
 
 def read_cached(s: Session, path: Path) -> Cached:
-    z = np.load(path)
-    scales = [
-        ScaleWindows(float(w), float(sh), float(wt), z[f"starts_{i}"], z[f"ends_{i}"])
-        for i, (w, sh, wt) in enumerate(zip(z["windows"], z["shifts"], z["weights"]))
-    ]
-    return Cached(
-        s, scales, [z[f"emb_{i}"] for i in range(len(scales))], z["overlap"].reshape(-1, 2), float(z["duration"])
-    )
+    return Cached(s, load_embedded(path))
 
 
 def cache_dir(set_dir: Path, vad: str, mode: str = "exact") -> Path:
@@ -356,26 +326,31 @@ def load_sessions(set_dir: Path, vad: str, partial: bool = False, mode: str = "e
     out = []
     for s in list_sessions(set_dir):
         path = cache_dir(set_dir, vad, mode) / f"{s.uri}.npz"
-        if not path.exists() and partial:
+        if cached_key(path) is None and partial:
             continue
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: not cached; run benchmarks/heldout.py {set_dir.parent} first")
+        if cached_key(path) is None:
+            raise FileNotFoundError(
+                f"{path}: not cached; run `python -m benchmarks.accuracy.heldout {set_dir.parent}` first"
+            )
         out.append(read_cached(s, path))
     return out
 
 
-def ensure_cache(sessions: list[Session], set_dir: Path, cfg: DiarizerConfig, vad: str, model) -> float:
+def ensure_cache(
+    sessions: list[Session], set_dir: Path, cfg: DiarizerConfig, vad: str, model: SpeakerEmbedder
+) -> float:
     """Embed every conversation whose cache is missing or stale; returns the CPU seconds spent."""
+    check_inputs_fit(model, cfg)  # as `pipeline.diarize` does first: a bad window setting is a ConfigError
     key = cache_key(cfg, model.name, vad)
     folder = cache_dir(set_dir, vad, cfg.embedding.mode)
     folder.mkdir(parents=True, exist_ok=True)
     cpu = 0.0
     for s in sessions:
         path = folder / f"{s.uri}.npz"
-        if path.exists() and str(np.load(path)["key"]) == key:
+        if cached_key(path) == key:
             continue
         t0 = time.process_time()
-        embed_session(s, model, cfg, vad, path, key)
+        save_cached(path, embed_session(s, model, cfg, vad), key)
         cpu += time.process_time() - t0
         print(f"  embedded {s.uri} ({vad} VAD) {time.process_time() - t0:.1f} s CPU", file=sys.stderr, flush=True)
     return cpu
@@ -398,30 +373,21 @@ class SetReport:
     cpu_s: float = 0.0  # clustering + output + scoring
 
 
-def hypothesis(c: Cached, cfg: DiarizerConfig, num_speakers: int | None, local=None):
-    """Clustering and output assembly of diarize.pipeline.diarize on cached embeddings. The cache
-    holds no segmentation windows: without `local` (models.pyannet.LocalSpeakers) the second
-    speaker in an overlap is the nearest one in context (benchmarks/overlap_bench.py has both)."""
-    from diarize import regions as rg
-    from diarize.config import SpeakerCount
-    from diarize.pipeline import Embedded, Speech, assemble, label
-
-    speech = Speech(c.session.uri, c.duration, rg.EMPTY.copy(), c.overlap, local)
-    embedded = Embedded(speech, c.scales, c.embeddings, "campplus", "cpu")
-    return assemble(embedded, label(embedded, cfg, SpeakerCount(num_speakers)), cfg).annotation
+def hypothesis(c: Cached, cfg: DiarizerConfig, num_speakers: int | None = None) -> Annotation:
+    """What `diarize run` outputs for the conversation: the pipeline's `label` and `assemble` stages on its
+    cache, composed as `pipeline.diarize` composes them."""
+    clusters = pipeline.label(c.embedded, cfg, SpeakerCount(num_speakers))
+    return pipeline.assemble(c.embedded, clusters, cfg).annotation
 
 
-def rescore(
-    sessions: list[Cached], cfg: DiarizerConfig, known: bool = False, name: str = "", local: dict | None = None
-) -> SetReport:
-    """Cluster every cached conversation with `cfg.clustering` and score it against its reference.
-    `local`: uri -> the segmentation windows' LocalSpeakers (see `load_local`), for the pipeline's
-    overlap assignment; without it the second speaker is the nearest one in context."""
+def rescore(sessions: list[Cached], cfg: DiarizerConfig, known: bool = False, name: str = "") -> SetReport:
+    """Cluster every cached conversation with `cfg.clustering`, assemble its output with `cfg`, and score it
+    against its reference."""
     t0 = time.process_time()
     report = SetReport(name)
     for c in sessions:
         ref = read_rttm(c.session.rttm)[c.session.uri]
-        hyp = hypothesis(c, cfg, c.session.num_speakers if known else None, (local or {}).get(c.session.uri))
+        hyp = hypothesis(c, cfg, c.session.num_speakers if known else None)
         scores = {
             p: score({c.session.uri: ref}, {c.session.uri: hyp}, None, *PRESETS[p], jer=False).files[c.session.uri]
             for p in PRESETS
@@ -431,20 +397,6 @@ def rescore(
         )
     report.cpu_s = time.process_time() - t0
     return report
-
-
-def load_local(folder: Path, sessions: list[Cached]) -> dict:
-    """uri -> LocalSpeakers from segmentation windows cached by benchmarks/overlap_bench.py
-    (FOLDER/<uri>.npz: window `starts` in samples, `logp` (C, F, 7), `n` samples); missing files are skipped."""
-    from diarize.models.pyannet import frame_scores
-
-    out = {}
-    for c in sessions:
-        path = folder / f"{c.session.uri}.npz"
-        if path.exists():
-            z = np.load(path)
-            out[c.session.uri] = frame_scores(z["starts"], z["logp"].astype(np.float32), int(z["n"])).local
-    return out
 
 
 def pooled(results: list[SessionResult], preset: str) -> dict[str, float]:
@@ -558,12 +510,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-embed", action="store_true", help="only re-score; fail if a cache is missing")
     ap.add_argument("--partial", action="store_true", help="with --no-embed: score the cached conversations only")
     ap.add_argument("--json", type=Path)
-    ap.add_argument(
-        "--seg-cache",
-        type=Path,
-        help="system VAD: segmentation windows cached by overlap_bench.py (SEG_CACHE/<set>/lp/<uri>.npz), "
-        "so that overlap assignment is the pipeline's (without: nearest speaker in context)",
-    )
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore", message=".*'uem' was approximated.*")
     try:
@@ -599,8 +545,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{side} set, {'oracle VAD' if vad == 'oracle' else cfg.vad.method + ' VAD'}, "
                 f"{'known' if args.known else 'unknown'} count"
             )
-            local = load_local(args.seg_cache / side / "lp", cached) if args.seg_cache and vad == "system" else None
-            rep = rescore(cached, cfg, args.known, label, local)
+            rep = rescore(cached, cfg, args.known, label)
             print()
             print(format_report(rep))
             print(

@@ -1,14 +1,14 @@
 """Long-form benchmark (issue 6): wall time per stage, peak RSS and DER on long simulated conversations.
 
-Conversations come from benchmarks/simulate.py's writer (turns of 1.5-8 s of one speaker, 0.2-1.2 s pauses,
+Conversations come from benchmarks/accuracy/simulate.py's writer (turns of 1.5-8 s of one speaker, 0.2-1.2 s pauses,
 -65 dBFS noise floor, exact reference RTTM, written block by block) with 5 speakers for the long files and
 4-6 for the short ones, drawn from the single-speaker utterances in shared/data.
 
-    python benchmarks/long_form.py all --hours 1 --short 6            # 1 h + 6 short (4 min) sessions
-    python benchmarks/long_form.py all --hours 10 --model fbank-stats  # memory check, stand-in embedder
-    python benchmarks/long_form.py cluster --windows 14000              # clustering alone, synthetic
-    python benchmarks/long_form.py cluster --npz /tmp/x/emb.npz         # clustering alone, saved embeddings
-    python benchmarks/long_form.py cluster --npz X_emb.npz --rttm X.rttm  # ... and its DER
+    python -m benchmarks.accuracy.long_form all --hours 1 --short 6            # 1 h + 6 short (4 min) sessions
+    python -m benchmarks.accuracy.long_form all --hours 10 --model fbank-stats  # memory check, stand-in embedder
+    python -m benchmarks.accuracy.long_form cluster --windows 14000              # clustering alone, synthetic
+    python -m benchmarks.accuracy.long_form cluster --npz /tmp/x/emb.npz         # clustering alone, saved embeddings
+    python -m benchmarks.accuracy.long_form cluster --npz X_emb.npz --rttm X.rttm  # ... and its DER
 
 Each case runs in its own subprocess so ru_maxrss is that case's peak.
 """
@@ -28,18 +28,15 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "benchmarks"))
+from benchmarks import DATA, REPO
 
-DATA = REPO.parent / "shared" / "data"
 SR = 16000
 
 
 # --------------------------------------------------------------------------- building conversations
 def speaker_pool(n_speakers: int, rng: np.random.Generator) -> dict[str, list[np.ndarray]]:
     """The 3 multi-utterance LibriSpeech test-other speakers plus random one-utterance train-clean speakers."""
-    from simulate import find_speakers, load_pool
+    from benchmarks.accuracy.simulate import find_speakers, load_pool
 
     multi = find_speakers([DATA / "speakers" / "librispeech_test-other"])
     single = find_speakers([DATA / "speakers" / "librispeech_train-clean-100_1utt"])
@@ -52,7 +49,7 @@ def speaker_pool(n_speakers: int, rng: np.random.Generator) -> dict[str, list[np
 
 def build_conversation(path: Path, seconds: float, n_speakers: int, seed: int) -> Path:
     """Write `path` (.wav, written block by block) and its exact reference RTTM; returns the RTTM path."""
-    from simulate import write_conversation
+    from benchmarks.accuracy.simulate import write_conversation
 
     return write_conversation(path, speaker_pool(n_speakers, np.random.default_rng(seed)), seconds, seed)
 
@@ -124,28 +121,21 @@ def run_case(args: argparse.Namespace) -> dict:
     rss_model = current_rss_mb()
 
     captured: dict = {}
-    if args.save_embeddings:
-        orig = pipeline.cluster
+    if args.save_embeddings:  # keep what the run's `label` stage is given; written after the timed run
+        orig = pipeline.label
 
-        def capture(embeddings, scales, *a, **k):  # noqa: ANN001, ANN002, ANN003, ANN202
-            captured["emb"], captured["scales"] = embeddings, scales
-            return orig(embeddings, scales, *a, **k)
+        def capture(embedded, *a, **k):  # noqa: ANN001, ANN002, ANN003, ANN202
+            captured["embedded"] = embedded
+            return orig(embedded, *a, **k)
 
-        pipeline.cluster = capture
+        pipeline.label = capture
 
     d = Diarizer(cfg, model=model)
     t0, c0 = time.perf_counter(), time.process_time()
     res = d.run(args.wav, oracle_vad=ref if args.vad == "oracle" else None)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     if captured:
-        sc = captured["scales"]
-        np.savez(
-            args.save_embeddings,
-            **{f"emb{i}": e for i, e in enumerate(captured["emb"])},
-            **{f"starts{i}": s.starts for i, s in enumerate(sc)},
-            **{f"ends{i}": s.ends for i, s in enumerate(sc)},
-            meta=np.array([[s.window, s.shift, s.weight] for s in sc]),
-        )
+        pipeline.save_embedded(captured["embedded"], args.save_embeddings)
     hyp = res.annotation
     out = {
         "wav": str(args.wav),
@@ -176,7 +166,8 @@ def run_case(args: argparse.Namespace) -> dict:
 def subprocess_case(wav: Path, rttm: Path, vad: str, args: argparse.Namespace, save: Path | None = None) -> dict:
     cmd = [
         sys.executable,
-        __file__,
+        "-m",
+        __spec__.name,
         "case",
         "--wav",
         str(wav),
@@ -271,18 +262,13 @@ def cmd_all(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- clustering alone
 def cmd_cluster(args: argparse.Namespace) -> int:
-    from diarize.clustering import cluster
-    from diarize.config import ClusteringConfig, WindowConfig
-    from diarize.windows import ScaleWindows, multiscale_windows
+    from diarize import pipeline
+    from diarize import regions as rg
+    from diarize.config import ClusteringConfig, DiarizerConfig, WindowConfig
+    from diarize.windows import multiscale_windows
 
     if args.npz:
-        z = np.load(args.npz)
-        meta = z["meta"]
-        scales = [
-            ScaleWindows(float(w), float(s), float(wt), z[f"starts{i}"], z[f"ends{i}"])
-            for i, (w, s, wt) in enumerate(meta)
-        ]
-        embs = [z[f"emb{i}"] for i in range(len(meta))]
+        embedded = pipeline.load_embedded(args.npz)
         truth = None
         if args.cluster_rttm:
             from diarize.rttm import read_rttm
@@ -310,12 +296,15 @@ def cmd_cluster(args: argparse.Namespace) -> int:
             r = np.searchsorted(regs[:, 0], sc.midpoints, side="right") - 1
             embs.append((centres[spk[r]] + args.noise * rng.standard_normal((len(sc), 192))).astype(np.float32))
         truth = spk[np.searchsorted(regs[:, 0], scales[-1].midpoints, side="right") - 1]
-    cfg = ClusteringConfig(embeddings_per_chunk=args.per_chunk, device=args.device)
+        speech = pipeline.Speech("synthetic", float(regs[-1, 1]), regs, rg.EMPTY.copy())
+        embedded = pipeline.Embedded(speech, scales, embs, "campplus", "cpu")
+    scales = embedded.scales
+    cfg = DiarizerConfig(clustering=ClusteringConfig(embeddings_per_chunk=args.per_chunk, device=args.device))
     rss0 = current_rss_mb()
     times = []
-    for _ in range(args.repeat):
+    for _ in range(args.repeat):  # the pipeline's clustering stage
         t0 = time.perf_counter()
-        res = cluster(embs, scales, cfg)
+        res = pipeline.label(embedded, cfg)
         times.append(time.perf_counter() - t0)
     out = {
         "n_base": len(scales[-1]),
@@ -332,9 +321,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     if args.npz and args.cluster_rttm:
         from pyannote.metrics.diarization import DiarizationErrorRate
 
-        from diarize.rttm import labels_to_annotation
-
-        hyp = labels_to_annotation(scales[-1].starts, scales[-1].ends, res.labels, uri=ref.uri)
+        hyp = pipeline.assemble(embedded, res, cfg).annotation  # the pipeline's output stage
         out["speakers_ref"] = len(ref.labels())
         out["der_forgiving_pct"] = 100 * DiarizationErrorRate(collar=0.5, skip_overlap=True)(ref, hyp)
         out["der_full_pct"] = 100 * DiarizationErrorRate()(ref, hyp)

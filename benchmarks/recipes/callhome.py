@@ -1,8 +1,8 @@
 """DER on CH109: the two-speaker calls of CALLHOME American English (LDC97S42 + LDC97T14).
 
-    python benchmarks/callhome.py --audio LDC97S42 --transcripts LDC97T14 --out runs/ch109 \\
+    python -m benchmarks.recipes.callhome --audio LDC97S42 --transcripts LDC97T14 --out runs/ch109 \\
         [--list ch109.txt] [--model titanet-large] [--config telephonic] [--device cuda] [--limit N]
-    python benchmarks/callhome.py --audio LDC97S42 --rttm ch109.rttm [--uem ch109.uem] --out ...
+    python -m benchmarks.recipes.callhome --audio LDC97S42 --rttm ch109.rttm [--uem ch109.uem] --out ...
 
 Expected layout (as lhotse's callhome_english recipe reads it):
 
@@ -42,23 +42,21 @@ import re
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pyannote.core import Annotation, Segment, Timeline
 
-from _recipe import (
+from benchmarks.recipes._recipe import (
     Recording,
     RecipeError,
     add_common_arguments,
     limited,
-    load_rttm,  # noqa: E402
+    load_rttm,
     main_wrapper,
     read_list,
     readable_sphere,
     require_dir,
     run_recipe,
 )
-from pyannote.core import Annotation, Segment, Timeline  # noqa: E402
-
-from diarize.rttm import FormatError, read_uem  # noqa: E402
+from diarize.rttm import FormatError, read_uem
 
 MODEL_CARD = (1.19, 1.63)
 _TURN = re.compile(r"^\s*(\d+(?:\.\d*)?)\s+(\d+(?:\.\d*)?)\s+([A-Za-z][A-Za-z0-9]*)\s*:")

@@ -4,8 +4,8 @@ device. Each side is timed from a loaded model to the RTTM on disk (NeMo: `Clust
 which writes its manifests, reads every segment from the file, embeds, clusters on the model's device,
 writes the RTTM and scores it; ours: `Diarizer.run` and `write_rttm`), twice, in a fresh process per side.
 
-    python benchmarks/nemo_e2e.py build --minutes 10 --out /tmp/e2e       # conversation + its RTTM
-    python benchmarks/nemo_e2e.py both /tmp/e2e/conv_10min.wav MODEL.nemo --nemo-python NEMO_VENV/bin/python [--device cuda]
+    python -m benchmarks.parity.nemo_e2e build --minutes 10 --out /tmp/e2e       # conversation + its RTTM
+    python -m benchmarks.parity.nemo_e2e both /tmp/e2e/conv_10min.wav MODEL.nemo --nemo-python NEMO_VENV/bin/python [--device cuda]
 
 `ours` and `nemo` run one side alone. A TitaNet .nemo with random weights (`nemo_parity.py make`) times
 the same work as the real one; its speaker counts and DER then mean nothing, and none are claimed.
@@ -21,13 +21,11 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "benchmarks"))
+from benchmarks import REPO
 
 
 def build(args: argparse.Namespace) -> None:
-    from long_form import build_conversation
+    from benchmarks.accuracy.long_form import build_conversation
 
     args.out.mkdir(parents=True, exist_ok=True)
     wav = args.out / f"conv_{args.minutes:g}min.wav"
@@ -170,9 +168,10 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("both needs --nemo-python")
     results = {}
     for side, python in (("ours", sys.executable), ("nemo", args.nemo_python)):
-        cmd = [python, __file__, side, str(args.wav), str(args.nemo), "--json"]
+        # This module again, one side alone; from the checkout's root, where NeMo's Python finds `diarize` too.
+        cmd = [python, "-m", __spec__.name, side, str(args.wav.resolve()), str(args.nemo.resolve()), "--json"]
         cmd += ["--device", args.device, "--threads", str(args.threads), "--repeats", str(args.repeats)]
-        done = subprocess.run(cmd, capture_output=True, text=True)
+        done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
         if done.returncode:
             sys.stderr.write(done.stderr[-3000:])
             raise SystemExit(f"nemo_e2e: the {side} run failed (exit {done.returncode})")

@@ -1,9 +1,9 @@
-"""DER and speaker-count accuracy on simulated conversations (benchmarks/simulate.py).
+"""DER and speaker-count accuracy on simulated conversations (benchmarks/accuracy/simulate.py).
 
-    python benchmarks/sim_bench.py /tmp/sim                     # 30 conversations, oracle VAD, unknown #spk
-    python benchmarks/sim_bench.py /tmp/sim --known             # the reference count given
-    python benchmarks/sim_bench.py /tmp/sim --vad energy        # system VAD instead of the oracle
-    python benchmarks/sim_bench.py /tmp/sim_ovl --overlap-rate 0.2
+    python -m benchmarks.accuracy.sim_bench /tmp/sim                     # 30 conversations, oracle VAD, unknown #spk
+    python -m benchmarks.accuracy.sim_bench /tmp/sim --known             # the reference count given
+    python -m benchmarks.accuracy.sim_bench /tmp/sim --vad energy        # system VAD instead of the oracle
+    python -m benchmarks.accuracy.sim_bench /tmp/sim_ovl --overlap-rate 0.2
 
 The set is built in DIR on first use (same options as simulate.py) and reused afterwards. Prints one line
 per conversation, then pooled DER for both presets (forgiving: 0.25 s collar each side + overlap ignored;
@@ -20,13 +20,11 @@ import time
 import warnings
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from simulate import add_set_arguments, set_from_args  # noqa: E402
-
-from diarize import Diarizer, load_config  # noqa: E402
-from diarize.rttm import read_rttm  # noqa: E402
-from diarize.score import COLLAR_PRESETS as PRESETS, FileScore, ScoreReport, score  # noqa: E402
+from benchmarks.accuracy.simulate import add_set_arguments, set_from_args
+from diarize import Diarizer, load_config
+from diarize.rttm import read_rttm
+from diarize.score import COLLAR_PRESETS as PRESETS, FileScore, ScoreReport, score
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,12 +8,12 @@ starts 0.2-1.0 s before the previous one ends (never before it has run 0.5 s). E
 peak level of -8..-1 dBFS and everything sits on a -65 dBFS white-noise floor. The RTTM holds the exact
 sample positions of every piece, so with overlap it contains overlapping turns.
 
-Audio is written block by block (memory stays bounded for 10-hour files: benchmarks/long_form.py uses
+Audio is written block by block (memory stays bounded for 10-hour files: benchmarks/accuracy/long_form.py uses
 the same writer). Everything is seeded: the same arguments give the same files, byte for byte.
 
-    python benchmarks/simulate.py OUT_DIR                       # 30 conversations, 2-7 speakers, 1-5 min
-    python benchmarks/simulate.py OUT_DIR --count 60 --overlap-rate 0.2 --speakers 2 4 --minutes 0.5 2
-    python benchmarks/simulate.py OUT_DIR --root /data/LibriSpeech/test-clean
+    python -m benchmarks.accuracy.simulate OUT_DIR                       # 30 conversations, 2-7 speakers, 1-5 min
+    python -m benchmarks.accuracy.simulate OUT_DIR --count 60 --overlap-rate 0.2 --speakers 2 4 --minutes 0.5 2
+    python -m benchmarks.accuracy.simulate OUT_DIR --root /data/LibriSpeech/test-clean
 
 OUT_DIR gets sim_XXX.wav, sim_XXX.rttm and list.tsv (uri, speakers, seconds, overlap_rate, seed).
 Default root: the LibriSpeech folders of ../shared/data/speakers (57 speakers; most have one 3-35 s
@@ -30,12 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from benchmarks import DATA
 
 DEFAULT_ROOTS = [
-    REPO.parent / "shared" / "data" / "speakers" / "librispeech_test-other",
-    REPO.parent / "shared" / "data" / "speakers" / "librispeech_train-clean-100_1utt",
+    DATA / "speakers" / "librispeech_test-other",
+    DATA / "speakers" / "librispeech_train-clean-100_1utt",
 ]
 SR = 16000
 AUDIO_EXT = (".wav", ".flac")

