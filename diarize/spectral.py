@@ -113,10 +113,10 @@ def nme_sc(affinity: Affinity, cfg: ClusteringConfig, max_k: int, fixed_ratio: f
     counts, gaps = zip(*(eigengap_count(lam, 1, max_k) for lam in spectra))
     ratios = [p / n / (gap + 1e-10) for p, gap in zip(p_list, gaps)]
     best = int(np.argmin(ratios))
-    if isinstance(cfg.nme_vote, float):
+    if isinstance(cfg.nme_vote, (int, float)):  # unresolved "auto" (a direct call): NeMo's choice
         # The count most of the good p candidates give (a p whose graph has no gap has no say), and
         # the best p among those that give it.
-        say = [i for i, (gap, r) in enumerate(zip(gaps, ratios)) if gap > 0 and r <= cfg.nme_vote * ratios[best]]
+        say = [i for i, (gap, r) in enumerate(zip(gaps, ratios)) if gap > 0 and r <= float(cfg.nme_vote) * ratios[best]]
         say = say or [best]
         values, votes = np.unique([counts[i] for i in say], return_counts=True)
         best = min((i for i in say if counts[i] == values[np.argmax(votes)]), key=lambda i: ratios[i])

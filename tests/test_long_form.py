@@ -92,8 +92,10 @@ def test_long_form_recovers_clusters_without_n_by_n(monkeypatch: pytest.MonkeyPa
     res = cluster(embs, scales, SMALL_CHUNKS)
     assert res.num_speakers == 4
     assert accuracy(res.labels, truth) > 0.99
-    # The only dense matrix is over the group centroids: chunks x groups, far below N.
-    assert max(biggest) <= len(chunk_bounds(n, 300)) * 20 < n
+    # The only dense matrix is over the group centroids: chunks x groups, far below N (each chunk keeps
+    # enough groups for twice the largest count, as `cluster` asks).
+    groups = max(SMALL_CHUNKS.chunk_cluster_count, 2 * SMALL_CHUNKS.max_num_speakers + 1)
+    assert max(biggest) <= len(chunk_bounds(n, 300)) * groups < n
 
 
 def test_long_form_is_deterministic_and_honours_num_speakers() -> None:

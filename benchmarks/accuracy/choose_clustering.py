@@ -38,7 +38,7 @@ def memoize_nme_sc() -> None:
 
     def nme_sc(affinity, cfg, max_k, fixed_ratio=None):  # noqa: ANN001, ANN202
         key = (_CURRENT[0], len(affinity), max_k, fixed_ratio, cfg.max_rp_threshold, cfg.sparse_search_volume,
-               cfg.nme_mat_size, cfg.device)  # fmt: skip
+               cfg.nme_mat_size, cfg.nme_vote, cfg.device)  # fmt: skip
         if key not in memo:
             memo[key] = original(affinity, cfg, max_k, fixed_ratio)
         return memo[key]
