@@ -91,10 +91,10 @@ def nme_sc(affinity: Affinity, cfg: ClusteringConfig, max_k: int, fixed_ratio: f
 
     For each candidate p the affinity is binarised and the ratio (p/N) / g(p) is computed, where
     g(p) is the largest of the first `max_k` eigengaps normalised by the largest eigenvalue; the p
-    minimising it is chosen (a small p that still gives a clear gap). With `cfg.nme_vote`, the count
-    most of the candidates within that factor of the best ratio give is taken, and p is the best of those. Large affinities are
-    subsampled to at most `nme_mat_size` rows for the search. Callers pass the count they search
-    over as `max_k`: with a known count NeMo narrows it to that count.
+    minimising it is chosen (a small p that still gives a clear gap). With a number `cfg.nme_vote`, the
+    count is the one most candidates within that factor of the best ratio give, and p the best of those.
+    Large affinities are subsampled to at most `nme_mat_size` rows for the search. Callers pass the
+    count they search over as `max_k`: with a known count NeMo narrows it to that count.
     """
     n_full = len(affinity)
     # Every rho-th row and column, rho chosen so that at most `nme_mat_size` rows remain. (NeMo
@@ -113,11 +113,10 @@ def nme_sc(affinity: Affinity, cfg: ClusteringConfig, max_k: int, fixed_ratio: f
     counts, gaps = zip(*(eigengap_count(lam, 1, max_k) for lam in spectra))
     ratios = [p / n / (gap + 1e-10) for p, gap in zip(p_list, gaps)]
     best = int(np.argmin(ratios))
-    if isinstance(cfg.nme_vote, (int, float)):  # unresolved "auto" (a direct call): NeMo's choice
-        # The count most of the good p candidates give (a p whose graph has no gap has no say), and
-        # the best p among those that give it.
-        say = [i for i, (gap, r) in enumerate(zip(gaps, ratios)) if gap > 0 and r <= float(cfg.nme_vote) * ratios[best]]
-        say = say or [best]
+    # The vote; with None (or "auto" left unresolved by a direct call) the argmin stands, as in NeMo.
+    if isinstance(cfg.nme_vote, (int, float)):
+        bound = float(cfg.nme_vote) * ratios[best]
+        say = [i for i, (gap, r) in enumerate(zip(gaps, ratios)) if gap > 0 and r <= bound] or [best]  # no gap: no say
         values, votes = np.unique([counts[i] for i in say], return_counts=True)
         best = min((i for i in say if counts[i] == values[np.argmax(votes)]), key=lambda i: ratios[i])
     p_star, lam_star = p_list[best], spectra[best]
