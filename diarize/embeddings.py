@@ -15,8 +15,8 @@ from .config import DiarizerConfig, EmbeddingConfig
 from .errors import ConfigError
 from .fast_embeddings import embed_blocks_fast
 from .models.base import FrameEncoder, SpeakerEmbedder, cpu_has_native_bf16
-from .spans import TRIM_AFTER_GROWTH_MB, Progress, ladder_rows, ladder_size, release_freed_memory, stream_spans
-from .spans import window_audio, window_samples
+from .spans import TRIM_AFTER_GROWTH_MB, Batching, Progress, ladder_rows, ladder_size, release_freed_memory
+from .spans import stream_spans, window_audio, window_samples
 from .windows import ScaleWindows
 
 
@@ -53,19 +53,18 @@ def embed_spans(
     min_embed_s: float = 0.5,
     offset: int = 0,
     progress: Progress | None = None,
-    max_batch_seconds: float | None = None,
-    few_shapes: bool = False,
+    batching: Batching = Batching(),
 ) -> np.ndarray:
     """(N, D) float32 embeddings of the sample spans [first, first + length).
 
     `offset` is the file sample index of `audio[0]`, so a block of a long file can be
     passed with the spans it fully contains (see `embed_blocks`). Windows are batched longest
-    first, at most `batch_size` of them and `max_batch_seconds` of padded audio per batch; a
+    first, at most `batch_size` of them and `batching.seconds` of padded audio per batch; a
     batch of unequal windows is zero-padded to its longest and passed with the lengths (the
     model masks the padding, so a window's embedding does not depend on its batch beyond float
     rounding). Mixing lengths matters: region ends cut a window of a new length per scale, and
     one call per length cost ~20 ms each on a GPU and 15-25 % of the embedding time on CPU.
-    `few_shapes` (accelerators): batch shapes come from a short ladder (`ladder_size`), see there.
+    `batching.few_shapes` (accelerators): batch shapes come from a short ladder (`ladder_size`), see there.
     """
     out = np.zeros((len(first), model.embedding_dim), dtype=np.float32)
     target = np.maximum(length, int(round(min_embed_s * SAMPLE_RATE)))  # short windows are tiled up to this
@@ -73,13 +72,13 @@ def embed_spans(
     b = 0
     while b < len(order):
         width = int(target[order[b]])
-        width = ladder_size(width) if few_shapes else width
+        width = ladder_size(width) if batching.few_shapes else width
         step = batch_size
-        if max_batch_seconds:
-            step = max(1, min(batch_size, int(max_batch_seconds * SAMPLE_RATE) // width))
+        if batching.seconds:
+            step = max(1, min(batch_size, int(batching.seconds * SAMPLE_RATE) // width))
         chunk = order[b : b + step]
         b += len(chunk)
-        rows = ladder_rows(len(chunk), step) if few_shapes else len(chunk)
+        rows = ladder_rows(len(chunk), step) if batching.few_shapes else len(chunk)
         batch = np.zeros((rows, width), dtype=np.float32)
         for row, i in enumerate(chunk):
             batch[row, : target[i]] = window_audio(audio, first[i] - offset, int(length[i]), int(target[i]))
@@ -153,25 +152,12 @@ def _embed_blocks_exact(
     first = np.concatenate([f for f, _ in spans]) if spans else np.zeros(0, dtype=np.int64)
     length = np.concatenate([n for _, n in spans]) if spans else np.zeros(0, dtype=np.int64)
     out = np.zeros((len(first), model.embedding_dim), dtype=np.float32)  # every scale's windows, in order
-    # CPU caches favour small batches of long windows; accelerators want few, large batches (a call
-    # costs ~20 ms however small, CAM++ on an H200).
-    on_cpu = model.device.type == "cpu"
-    max_batch_s = cfg.max_batch_seconds if on_cpu else cfg.accelerator_batch_seconds
+    batching = Batching.for_device(cfg, model.device)
 
     def embed(buf: np.ndarray, buf_start: int, ready: np.ndarray) -> None:
         assert first[ready].min() >= buf_start, "a window's samples were dropped before embedding"
-        # On accelerators every new batch shape costs ~0.1 s of set-up (`ladder_size`): few_shapes there.
         out[ready] = embed_spans(
-            buf,
-            first[ready],
-            length[ready],
-            model,
-            cfg.batch_size,
-            cfg.min_embed_s,
-            offset=buf_start,
-            progress=progress,
-            max_batch_seconds=max_batch_s,
-            few_shapes=not on_cpu,
+            buf, first[ready], length[ready], model, cfg.batch_size, cfg.min_embed_s, buf_start, progress, batching
         )
 
     stream_spans(blocks, first, length, embed)

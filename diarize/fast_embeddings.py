@@ -13,6 +13,7 @@ from .config import EmbeddingConfig
 from .models.base import FrameEncoder
 from .spans import (
     TRIM_AFTER_GROWTH_MB,
+    Batching,
     Progress,
     ladder_rows,
     ladder_size,
@@ -62,8 +63,7 @@ def embed_scales_fast(
     min_embed_s: float = 0.5,
     progress: Progress | None = None,
     local_context_s: float | None = None,
-    batch_seconds: float | None = None,
-    few_shapes: bool = False,
+    batching: Batching | None = None,
 ) -> list[np.ndarray]:
     """Fast mode: (N_s, D) float32 embeddings per scale, like exact mode (`embed_spans`), with the
     model's frame encoder run once per speech region instead of once per window.
@@ -79,9 +79,9 @@ def embed_scales_fast(
     than `min_embed_s` is tiled to that length as exact mode tiles its windows, so those
     windows (the whole region) get their exact-mode embeddings.
 
-    `batch_seconds`: encode chunks of any length together in zero-padded batches of at most this
-    much padded audio, longest first (the model masks the padding). None: one chunk per call.
-    `few_shapes` (accelerators, with `batch_seconds`): batch shapes from a ladder, as `embed_spans`.
+    `batching`: encode chunks of any length together in zero-padded batches of at most `batching.seconds`
+    of padded audio, longest first (the model masks the padding), shapes from a ladder with
+    `batching.few_shapes`, as `embed_spans`. None: one chunk per call.
     """
     out = [np.zeros((len(s), model.embedding_dim), dtype=np.float32) for s in scales]
     if not any(len(s) for s in scales):
@@ -95,7 +95,8 @@ def embed_scales_fast(
     min_len = int(round(min_embed_s * SAMPLE_RATE))
     chunk, context = int(round(chunk_s * SAMPLE_RATE)), int(round(context_s * SAMPLE_RATE))
     jobs = _chunk_jobs(first, length, regions, chunk, context, int(model.chunk_align), min_len)
-    for batch, width, full in _batches(jobs, batch_seconds, few_shapes):
+    few_shapes = batching is not None and batching.few_shapes
+    for batch, width, full in _batches(jobs, batching):
         x, lengths = _batch_audio(
             audio, [jobs[j] for j in batch], width, ladder_rows(len(batch), full) if few_shapes else len(batch)
         )
@@ -146,18 +147,18 @@ def _chunk_jobs(
     return jobs
 
 
-def _batches(jobs: list[Job], batch_seconds: float | None, few_shapes: bool) -> list[tuple[list[int], int, int]]:
-    """(jobs, width, rows of a full batch) per encoder call: one job a call without `batch_seconds`, else
-    longest first (each batch pads little); with `few_shapes` widths come from a ladder."""
-    if batch_seconds is None:
+def _batches(jobs: list[Job], batching: Batching | None) -> list[tuple[list[int], int, int]]:
+    """(jobs, width, rows of a full batch) per encoder call: one job a call without `batching.seconds`,
+    else longest first (each batch pads little); with `batching.few_shapes` widths come from a ladder."""
+    if batching is None or batching.seconds is None:
         return [([j], jobs[j][1], 1) for j in range(len(jobs))]
     batches = []
     by_len = sorted(range(len(jobs)), key=lambda j: -jobs[j][1])
     j = 0
     while j < len(by_len):
         width = jobs[by_len[j]][1]
-        width = ladder_size(width) if few_shapes else width
-        n = max(1, int(batch_seconds * SAMPLE_RATE) // width)
+        width = ladder_size(width) if batching.few_shapes else width
+        n = max(1, int(batching.seconds * SAMPLE_RATE) // width)
         batches.append((by_len[j : j + n], width, n))
         j += n
     return batches
@@ -235,7 +236,7 @@ def embed_blocks_fast(
     r_first, r_len = window_samples(regions[:, 0], regions[:, 1])
     owner = [np.searchsorted(regions[:, 0], s.midpoints, side="right") - 1 for s in scales]
     local = cfg.fast_local_context_s if model.local_context else None
-    on_cpu = model.device.type == "cpu"
+    batching = Batching.for_device(cfg, model.device)
 
     def embed(buf: np.ndarray, buf_start: int, ready_regions: np.ndarray) -> None:
         ready = np.zeros(len(regions), dtype=bool)
@@ -255,8 +256,7 @@ def embed_blocks_fast(
             min_embed_s=cfg.min_embed_s,
             progress=progress,
             local_context_s=local,
-            batch_seconds=cfg.max_batch_seconds if on_cpu else cfg.accelerator_batch_seconds,
-            few_shapes=not on_cpu,
+            batching=batching,
         )
         for o, i, e in zip(out, picks, embs):
             o[i] = e

@@ -8,10 +8,16 @@ import ctypes
 import functools
 import os
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .audio import SAMPLE_RATE
+from .config import EmbeddingConfig
+
+if TYPE_CHECKING:
+    import torch
 
 Progress = Callable[[int], None]  # called with the number of windows just embedded
 
@@ -48,6 +54,24 @@ def window_audio(audio: np.ndarray, start: int, length: int, target: int) -> np.
     if len(x) < length:  # a window touching the very end of a resampled file
         x = np.pad(x, (0, length - len(x)))
     return tile_to(x, target) if target > length else x
+
+
+@dataclass(frozen=True)
+class Batching:
+    """How windows or chunks are grouped into model calls: zero-padded batches of at most
+    `seconds` of padded audio (None: no cap beyond the batch size), with `few_shapes` (accelerators,
+    where every new input shape costs set-up time) widths and row counts from a short ladder."""
+
+    seconds: float | None = None
+    few_shapes: bool = False
+
+    @classmethod
+    def for_device(cls, cfg: EmbeddingConfig, device: torch.device) -> Batching:
+        """CPU caches favour small batches of long windows; accelerators want few, large batches of few
+        shapes (a call costs ~20 ms however small, CAM++ on an H200)."""
+        if device.type == "cpu":
+            return cls(cfg.max_batch_seconds, few_shapes=False)
+        return cls(cfg.accelerator_batch_seconds, few_shapes=True)
 
 
 def ladder_size(n: int) -> int:

@@ -11,7 +11,7 @@ from diarize.audio import SAMPLE_RATE
 from diarize.config import WindowConfig
 from diarize.embeddings import embed_spans
 from diarize.fast_embeddings import embed_scales_fast
-from diarize.spans import ladder_size, tile_to
+from diarize.spans import Batching, ladder_size, tile_to
 from diarize.models.titanet import load_titanet
 from diarize.windows import multiscale_windows
 
@@ -79,7 +79,7 @@ def test_span_batches_give_each_window_its_own_embedding(which, few_shapes, camp
     assert len(np.unique(length)) > 10  # region ends cut windows of many lengths
     assert (length < 8000).any()  # and some shorter than min_embed_s, tiled
     together = embed_spans(
-        audio, first, length, model, batch_size=64, min_embed_s=0.5, max_batch_seconds=20, few_shapes=few_shapes
+        audio, first, length, model, batch_size=64, min_embed_s=0.5, batching=Batching(20, few_shapes)
     )
     alone = np.concatenate(
         [
@@ -101,7 +101,7 @@ def test_fast_mode_chunk_batches_equal_one_chunk_per_call(which, few_shapes, cam
     scales = multiscale_windows(regions, WindowConfig())
     kw = dict(chunk_s=10.0, context_s=2.0, local_context_s=local)
     alone = embed_scales_fast(audio, regions, scales, model, **kw)
-    together = embed_scales_fast(audio, regions, scales, model, batch_seconds=25.0, few_shapes=few_shapes, **kw)
+    together = embed_scales_fast(audio, regions, scales, model, batching=Batching(25.0, few_shapes), **kw)
     for a, t in zip(alone, together):
         assert rel_err(t, a) < 1e-4
 
@@ -130,7 +130,7 @@ def test_few_shapes_batches_take_shapes_from_the_ladder(campplus, monkeypatch):
         return real(x, lengths)
 
     monkeypatch.setattr(campplus, "embed_batch", spy)
-    embed_spans(audio, first, length, campplus, batch_size=64, max_batch_seconds=40, few_shapes=True)
+    embed_spans(audio, first, length, campplus, batch_size=64, batching=Batching(40, few_shapes=True))
     for rows, width in shapes:
         assert ladder_size(width) == width
         full = min(64, 40 * SAMPLE_RATE // width)
