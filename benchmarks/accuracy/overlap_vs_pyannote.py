@@ -1,8 +1,8 @@
 """Overlapped speech found by pyannote.audio 3.4's speaker-count recipe and by ours, with the same
 segmentation-3.0 weights, scored on the same frames (issue 33).
 
-Step 1, in a side venv that has pyannote.audio 3.4.0 (never a project dependency; see RESULTS.md for
-how it was installed on torch 2.13): run the recipe of its `SpeakerDiarization.apply` up to the
+Step 1, in a side venv that has pyannote.audio 3.4.0 (never a project dependency; how to install it on
+torch 2.13: RESULTS.md, "Against pyannote.audio's own recipe"): run the recipe of its `SpeakerDiarization.apply` up to the
 speaker count (10 s windows every 1 s, powerset -> hard local speakers, `speaker_count` with no
 warm-up) and dump every file's per-frame count:
 
