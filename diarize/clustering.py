@@ -16,11 +16,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .affinity import Affinity, ClusterItems, TopPGraph, binarized_graph, cosine_affinity, fused_affinity, window_items
+from .affinity import Affinity, ClusterItems, TopPGraph, binarized_graph, cosine_affinity, fused_affinity, unit_rows
+from .affinity import window_items
 from .config import ClusteringConfig, SpeakerCount, model_clustering
 from .errors import SpeakerCountError
 from .reduce import reduce_long_form
-from .refine import merge_similar_clusters, split_clusters, unlike_partition
+from .refine import merge_similar_clusters, split_clusters, split_off_turns, turns, unlike_partition
 from .spectral import NMEResult, enhanced_count, kmeans, nme_sc, spectral_embedding
 from .windows import ScaleWindows
 
@@ -161,7 +162,8 @@ def cluster(
 
     Sessions with more base windows than `embeddings_per_chunk` are first reduced (each chunk
     over-clustered, see `reduce_long_form`), the same core clusters the groups, and each window
-    takes its group's label (SpectralCluster's reduce-then-predict).
+    takes its group's label (SpectralCluster's reduce-then-predict). With an unknown count, turns
+    that resemble no cluster then become speakers of their own (`split_off_turns`).
     """
     n = len(scales[-1])
     if n == 0:
@@ -172,5 +174,19 @@ def cluster(
         groups = max(cfg.chunk_cluster_count, 2 * count_bounds(n, cfg, count)[1] + 1)
         reps, owner, items = reduce_long_form(embeddings, scales, cfg, groups)
         res = cluster_items(cosine_affinity(reps), items, cfg, count)
-        return ClusteringResult(res.labels[owner], res.num_speakers, res.p)
-    return cluster_items(fused_affinity(embeddings, scales), window_items(embeddings, scales), cfg, count)
+        res = ClusteringResult(res.labels[owner], res.num_speakers, res.p)
+    else:
+        res = cluster_items(fused_affinity(embeddings, scales), window_items(embeddings, scales), cfg, count)
+    if count.num is not None or cfg.turn_split_threshold is None:
+        return res
+    base = scales[-1]
+    labels = split_off_turns(
+        res.labels,
+        unit_rows(embeddings[-1], eps=1e-12),
+        turns(res.labels, base.starts, base.ends),
+        cfg.turn_split_threshold,
+        cfg.turn_min_windows,
+        cfg.merge_threshold,
+        count_bounds(n, cfg, count)[1],
+    )
+    return _result(labels, res.p)

@@ -189,7 +189,7 @@ class ClusteringConfig:
     sparse_search_volume: int = _f(30, 1, 10000)
     nme_mat_size: int = _f(512, 2, 100000)
     min_samples_for_nmesc: int = _f(6, 0, 100000)
-    # The next three are "auto" by default: the embedding model's own values (MODEL_CLUSTERING below).
+    # The "auto" fields (AUTO_FIELDS): the embedding model's own values (MODEL_CLUSTERING below).
     # NeMo applies "enhanced counting" to sessions of <= 80 base windows; with CAM++ it
     # miscounted on our shared data (see benchmarks/RESULTS.md), so CAM++ turns it off.
     enhanced_count_threshold: int | str = _f("auto", 0, 100000)
@@ -207,6 +207,12 @@ class ClusteringConfig:
     # recovers speakers with fewer windows than NME-SC's p, which the graph merges into others.
     split_threshold: float | str | None = _f("auto", -1.0, 1.0)
     split_min_windows: int = _f(6, 1, 100000)  # base windows (1.5 s of speech) in the smaller half at least
+    # A turn (consecutive base windows of one cluster, no gap, at least `turn_min_windows`) whose mean has
+    # cosine below this to the rest of its cluster and to every other cluster is a speaker of its own (one
+    # who says a few words, too few windows for a group of the graph's own); such turns join each other at
+    # `merge_threshold`. Unknown counts only; None: off. Chosen on dev (RESULTS.md, "Choices on dev").
+    turn_split_threshold: float | str | None = _f("auto", -1.0, 1.0)
+    turn_min_windows: int = _f(3, 1, 100000)
     # Each bisection binarises the cluster's affinity with p = this share of its items. A p-search per
     # cluster cost half of a 5-min session's clustering and was worse on the held-out dev set
     # (6.02 -> 5.07 % forgiving DER with 0.15; chosen on dev among 0.1-0.25, benchmarks/RESULTS.md).
@@ -228,13 +234,13 @@ class ClusteringConfig:
 # Per embedding-model values of the "auto" clustering fields. The cosines are the model's own scale:
 # CAM++'s were chosen on the dev set alone (dev simulations + the six shared recordings; grid merge
 # 0.60-0.75 x split none/0.40-0.50, benchmarks/RESULTS.md, "Choices on dev"). TitaNet gets NeMo's own
-# clustering settings (no merge, no split, no vote, enhanced counting up to 80 base windows) until real weights can
-# be measured.
+# clustering settings (no merge, no split, no vote, no turn split, enhanced counting up to 80 base windows)
+# until real weights can be measured. Values in AUTO_FIELDS order.
+AUTO_FIELDS = ("merge_threshold", "split_threshold", "enhanced_count_threshold", "nme_vote", "turn_split_threshold")
 MODEL_CLUSTERING: dict[str, dict[str, Any]] = {
-    "campplus": {"merge_threshold": 0.65, "split_threshold": 0.45, "enhanced_count_threshold": 0, "nme_vote": 3.0},
-    "titanet": {"merge_threshold": None, "split_threshold": None, "enhanced_count_threshold": 80, "nme_vote": None},
+    "campplus": dict(zip(AUTO_FIELDS, (0.65, 0.45, 0, 3.0, 0.3))),
+    "titanet": dict(zip(AUTO_FIELDS, (None, None, 80, None, None))),
 }
-AUTO_FIELDS = ("merge_threshold", "split_threshold", "enhanced_count_threshold", "nme_vote")
 
 
 def model_clustering(cfg: ClusteringConfig, model_name: str | None) -> ClusteringConfig:

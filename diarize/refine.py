@@ -1,5 +1,6 @@
 """Refinements after the spectral step: split clusters whose halves are unlike, merge clusters whose
-centroids are alike (centroids are size-weighted over `ClusterItems`, averaged over scales)."""
+centroids are alike (centroids are size-weighted over `ClusterItems`, averaged over scales), and give
+turns that resemble no cluster a speaker of their own."""
 
 from __future__ import annotations
 
@@ -145,3 +146,64 @@ def merge_similar_clusters(labels: np.ndarray, items: ClusterItems, threshold: f
             break
         labels[labels == ids[j]] = ids[i]
     return np.unique(labels, return_inverse=True)[1]
+
+
+def turns(labels: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> list[np.ndarray]:
+    """Runs of consecutive base windows with one label and no gap between neighbours (a gap: the next
+    window starts after this one ends, i.e. a pause between speech regions)."""
+    if len(labels) == 0:
+        return []
+    breaks = np.flatnonzero((labels[1:] != labels[:-1]) | (starts[1:] > ends[:-1])) + 1
+    return np.split(np.arange(len(labels)), breaks)
+
+
+def split_off_turns(
+    labels: np.ndarray,
+    vectors: np.ndarray,
+    runs: list[np.ndarray],
+    threshold: float,
+    min_windows: int,
+    join_threshold: float | None,
+    max_k: int,
+) -> np.ndarray:
+    """Turns (`runs` of at least `min_windows` rows) whose mean unit vector has cosine below `threshold`
+    to the rest of their cluster and to every other cluster become speakers of their own; those turns
+    then join each other while their centroids have cosine >= `join_threshold`. At most `max_k`
+    clusters: the turns least like any cluster go first. `vectors` (N, D) are unit rows."""
+    sums = {k: vectors[labels == k].sum(axis=0) for k in np.unique(labels)}
+    picked = []  # (best cosine to any cluster, rows)
+    for rows in runs:
+        own = labels[rows[0]]
+        if len(rows) < min_windows or (labels == own).sum() - len(rows) < min_windows:
+            continue
+        mean = _unit(vectors[rows].sum(axis=0))
+        like = [float(mean @ _unit(sums[own] - vectors[rows].sum(axis=0)))]
+        like += [float(mean @ _unit(v)) for k, v in sums.items() if k != own]
+        if max(like) < threshold:
+            picked.append((max(like), rows))
+    if not picked:
+        return labels
+    groups = _join_turns([rows for _, rows in sorted(picked, key=lambda t: t[0])], vectors, join_threshold)
+    labels = labels.copy()
+    for rows in groups[: max(0, max_k - len(sums))]:
+        labels[rows] = labels.max() + 1
+    return labels
+
+
+def _join_turns(turns: list[np.ndarray], vectors: np.ndarray, threshold: float | None) -> list[np.ndarray]:
+    """Greedy agglomeration of turns: the most similar pair of groups joins while its centroid cosine is
+    >= `threshold` (None: never); groups keep the order of their first turn."""
+    groups = list(turns)
+    while threshold is not None and len(groups) > 1:
+        cen = unit_rows(np.stack([vectors[g].sum(axis=0) for g in groups]), eps=1e-12)
+        sims = cen @ cen.T
+        np.fill_diagonal(sims, -np.inf)
+        i, j = sorted(np.unravel_index(np.argmax(sims), sims.shape))
+        if sims[i, j] < threshold:
+            break
+        groups[i] = np.concatenate([groups[i], groups.pop(j)])
+    return groups
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / max(float(np.linalg.norm(v)), 1e-12)

@@ -16,7 +16,7 @@ from diarize.affinity import (
     window_items,
 )
 from diarize.clustering import cluster
-from diarize.refine import merge_similar_clusters, split_clusters
+from diarize.refine import merge_similar_clusters, split_clusters, split_off_turns, turns
 from diarize.spectral import eigengap_count, kmeans, laplacian, nme_sc
 from diarize.config import ClusteringConfig, SpeakerCount, WindowConfig
 from diarize.windows import multiscale_windows
@@ -257,6 +257,57 @@ def test_split_recovers_a_speaker_absorbed_into_another_cluster(rng):
     assert len(np.unique(split_clusters(absorbed, aff, window_items(embs, scales), big, max_k=8)[0])) == 2
 
 
+def few_words_session(rng, turn_speakers, short_turns, dim=32, spread=0.6):
+    """(unit base-window vectors, base scale, truth): turns 6 s apart, those in `short_turns` 1.5 s long."""
+    regions, _ = turns_to_scales(turn_speakers)
+    for t in short_turns:
+        regions[t, 1] = regions[t, 0] + 1.5
+    base = multiscale_windows(regions, WindowConfig())[-1]
+    truth = labels_for(base, regions, turn_speakers)
+    x = rng.standard_normal((max(turn_speakers) + 1, dim))[truth] + spread * rng.standard_normal((len(base), dim))
+    return x / np.linalg.norm(x, axis=1, keepdims=True), base, truth
+
+
+def test_turns_break_at_label_changes_and_pauses():
+    starts, ends = np.array([0.0, 0.25, 0.5, 2.0, 2.25, 2.5]), np.array([0.5, 0.75, 1.0, 2.5, 2.75, 3.0])
+    runs = turns(np.array([0, 0, 1, 1, 1, 1]), starts, ends)
+    assert [r.tolist() for r in runs] == [[0, 1], [2], [3, 4, 5]]  # 1.0 -> 2.0 s is a pause
+    assert turns(np.zeros(0, dtype=int), starts[:0], ends[:0]) == []
+
+
+def test_turns_that_resemble_no_cluster_become_a_speaker_of_their_own(rng):
+    # Speaker 2 says two short things (turns 3 and 7), which the clustering gave to speaker 0.
+    turn_speakers = [0, 1, 0, 2, 1, 0, 1, 2, 0, 1]
+    x, base, truth = few_words_session(rng, turn_speakers, short_turns=[3, 7])
+    absorbed = np.where(truth == 2, 0, truth)
+    runs = turns(absorbed, base.starts, base.ends)
+    fixed = split_off_turns(absorbed, x, runs, threshold=0.3, min_windows=3, join_threshold=0.65, max_k=8)
+    assert len(np.unique(fixed)) == 3 and agreement(truth, fixed) == 1.0  # both turns, one new speaker
+    # Without joining, each turn is a speaker; the maximum count caps what is added.
+    apart = split_off_turns(absorbed, x, runs, threshold=0.3, min_windows=3, join_threshold=None, max_k=8)
+    assert len(np.unique(apart)) == 4
+    assert len(np.unique(split_off_turns(absorbed, x, runs, 0.3, 3, None, max_k=3))) == 3
+    # Correct clusters are left alone, and so is a turn shorter than min_windows.
+    assert (split_off_turns(truth, x, turns(truth, base.starts, base.ends), 0.3, 3, 0.65, 8) == truth).all()
+    longest = max(len(r) for r in runs if truth[r[0]] == 2)
+    assert (split_off_turns(absorbed, x, runs, 0.3, longest + 1, 0.65, 8) == absorbed).all()
+
+
+def test_cluster_counts_a_speaker_who_says_a_few_words_unless_the_count_is_known(rng):
+    turn_speakers = [0, 1, 0, 1, 2, 0, 1, 0, 1, 0, 1]
+    regions, _ = turns_to_scales(turn_speakers)
+    regions[4, 1] = regions[4, 0] + 1.5
+    scales = multiscale_windows(regions, WindowConfig())
+    centers = rng.standard_normal((3, 32))
+    embs = [centers[labels_for(sc, regions, turn_speakers)] + 0.6 * rng.standard_normal((len(sc), 32)) for sc in scales]
+    truth = labels_for(scales[-1], regions, turn_speakers)
+    off = ClusteringConfig(turn_split_threshold=None, split_threshold=None)
+    assert cluster(embs, scales, off).num_speakers == 2  # the graph alone absorbs the short turn
+    res = cluster(embs, scales, ClusteringConfig(split_threshold=None))
+    assert res.num_speakers == 3 and agreement(truth, res.labels) == 1.0
+    assert cluster(embs, scales, ClusteringConfig(split_threshold=None), SpeakerCount(num=2)).num_speakers == 2
+
+
 # --------------------------------------------------------------------------- NeMo's toy clustering cases
 # NeMo's own clustering test (tests/collections/asr/test_diar_utils.py, `test_offline_speaker_clustering`)
 # builds 30 s sessions where n = 1..7 speakers talk one after another for 30/n s each; every window of
@@ -363,7 +414,10 @@ def test_many_speakers_whose_halves_look_alike_fill_the_maximum(monkeypatch):
     assert res.num_speakers == 8
     with monkeypatch.context() as m:  # the split alone, from one cluster: the halves look alike
         m.setattr(clustering, "unlike_partition", lambda *a: None)
-        assert cluster(embs, scales, capped).num_speakers == 1
+        split_only = ClusteringConfig(max_num_speakers=8, turn_split_threshold=None)
+        assert cluster(embs, scales, split_only).num_speakers == 1
+        # Each speaker's turn resembles neither the blob nor the others: turn splitting alone fills the maximum.
+        assert cluster(embs, scales, capped).num_speakers == 8
     # One speaker with the same common direction stays one speaker.
     one = [centers[0] + 0.8 * rng.standard_normal((len(sc), 64)) for sc in scales]
     with warnings.catch_warnings():

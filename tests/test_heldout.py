@@ -72,7 +72,8 @@ def test_rescore_from_cache_and_overrides(tmp_path):
     text = heldout.format_report(rep)
     assert "| **all** | 3 |" in text and "3/3 = 100 %" in text
     # A variant that merges every cluster (any centroid cosine >= -1) shows up in the counts and the report.
-    merged = heldout.clustering_overrides(cfg, None, ["merge_threshold=-1", "split_threshold=null"])
+    overrides = ["merge_threshold=-1", "split_threshold=null", "turn_split_threshold=null"]
+    merged = heldout.clustering_overrides(cfg, None, overrides)
     assert merged.clustering.merge_threshold == -1 and merged.clustering.split_threshold is None
     assert cfg.clustering.merge_threshold == "auto"  # the original is not changed (auto: the model's value)
     rep2 = heldout.rescore(sessions, merged)
