@@ -10,6 +10,10 @@ from .affinity import Affinity, ClusterItems, TopPGraph, binarized_graph, unit_r
 from .config import ClusteringConfig
 from .spectral import kmeans, nme_sc, spectral_embedding
 
+# Turns `split_off_turns` considers, the least like any cluster first: bounds its joining step (quadratic
+# in the turns per join) on long recordings, where far more turns than new speakers can pass the threshold.
+MAX_TURN_CANDIDATES = 256
+
 
 def centroid_similarity(
     labels: np.ndarray, items: ClusterItems, mask: np.ndarray | None = None
@@ -169,21 +173,24 @@ def split_off_turns(
     """Turns (`runs` of at least `min_windows` rows) whose mean unit vector has cosine below `threshold`
     to the rest of their cluster and to every other cluster become speakers of their own; those turns
     then join each other while their centroids have cosine >= `join_threshold`. At most `max_k`
-    clusters: the turns least like any cluster go first. `vectors` (N, D) are unit rows."""
-    sums = {k: vectors[labels == k].sum(axis=0) for k in np.unique(labels)}
-    picked = []  # (best cosine to any cluster, rows)
-    for rows in runs:
-        own = labels[rows[0]]
-        if len(rows) < min_windows or (labels == own).sum() - len(rows) < min_windows:
-            continue
-        mean = _unit(vectors[rows].sum(axis=0))
-        like = [float(mean @ _unit(sums[own] - vectors[rows].sum(axis=0)))]
-        like += [float(mean @ _unit(v)) for k, v in sums.items() if k != own]
-        if max(like) < threshold:
-            picked.append((max(like), rows))
-    if not picked:
+    clusters: the turns least like any cluster go first. `vectors` (N, D) are unit rows; `labels`
+    are 0..K-1."""
+    if not runs:
         return labels
-    groups = _join_turns([rows for _, rows in sorted(picked, key=lambda t: t[0])], vectors, join_threshold)
+    sums = np.stack([vectors[labels == k].sum(axis=0) for k in range(int(labels.max()) + 1)])
+    sizes = np.bincount(labels, minlength=len(sums))
+    own = np.array([labels[r[0]] for r in runs])
+    lengths = np.array([len(r) for r in runs])
+    run_sums = np.stack([vectors[r].sum(axis=0) for r in runs])
+    means = unit_rows(run_sums, eps=1e-12)
+    like = means @ unit_rows(sums, eps=1e-12).T  # (runs, clusters); own cluster: without the turn itself
+    like[np.arange(len(runs)), own] = (means * unit_rows(sums[own] - run_sums, eps=1e-12)).sum(axis=1)
+    best = like.max(axis=1)
+    picked = np.flatnonzero((lengths >= min_windows) & (sizes[own] - lengths >= min_windows) & (best < threshold))
+    if not len(picked):
+        return labels
+    picked = picked[np.argsort(best[picked], kind="stable")][:MAX_TURN_CANDIDATES]
+    groups = _join_turns([runs[i] for i in picked], vectors, join_threshold)
     labels = labels.copy()
     for rows in groups[: max(0, max_k - len(sums))]:
         labels[rows] = labels.max() + 1
@@ -203,7 +210,3 @@ def _join_turns(turns: list[np.ndarray], vectors: np.ndarray, threshold: float |
             break
         groups[i] = np.concatenate([groups[i], groups.pop(j)])
     return groups
-
-
-def _unit(v: np.ndarray) -> np.ndarray:
-    return v / max(float(np.linalg.norm(v)), 1e-12)
