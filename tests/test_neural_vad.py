@@ -111,8 +111,8 @@ def test_presets_state_only_what_differs_from_the_region_level_default() -> None
     assert (fast["embedding"]["cpu_bf16"], fast["vad"]["pyannote_seg"]["cpu_bf16"]) == (True, True)
     fast["embedding"]["cpu_bf16"] = fast["vad"]["pyannote_seg"]["cpu_bf16"] = False
     assert fast == general
-    assert exact["embedding"]["mode"] == "exact"
-    exact["embedding"]["mode"] = "fast"
+    assert (exact["embedding"]["mode"], exact["vad"]["pyannote_seg"]["step_s"]) == ("exact", 1.0)
+    exact["embedding"]["mode"], exact["vad"]["pyannote_seg"]["step_s"] = "fast", 2.5
     assert exact == general
 
 
