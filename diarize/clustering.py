@@ -169,9 +169,9 @@ def cluster(
     if n == 0:
         return ClusteringResult(np.zeros(0, dtype=np.int64), 0, None)
     cfg = model_clustering(cfg, model_name)
-    count_bounds(n, cfg, count)  # refuse an impossible count before any work
+    max_k = count_bounds(n, cfg, count)[1]  # refuses an impossible count before any work
     if cfg.embeddings_per_chunk and n > cfg.embeddings_per_chunk:
-        groups = max(cfg.chunk_cluster_count, 2 * count_bounds(n, cfg, count)[1] + 1)
+        groups = max(cfg.chunk_cluster_count, 2 * max_k + 1)
         reps, owner, items = reduce_long_form(embeddings, scales, cfg, groups)
         res = cluster_items(cosine_affinity(reps), items, cfg, count)
         res = ClusteringResult(res.labels[owner], res.num_speakers, res.p)
@@ -187,6 +187,6 @@ def cluster(
         cfg.turn_split_threshold,
         cfg.turn_min_windows,
         cfg.merge_threshold,
-        count_bounds(n, cfg, count)[1],
+        max_k,
     )
     return _result(labels, res.p)

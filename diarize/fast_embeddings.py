@@ -63,7 +63,7 @@ def embed_scales_fast(
     min_embed_s: float = 0.5,
     progress: Progress | None = None,
     local_context_s: float | None = None,
-    batching: Batching | None = None,
+    batching: Batching = Batching(),
 ) -> list[np.ndarray]:
     """Fast mode: (N_s, D) float32 embeddings per scale, like exact mode (`embed_spans`), with the
     model's frame encoder run once per speech region instead of once per window.
@@ -81,7 +81,7 @@ def embed_scales_fast(
 
     `batching`: encode chunks of any length together in zero-padded batches of at most `batching.seconds`
     of padded audio, longest first (the model masks the padding), shapes from a ladder with
-    `batching.few_shapes`, as `embed_spans`. None: one chunk per call.
+    `batching.few_shapes`, as `embed_spans`. `batching.seconds` None: one chunk per call.
     """
     out = [np.zeros((len(s), model.embedding_dim), dtype=np.float32) for s in scales]
     if not any(len(s) for s in scales):
@@ -95,11 +95,9 @@ def embed_scales_fast(
     min_len = int(round(min_embed_s * SAMPLE_RATE))
     chunk, context = int(round(chunk_s * SAMPLE_RATE)), int(round(context_s * SAMPLE_RATE))
     jobs = _chunk_jobs(first, length, regions, chunk, context, int(model.chunk_align), min_len)
-    few_shapes = batching is not None and batching.few_shapes
     for batch, width, full in _batches(jobs, batching):
-        x, lengths = _batch_audio(
-            audio, [jobs[j] for j in batch], width, ladder_rows(len(batch), full) if few_shapes else len(batch)
-        )
+        rows = ladder_rows(len(batch), full) if batching.few_shapes else len(batch)
+        x, lengths = _batch_audio(audio, [jobs[j] for j in batch], width, rows)
         frames, n_valid = model.encode_frames(torch.from_numpy(x), lengths=lengths, local_context_s=local_context_s)
         n_valid = n_valid.cpu().numpy()
         for group in _pool_groups(n_valid[: len(batch)]):
@@ -147,10 +145,10 @@ def _chunk_jobs(
     return jobs
 
 
-def _batches(jobs: list[Job], batching: Batching | None) -> list[tuple[list[int], int, int]]:
+def _batches(jobs: list[Job], batching: Batching) -> list[tuple[list[int], int, int]]:
     """(jobs, width, rows of a full batch) per encoder call: one job a call without `batching.seconds`,
     else longest first (each batch pads little); with `batching.few_shapes` widths come from a ladder."""
-    if batching is None or batching.seconds is None:
+    if batching.seconds is None:
         return [([j], jobs[j][1], 1) for j in range(len(jobs))]
     batches = []
     by_len = sorted(range(len(jobs)), key=lambda j: -jobs[j][1])

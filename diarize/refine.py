@@ -197,10 +197,10 @@ def split_off_turns(
     return labels
 
 
-def _join_turns(turns: list[np.ndarray], vectors: np.ndarray, threshold: float | None) -> list[np.ndarray]:
-    """Greedy agglomeration of turns: the most similar pair of groups joins while its centroid cosine is
-    >= `threshold` (None: never); groups keep the order of their first turn."""
-    groups = list(turns)
+def _join_turns(runs: list[np.ndarray], vectors: np.ndarray, threshold: float | None) -> list[np.ndarray]:
+    """Greedy agglomeration of turns (`runs`): the most similar pair of groups joins while its centroid
+    cosine is >= `threshold` (None: never); groups keep the order of their first turn."""
+    groups = list(runs)
     while threshold is not None and len(groups) > 1:
         cen = unit_rows(np.stack([vectors[g].sum(axis=0) for g in groups]), eps=1e-12)
         sims = cen @ cen.T

@@ -13,6 +13,7 @@ from diarize.affinity import (
     neighbour_ranks,
     scale_maps,
     top_p_mask,
+    unit_rows,
     window_items,
 )
 from diarize.clustering import cluster
@@ -234,15 +235,22 @@ def test_merge_joins_a_speaker_split_in_two(rng):
     assert len(np.unique(merge_similar_clusters(split, window_items(embs, scales), threshold=-1.0, min_k=2))) == 2
 
 
+def short_turn_session(rng, turn_speakers, short_turns, short_s, dim=32, spread=0.6):
+    """(embeddings per scale, scales, base-scale truth): turns 6 s apart, those in `short_turns` `short_s` long."""
+    regions, _ = turns_to_scales(turn_speakers)
+    for t in short_turns:
+        regions[t, 1] = regions[t, 0] + short_s
+    scales = multiscale_windows(regions, WindowConfig())
+    centers = rng.standard_normal((max(turn_speakers) + 1, dim))
+    embs = [
+        centers[labels_for(sc, regions, turn_speakers)] + spread * rng.standard_normal((len(sc), dim)) for sc in scales
+    ]
+    return embs, scales, labels_for(scales[-1], regions, turn_speakers)
+
+
 def test_split_recovers_a_speaker_absorbed_into_another_cluster(rng):
     # Speaker 2 talks once, briefly (one 2.5 s turn); the clustering put it into speaker 0's cluster.
-    turn_speakers = [0, 1, 0, 1, 2, 0, 1, 0, 1]
-    regions, scales = turns_to_scales(turn_speakers)
-    regions[4, 1] = regions[4, 0] + 2.5
-    scales = multiscale_windows(regions, WindowConfig())
-    centers = rng.standard_normal((3, 32))
-    embs = [centers[labels_for(sc, regions, turn_speakers)] + 0.6 * rng.standard_normal((len(sc), 32)) for sc in scales]
-    truth = labels_for(scales[-1], regions, turn_speakers)
+    embs, scales, truth = short_turn_session(rng, [0, 1, 0, 1, 2, 0, 1, 0, 1], short_turns=[4], short_s=2.5)
     absorbed = np.where(truth == 2, 0, truth)
     cfg = ClusteringConfig(split_threshold=0.4, split_min_windows=6)
     aff = fused_affinity(embs, scales)
@@ -257,17 +265,6 @@ def test_split_recovers_a_speaker_absorbed_into_another_cluster(rng):
     assert len(np.unique(split_clusters(absorbed, aff, window_items(embs, scales), big, max_k=8)[0])) == 2
 
 
-def few_words_session(rng, turn_speakers, short_turns, dim=32, spread=0.6):
-    """(unit base-window vectors, base scale, truth): turns 6 s apart, those in `short_turns` 1.5 s long."""
-    regions, _ = turns_to_scales(turn_speakers)
-    for t in short_turns:
-        regions[t, 1] = regions[t, 0] + 1.5
-    base = multiscale_windows(regions, WindowConfig())[-1]
-    truth = labels_for(base, regions, turn_speakers)
-    x = rng.standard_normal((max(turn_speakers) + 1, dim))[truth] + spread * rng.standard_normal((len(base), dim))
-    return x / np.linalg.norm(x, axis=1, keepdims=True), base, truth
-
-
 def test_turns_break_at_label_changes_and_pauses():
     starts, ends = np.array([0.0, 0.25, 0.5, 2.0, 2.25, 2.5]), np.array([0.5, 0.75, 1.0, 2.5, 2.75, 3.0])
     runs = turns(np.array([0, 0, 1, 1, 1, 1]), starts, ends)
@@ -277,8 +274,8 @@ def test_turns_break_at_label_changes_and_pauses():
 
 def test_turns_that_resemble_no_cluster_become_a_speaker_of_their_own(rng):
     # Speaker 2 says two short things (turns 3 and 7), which the clustering gave to speaker 0.
-    turn_speakers = [0, 1, 0, 2, 1, 0, 1, 2, 0, 1]
-    x, base, truth = few_words_session(rng, turn_speakers, short_turns=[3, 7])
+    embs, scales, truth = short_turn_session(rng, [0, 1, 0, 2, 1, 0, 1, 2, 0, 1], short_turns=[3, 7], short_s=1.5)
+    x, base = unit_rows(embs[-1], eps=1e-12), scales[-1]
     absorbed = np.where(truth == 2, 0, truth)
     runs = turns(absorbed, base.starts, base.ends)
     fixed = split_off_turns(absorbed, x, runs, threshold=0.3, min_windows=3, join_threshold=0.65, max_k=8)
@@ -294,13 +291,7 @@ def test_turns_that_resemble_no_cluster_become_a_speaker_of_their_own(rng):
 
 
 def test_cluster_counts_a_speaker_who_says_a_few_words_unless_the_count_is_known(rng):
-    turn_speakers = [0, 1, 0, 1, 2, 0, 1, 0, 1, 0, 1]
-    regions, _ = turns_to_scales(turn_speakers)
-    regions[4, 1] = regions[4, 0] + 1.5
-    scales = multiscale_windows(regions, WindowConfig())
-    centers = rng.standard_normal((3, 32))
-    embs = [centers[labels_for(sc, regions, turn_speakers)] + 0.6 * rng.standard_normal((len(sc), 32)) for sc in scales]
-    truth = labels_for(scales[-1], regions, turn_speakers)
+    embs, scales, truth = short_turn_session(rng, [0, 1, 0, 1, 2, 0, 1, 0, 1, 0, 1], short_turns=[4], short_s=1.5)
     off = ClusteringConfig(turn_split_threshold=None, split_threshold=None)
     assert cluster(embs, scales, off).num_speakers == 2  # the graph alone absorbs the short turn
     res = cluster(embs, scales, ClusteringConfig(split_threshold=None))
