@@ -594,10 +594,11 @@ def test_second_speaker_turns_are_kept_apart_from_the_one_speaker_view() -> None
         assert full.label_timeline(lab).support() == want
 
 
-def test_speaker_count_finds_more_overlap_than_the_score_rule_on_real_audio(model: pyannet.PyanNet) -> None:
-    """pyannote's sample (two speakers, 1.9 s of overlap): the speaker count finds more of the overlap
-    than hysteresis on the Hamming-weighted pair score, at no lower precision (0.81 / 0.81 against
-    0.77 / 0.79 when measured)."""
+def test_overlap_rules_on_real_audio(model: pyannet.PyanNet) -> None:
+    """pyannote's sample (two speakers, 1.9 s of overlap), windows every 1 s: the speaker count finds
+    more of the overlap than hysteresis on the Hamming-weighted pair score with one threshold, at no
+    lower precision (0.81 / 0.81 against 0.77 / 0.79 when measured); the default offset of 0.3 closes
+    part of that gap on both (0.80 / 0.80)."""
     from diarize.formats import overlap_regions
     from diarize.rttm import read_rttm
 
@@ -607,9 +608,14 @@ def test_speaker_count_finds_more_overlap_than_the_score_rule_on_real_audio(mode
     ref_ov = rg.merge(rg.as_regions([(a, b) for a, b, _ in overlap_regions(ref)]))
     scores = pyannet.sliding_scores(model, wav)
     found = {}
-    for rule in ("count", "score"):
-        ov = segmentation_regions(scores, wav, config_from_dict({"vad": {"pyannote_seg": {"overlap_rule": rule}}}).vad)
+    for name, seg in {
+        "count": {"overlap_rule": "count"},
+        "score, one threshold": {"overlap_rule": "score", "overlap_offset": 0.5},
+        "score, default": {"overlap_rule": "score"},
+    }.items():
+        ov = segmentation_regions(scores, wav, config_from_dict({"vad": {"pyannote_seg": seg}}).vad)
         hit = rg.duration(rg.intersect(ov.overlap, ref_ov))
-        found[rule] = (hit / rg.duration(ref_ov), hit / rg.duration(ov.overlap))
-    assert found["count"][0] > found["score"][0] + 0.02
-    assert found["count"][1] >= found["score"][1]
+        found[name] = (hit / rg.duration(ref_ov), hit / rg.duration(ov.overlap))
+    one, default = found["score, one threshold"], found["score, default"]
+    assert found["count"][0] > one[0] + 0.02 and found["count"][1] >= one[1]
+    assert default[0] > one[0] + 0.01 and default[1] >= one[1]

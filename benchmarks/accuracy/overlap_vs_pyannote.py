@@ -16,7 +16,7 @@ frames; frame t is scored at its centre against the reference's number of speake
 
 Rows: pyannote = its count as dumped (>= 1 speech, >= 2 overlap, no other rule); bare count = the
 same recipe on our `FrameScores.count`; count / score = our `vad.segmentation_regions` with
-`overlap_rule` count (the default) / score (the rule before issue 33), i.e. speech and overlap
+`overlap_rule` count (pyannote's rule with our region rules) / score (the default), i.e. speech and overlap
 regions as the pipeline gets them (hysteresis, min durations). Only the files in the dump are
 scored, so every row is on the same frames (COUNTS = `none`: no pyannote row, every file).
 Columns: overlap recall / precision; speech miss and false alarm as % of reference speech; and
