@@ -90,9 +90,9 @@ class SegmentationVADConfig(RegionRules):
     # How overlap is found: "score" = hysteresis on the Hamming-weighted P(>= 2 speakers) with the
     # `overlap_*` thresholds; "count" = pyannote's speaker count (the active local speakers of every
     # window that sees a frame, averaged with equal weights and rounded: overlap where it is >= 2).
-    # "count" won on the shared recordings (overlap recall / precision 0.32 / 0.85 -> 0.34 / 0.86,
-    # full DER 17.30 -> 17.15 %) but lost on the dev sims (0.55 / 0.16 -> 0.54 / 0.16; overlap
-    # condition end to end 0.67 / 0.83 -> 0.64 / 0.81), so the default stays "score"
+    # At the 2.5 s step "count" finds less overlap at lower precision than "score" (offset 0.3) on the
+    # shared recordings (recall / precision 0.342 / 0.798 against 0.386 / 0.857) and slightly more at lower
+    # precision on the dev sims (0.561 / 0.150 against 0.554 / 0.159), so the default is "score"
     # (benchmarks/accuracy/overlap_vs_pyannote.py, issue 33).
     overlap_rule: str = "score"
     # With the count rule, also call speech every frame it counts >= 1 (pyannote does). Off: on the
