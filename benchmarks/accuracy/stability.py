@@ -7,6 +7,14 @@ diarized with the same config; the report says how often the speaker count stays
     python -m benchmarks.accuracy.stability                               # the six shared recordings
     python -m benchmarks.accuracy.stability --heldout /tmp/heldout/dev --every 3   # plus every 3rd dev conversation
     python -m benchmarks.accuracy.stability --config exact --json out.json
+    python -m benchmarks.accuracy.stability --heldout /tmp/heldout/dev --every 3 --cache /tmp/stab   # keep embeddings
+    python -m benchmarks.accuracy.stability --heldout /tmp/heldout/dev --every 3 --cache /tmp/stab -s split_threshold=0.5
+
+With `--cache DIR` each copy's speech regions and embeddings (the pipeline's `speech` and `embed` stages) are
+kept in DIR/<uri>/<encoding>.npz and later runs only cluster and assemble (`label`, `assemble`: what
+`diarize run` composes), so clustering variants (`-s field=value`, as in heldout.py) are re-scored over every
+copy in seconds. The cache is only valid for the config's VAD, window and embedding settings (delete it
+after changing them).
 
 Encodings: 8 / 22.05 / 44.1 / 48 kHz as 16-bit PCM and as 32-bit float (resampled with
 scipy.signal.resample_poly from the 16 kHz original), 16 kHz float, gain -20 / -6 / +6 dB (the +6 dB
@@ -32,7 +40,8 @@ import soundfile as sf
 from pyannote.metrics.diarization import DiarizationErrorRate
 
 from benchmarks import DATA
-from diarize import Diarizer, load_config
+from benchmarks.accuracy.heldout import clustering_overrides
+from diarize import Diarizer, load_config, pipeline
 from diarize.rttm import read_rttm
 
 # name -> (sample rate, soundfile subtype, gain in dB, dither)
@@ -84,6 +93,21 @@ def recordings(heldout: Path | None, every: int) -> list[tuple[str, Path, Path]]
     return out
 
 
+def diarize_copy(d: Diarizer, x: np.ndarray, name: str, seed: int, wav: Path, cached: Path | None):
+    """The result of `d` on `x` written as encoding `name` to `wav`; with `cached`, its embeddings are read
+    from (or first saved to) that file and only the clustering and output stages run."""
+    if cached is None:
+        encode(x, wav, *ENCODINGS[name], seed=seed)
+        return d.run(wav)
+    if not cached.exists():
+        encode(x, wav, *ENCODINGS[name], seed=seed)
+        source = pipeline.open_source(wav, uri=cached.parent.name)
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        pipeline.save_embedded(pipeline.embed(source, pipeline.speech(source, d.config), d.model, d.config), cached)
+    embedded = pipeline.load_embedded(cached)
+    return pipeline.assemble(embedded, pipeline.label(embedded, d.config), d.config)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default="general")
@@ -92,12 +116,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--every", type=int, default=1, help="with --heldout: every N-th conversation")
     ap.add_argument("--encodings", default=",".join(ENCODINGS), help="comma-separated subset of the encodings")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--cache", type=Path, help="keep each copy's embeddings here; later runs only re-cluster")
+    ap.add_argument("-s", "--set", dest="sets_", action="append", default=[], metavar="FIELD=VALUE",
+                    help="override one ClusteringConfig field (repeatable)")
     args = ap.parse_args(argv)
     names = args.encodings.split(",")
     if names[0] != "16k-int16":
         names.insert(0, "16k-int16")
     warnings.filterwarnings("ignore", message=".*'uem' was approximated.*")
-    d = Diarizer(load_config(args.config), model=args.model)
+    cfg = clustering_overrides(load_config(args.config), None, args.sets_)
+    d = Diarizer(cfg, model=args.model)
     counts: dict[str, dict[str, int]] = {}
     metric = {n: DiarizationErrorRate(collar=0.5, skip_overlap=True) for n in names}
     recs = recordings(args.heldout, args.every)
@@ -109,9 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             ref = read_rttm(rttm)[uri]
             row = counts.setdefault(uri, {"reference": len(ref.labels())})
             for n in names:
-                path = Path(tmp) / f"{uri}.wav"
-                encode(x, path, *ENCODINGS[n], seed=i)
-                res = d.run(path)
+                res = diarize_copy(d, x, n, i, Path(tmp) / f"{uri}.wav", args.cache and args.cache / uri / f"{n}.npz")
                 row[n] = res.num_speakers
                 metric[n](ref, res.annotation)
             moved = [n for n in names if row[n] != row["16k-int16"]]
