@@ -117,8 +117,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--encodings", default=",".join(ENCODINGS), help="comma-separated subset of the encodings")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--cache", type=Path, help="keep each copy's embeddings here; later runs only re-cluster")
-    ap.add_argument("-s", "--set", dest="sets_", action="append", default=[], metavar="FIELD=VALUE",
-                    help="override one ClusteringConfig field (repeatable)")
+    ap.add_argument(
+        "-s",
+        "--set",
+        dest="sets_",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override one ClusteringConfig field (repeatable)",
+    )
     args = ap.parse_args(argv)
     names = args.encodings.split(",")
     if names[0] != "16k-int16":
