@@ -489,14 +489,8 @@ def clustering_overrides(cfg: DiarizerConfig, yaml_path: Path | None, sets: list
     return dataclasses.replace(cfg, clustering=dataclasses.replace(cfg.clustering, **changes))
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("dir", type=Path, help="where the sets live (DIR/dev, DIR/test; built on first use)")
-    ap.add_argument("--sets", nargs="+", default=list(SIDES), choices=list(SETS))
-    ap.add_argument("--vad", nargs="+", default=list(VADS), choices=list(VADS))
-    ap.add_argument("--model", default="campplus")
-    ap.add_argument("--config", default="general", help="preset or YAML for VAD, windows, embeddings, clustering")
-    ap.add_argument("--clustering", type=Path, help="YAML of ClusteringConfig fields to re-score with")
+def add_set_option(ap: argparse.ArgumentParser) -> None:
+    """`-s FIELD=VALUE` (repeatable, into `sets_`): the ClusteringConfig overrides of `clustering_overrides`."""
     ap.add_argument(
         "-s",
         "--set",
@@ -506,6 +500,17 @@ def main(argv: list[str] | None = None) -> int:
         metavar="FIELD=VALUE",
         help="override one ClusteringConfig field (repeatable)",
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("dir", type=Path, help="where the sets live (DIR/dev, DIR/test; built on first use)")
+    ap.add_argument("--sets", nargs="+", default=list(SIDES), choices=list(SETS))
+    ap.add_argument("--vad", nargs="+", default=list(VADS), choices=list(VADS))
+    ap.add_argument("--model", default="campplus")
+    ap.add_argument("--config", default="general", help="preset or YAML for VAD, windows, embeddings, clustering")
+    ap.add_argument("--clustering", type=Path, help="YAML of ClusteringConfig fields to re-score with")
+    add_set_option(ap)
     ap.add_argument("--known", action="store_true", help="give the reference speaker count")
     ap.add_argument("--no-embed", action="store_true", help="only re-score; fail if a cache is missing")
     ap.add_argument("--partial", action="store_true", help="with --no-embed: score the cached conversations only")

@@ -40,7 +40,7 @@ import soundfile as sf
 from pyannote.metrics.diarization import DiarizationErrorRate
 
 from benchmarks import DATA
-from benchmarks.accuracy.heldout import clustering_overrides
+from benchmarks.accuracy.heldout import add_set_option, clustering_overrides
 from diarize import Diarizer, load_config, pipeline
 from diarize.rttm import read_rttm
 
@@ -94,17 +94,18 @@ def recordings(heldout: Path | None, every: int) -> list[tuple[str, Path, Path]]
 
 
 def diarize_copy(d: Diarizer, x: np.ndarray, name: str, seed: int, wav: Path, cached: Path | None):
-    """The result of `d` on `x` written as encoding `name` to `wav`; with `cached`, its embeddings are read
-    from (or first saved to) that file and only the clustering and output stages run."""
-    if cached is None:
+    """The result of `d`'s config and model on `x` written as encoding `name` to `wav`: the pipeline's stages,
+    as `diarize run` composes them. With `cached`, the embeddings are read from that file (saved there first
+    when missing), so that only the clustering and output stages run."""
+    if cached is not None and cached.exists():
+        embedded = pipeline.load_embedded(cached)
+    else:
         encode(x, wav, *ENCODINGS[name], seed=seed)
-        return d.run(wav)
-    if not cached.exists():
-        encode(x, wav, *ENCODINGS[name], seed=seed)
-        source = pipeline.open_source(wav, uri=cached.parent.name)
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        pipeline.save_embedded(pipeline.embed(source, pipeline.speech(source, d.config), d.model, d.config), cached)
-    embedded = pipeline.load_embedded(cached)
+        source = pipeline.open_source(wav, uri=wav.stem)
+        embedded = pipeline.embed(source, pipeline.speech(source, d.config), d.model, d.config)
+        if cached is not None:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            pipeline.save_embedded(embedded, cached)
     return pipeline.assemble(embedded, pipeline.label(embedded, d.config), d.config)
 
 
@@ -117,15 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--encodings", default=",".join(ENCODINGS), help="comma-separated subset of the encodings")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--cache", type=Path, help="keep each copy's embeddings here; later runs only re-cluster")
-    ap.add_argument(
-        "-s",
-        "--set",
-        dest="sets_",
-        action="append",
-        default=[],
-        metavar="FIELD=VALUE",
-        help="override one ClusteringConfig field (repeatable)",
-    )
+    add_set_option(ap)
     args = ap.parse_args(argv)
     names = args.encodings.split(",")
     if names[0] != "16k-int16":
@@ -144,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
             ref = read_rttm(rttm)[uri]
             row = counts.setdefault(uri, {"reference": len(ref.labels())})
             for n in names:
-                res = diarize_copy(d, x, n, i, Path(tmp) / f"{uri}.wav", args.cache and args.cache / uri / f"{n}.npz")
+                cached = args.cache / uri / f"{n}.npz" if args.cache else None
+                res = diarize_copy(d, x, n, i, Path(tmp) / f"{uri}.wav", cached)
                 row[n] = res.num_speakers
                 metric[n](ref, res.annotation)
             moved = [n for n in names if row[n] != row["16k-int16"]]
