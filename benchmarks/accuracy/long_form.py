@@ -10,7 +10,7 @@ Conversations come from benchmarks/accuracy/simulate.py's writer (turns of 1.5-8
     python -m benchmarks.accuracy.long_form cluster --npz /tmp/x/emb.npz         # clustering alone, saved embeddings
     python -m benchmarks.accuracy.long_form cluster --npz X_emb.npz --rttm X.rttm  # ... and its DER
 
-Each case runs in its own subprocess so ru_maxrss is that case's peak.
+Each case runs in its own subprocess so its peak RSS (VmHWM) is that case's own.
 """
 
 from __future__ import annotations
@@ -89,6 +89,11 @@ class FbankStats:
 
 # --------------------------------------------------------------------------- one case (subprocess)
 def rss_mb() -> float:
+    """This process's peak RSS: VmHWM, not ru_maxrss, which Linux carries over from the parent across exec."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
