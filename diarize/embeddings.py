@@ -14,7 +14,7 @@ from .audio import SAMPLE_RATE
 from .config import DiarizerConfig, EmbeddingConfig
 from .errors import ConfigError
 from .fast_embeddings import embed_blocks_fast
-from .models.base import FrameEncoder, SpeakerEmbedder, cpu_has_native_bf16
+from .models.base import FrameEncoder, SpeakerEmbedder, cpu_has_native_bf16, map_batches
 from .spans import TRIM_AFTER_GROWTH_MB, Batching, Progress, ladder_rows, ladder_size, release_freed_memory
 from .spans import stream_spans, window_audio, window_samples
 from .windows import ScaleWindows
@@ -69,6 +69,7 @@ def embed_spans(
     out = np.zeros((len(first), model.embedding_dim), dtype=np.float32)
     target = np.maximum(length, int(round(min_embed_s * SAMPLE_RATE)))  # short windows are tiled up to this
     order = np.argsort(-target, kind="stable")  # longest first: little padding per batch
+    specs = []  # (windows, width, rows) of each batch
     b = 0
     while b < len(order):
         width = int(target[order[b]])
@@ -78,7 +79,10 @@ def embed_spans(
             step = max(1, min(batch_size, int(batching.seconds * SAMPLE_RATE) // width))
         chunk = order[b : b + step]
         b += len(chunk)
-        rows = ladder_rows(len(chunk), step) if batching.few_shapes else len(chunk)
+        specs.append((chunk, width, ladder_rows(len(chunk), step) if batching.few_shapes else len(chunk)))
+
+    def embed(spec: tuple[np.ndarray, int, int]) -> np.ndarray:
+        chunk, width, rows = spec
         batch = np.zeros((rows, width), dtype=np.float32)
         for row, i in enumerate(chunk):
             batch[row, : target[i]] = window_audio(audio, first[i] - offset, int(length[i]), int(target[i]))
@@ -86,7 +90,10 @@ def embed_spans(
         batch[len(chunk) :] = batch[len(chunk) - 1]  # filler rows: copies of the last window, dropped below
         padded = bool((lengths != width).any())
         emb = model.embed_batch(torch.from_numpy(batch), **({"lengths": torch.from_numpy(lengths)} if padded else {}))
-        out[chunk] = emb[: len(chunk)].detach().float().cpu().numpy()
+        return emb[: len(chunk)].detach().float().cpu().numpy()
+
+    for (chunk, _, _), emb in zip(specs, map_batches(embed, specs, model.device)):
+        out[chunk] = emb
         if progress is not None:
             progress(len(chunk))
         release_freed_memory(TRIM_AFTER_GROWTH_MB)

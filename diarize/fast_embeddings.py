@@ -10,7 +10,7 @@ import torch
 
 from .audio import SAMPLE_RATE
 from .config import EmbeddingConfig
-from .models.base import FrameEncoder
+from .models.base import FrameEncoder, map_batches
 from .spans import (
     TRIM_AFTER_GROWTH_MB,
     Batching,
@@ -95,11 +95,16 @@ def embed_scales_fast(
     min_len = int(round(min_embed_s * SAMPLE_RATE))
     chunk, context = int(round(chunk_s * SAMPLE_RATE)), int(round(context_s * SAMPLE_RATE))
     jobs = _chunk_jobs(first, length, regions, chunk, context, int(model.chunk_align), min_len)
-    for batch, width, full in _batches(jobs, batching):
+
+    def encode(spec: tuple[list[int], int, int]) -> tuple[torch.Tensor, np.ndarray]:
+        batch, width, full = spec
         rows = ladder_rows(len(batch), full) if batching.few_shapes else len(batch)
         x, lengths = _batch_audio(audio, [jobs[j] for j in batch], width, rows)
         frames, n_valid = model.encode_frames(torch.from_numpy(x), lengths=lengths, local_context_s=local_context_s)
-        n_valid = n_valid.cpu().numpy()
+        return frames, n_valid.cpu().numpy()
+
+    specs = _batches(jobs, batching)
+    for (batch, _, _), (frames, n_valid) in zip(specs, map_batches(encode, specs, model.device)):
         for group in _pool_groups(n_valid[: len(batch)]):
             chunks = [(jobs[batch[row]], row) for row in group]
             idx, emb = _pool(model, frames, n_valid, chunks, first, length, min_len)

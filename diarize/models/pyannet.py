@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from ..audio import SAMPLE_RATE
 from ..errors import WeightsUnavailable
+from .base import map_batches
 from .hub import weights_path
 
 
@@ -360,14 +361,18 @@ def window_log_probs(
         wav = F.pad(wav, (0, win - n))
     starts = window_starts(n, win, step)
     out = np.zeros((len(starts), num_frames(win), len(powerset_classes())), dtype=np.float32)
-    covered = 0
-    for b in range(0, len(starts), batch_size):
+
+    def scores(b: int) -> np.ndarray:
         chunk = starts[b : b + batch_size]
         span = wav[chunk[0] : chunk[-1] + win].to(device)
-        offsets = torch.from_numpy(chunk - chunk[0])
-        out[b : b + len(chunk)] = model.windows(span, offsets, win, head_dtype).cpu().numpy()
+        return model.windows(span, torch.from_numpy(chunk - chunk[0]), win, head_dtype).cpu().numpy()
+
+    covered = 0
+    batches = range(0, len(starts), batch_size)
+    for b, log_probs in zip(batches, map_batches(scores, batches, device)):
+        out[b : b + len(log_probs)] = log_probs
         if progress is not None:
-            reached = min(n, int(chunk[-1]) + win)
+            reached = min(n, int(starts[b + len(log_probs) - 1]) + win)
             progress(reached - covered)
             covered = reached
     return starts, out
