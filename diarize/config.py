@@ -81,8 +81,9 @@ class SegmentationVADConfig(RegionRules):
     onset: float = _f(0.5, 0.0, 1.0)
     offset: float = _f(0.5, 0.0, 1.0)
     soft: bool = False
-    # 10 s windows per call on CPU: 12 ran 10-15 % faster than 32 (smaller activations; RESULTS.md) ...
-    batch_size: int = _f(12, 1, 4096)
+    # 10 s windows per call on CPU: with two calls side by side (`models.base.map_batches`), 6 ran ~12 % faster
+    # than 12 (and 12 10-15 % faster than 32 one call at a time; RESULTS.md) ...
+    batch_size: int = _f(6, 1, 4096)
     accelerator_batch_size: int = _f(256, 1, 65536)  # ... and on a GPU, where a call has a fixed cost
     # The LSTM head under bf16 autocast on a CPU with native bf16 (as `embedding.cpu_bf16`; SincNet stays
     # fp32); ignored elsewhere. Off by default, on in the `fast` preset (benchmarks/RESULTS.md).
