@@ -125,15 +125,14 @@ def map_batches(fn: Callable[[B], R], batches: Iterable[B], device: torch.device
     """
     import torch
 
-    threads = torch.get_num_threads()
-    if device.type != "cpu" or threads < 2:
-        with torch.inference_mode():
-            yield from map(fn, batches)
-        return
-
     def run(batch: B) -> R:
         with torch.inference_mode():  # a grad mode is per thread: the caller's does not reach the workers
             return fn(batch)
+
+    threads = torch.get_num_threads()
+    if device.type != "cpu" or threads < 2:
+        yield from map(run, batches)
+        return
 
     per_worker = threads // CPU_BATCH_WORKERS
     limits_before = _limit_calls
