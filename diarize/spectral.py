@@ -14,7 +14,7 @@ from scipy.linalg import eigh, eigvalsh
 from scipy.sparse.csgraph import connected_components
 
 from .affinity import Affinity, TopPGraph, binarize, cosine_affinity, neighbour_ranks
-from .config import ClusteringConfig
+from .config import NEMO_SEARCH_VOLUME, ClusteringConfig
 
 
 # On a CUDA device, dense eigenproblems of at least this many rows go to the GPU (float64, cuSOLVER). On an
@@ -93,7 +93,8 @@ def nme_sc(affinity: Affinity, cfg: ClusteringConfig, max_k: int, fixed_ratio: f
     g(p) is the largest of the first `max_k` eigengaps normalised by the largest eigenvalue; the p
     minimising it is chosen (a small p that still gives a clear gap). With a number `cfg.nme_vote`, the
     count is the one most candidates within that factor of the best ratio give, and p the best of those.
-    Large affinities are subsampled to at most `nme_mat_size` rows for the search. Callers pass the
+    Large affinities are subsampled to at most `nme_mat_size` rows for the search; `sparse_search_volume` "auto"
+    left unresolved by a direct call searches NeMo's 30 candidates. Callers pass the
     count they search over as `max_k`: with a known count NeMo narrows it to that count.
     """
     n_full = len(affinity)
@@ -106,7 +107,8 @@ def nme_sc(affinity: Affinity, cfg: ClusteringConfig, max_k: int, fixed_ratio: f
         p_list = [max(int(n * fixed_ratio), 2)]
     else:
         p_max = max(int(n * cfg.max_rp_threshold), 2)
-        steps = min(p_max, max(min(p_max, cfg.sparse_search_volume), 2))
+        volume = cfg.sparse_search_volume if isinstance(cfg.sparse_search_volume, int) else NEMO_SEARCH_VOLUME
+        steps = min(p_max, max(volume, 2))
         p_list = sorted(set(int(v) for v in np.linspace(1, p_max, steps)))
     ranks = neighbour_ranks(m)
     spectra = eigvalsh_many((laplacian(binarize(m, p, ranks)) for p in p_list), cfg.device)
