@@ -27,11 +27,15 @@ def main(argv: list[str] | None = None) -> int:
     import_pyannote_core_without_notebook()
     from .cli import main as cli_main
 
-    # The imports leave ~170,000 objects (mostly torch's) that live as long as the process.
-    # Frozen, the collector never walks them again: not during the run, and not at exit, where
-    # collecting them took ~0.3 s of a short command's wall time (benchmarks/RESULTS.md).
+    # Objects that live as long as the process, frozen so that the collector never walks them again.
+    # The final collection at exit walked the ~170,000 that importing torch leaves: ~0.3 s of a short
+    # command's wall time (benchmarks/RESULTS.md, "Start-up"). Commands import torch only when they need it,
+    # so everything is frozen again once the command is done.
     gc.freeze()
-    return cli_main(argv)
+    try:
+        return cli_main(argv)
+    finally:
+        gc.freeze()
 
 
 if __name__ == "__main__":
