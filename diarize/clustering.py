@@ -11,6 +11,7 @@ All NumPy/SciPy and deterministic for a given seed.
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 
@@ -185,7 +186,7 @@ def cluster(
         unit_rows(embeddings[-1], eps=1e-12),
         turns(res.labels, base.starts, base.ends),
         cfg.turn_split_threshold,
-        cfg.turn_min_windows,
+        max(cfg.turn_min_windows, math.ceil(cfg.turn_min_share * n)),
         cfg.merge_threshold,
         max_k,
     )

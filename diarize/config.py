@@ -222,6 +222,9 @@ class ClusteringConfig:
     # `merge_threshold`. Unknown counts only; None: off. Chosen on dev (RESULTS.md, "Choices on dev").
     turn_split_threshold: float | str | None = _f("auto", -1.0, 1.0)
     turn_min_windows: int = _f(3, 1, 100000)
+    # ... and at least this share of the session's base windows: in a long session a short noisy turn that
+    # resembles no cluster is more often a stray than a new voice (RESULTS.md, "Choices on dev").
+    turn_min_share: float = _f(0.006, 0.0, 1.0)
     # Each bisection binarises the cluster's affinity with p = this share of its items. A p-search per
     # cluster cost half of a 5-min session's clustering and was worse on the held-out dev set
     # (6.02 -> 5.07 % forgiving DER with 0.15; chosen on dev among 0.1-0.25, benchmarks/RESULTS.md).

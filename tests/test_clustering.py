@@ -318,6 +318,9 @@ def test_cluster_counts_a_speaker_who_says_a_few_words_unless_the_count_is_known
     res = cluster(embs, scales, ClusteringConfig(split_threshold=None))
     assert res.num_speakers == 3 and agreement(truth, res.labels) == 1.0
     assert cluster(embs, scales, ClusteringConfig(split_threshold=None), SpeakerCount(num=2)).num_speakers == 2
+    # A turn must also hold turn_min_share of the session's base windows (a stray in a long session).
+    share = ((truth == 2).sum() + 1) / len(truth)
+    assert cluster(embs, scales, ClusteringConfig(split_threshold=None, turn_min_share=share)).num_speakers == 2
 
 
 # --------------------------------------------------------------------------- NeMo's toy clustering cases
