@@ -111,8 +111,14 @@ def test_presets_state_only_what_differs_from_the_region_level_default() -> None
     assert (fast["embedding"]["cpu_bf16"], fast["vad"]["pyannote_seg"]["cpu_bf16"]) == (True, True)
     fast["embedding"]["cpu_bf16"] = fast["vad"]["pyannote_seg"]["cpu_bf16"] = False
     assert fast == general
-    assert (exact["embedding"]["mode"], exact["vad"]["pyannote_seg"]["step_s"]) == ("exact", 1.0)
+    exact_only = (
+        exact["embedding"]["mode"],
+        exact["vad"]["pyannote_seg"]["step_s"],
+        exact["clustering"]["sparse_search_volume"],
+    )
+    assert exact_only == ("exact", 1.0, 30)
     exact["embedding"]["mode"], exact["vad"]["pyannote_seg"]["step_s"] = "fast", 2.5
+    exact["clustering"]["sparse_search_volume"] = "auto"
     assert exact == general
 
 
