@@ -8,6 +8,9 @@ venv (`--senko-python`), each file twice, the second timed. Same thread count fo
 
     python -m benchmarks.speed.speed [--minutes 5] [--threads 2] [--modes exact,fast] [--senko-python /work/senko-venv/bin/python]
         [--senko-fbank torch]   # on CPUs without AVX-512, where senko's C++ fbank dies with SIGILL
+        [--rounds 3]            # ours and senko in turn, three times: each round's ratio and their median
+
+On a shared machine one round's ratio moves by about +-20 %; with --rounds the walls shown are medians.
 
 Set up senko's venv with: python3 -m venv /work/senko-venv && /work/senko-venv/bin/pip install torch==2.13.0 senko==0.2.2
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -139,58 +143,70 @@ def main(argv: list[str] | None = None) -> int:
         default="native",
         help="senko's fbank: its C++ library (needs AVX-512) or a torch Kaldi fbank through its kaldifeat hook",
     )
+    ap.add_argument("--rounds", type=int, default=1, help="time ours and senko in turn this many times")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         files = {"dense": Path(tmp) / "dense.wav", "shared6": Path(tmp) / "shared6.wav"}
         sf.write(files["dense"], build_recording(args.minutes), 16000, subtype="PCM_16")
         sf.write(files["shared6"], shared_concatenation(), 16000, subtype="PCM_16")
-        ours: dict[tuple[str, str], tuple[float, object]] = {}
+        walls: dict[tuple[str, str], list[float]] = {}
+        results: dict[tuple[str, str], object] = {}
         gpu_peak: dict[tuple[str, str], float] = {}
         modes = args.modes.split(",") if args.modes else [load_config(args.config, args.set).embedding.mode]
+        diarizers = {}
         for mode in modes:
             cfg = load_config(args.config, [*args.set, f"embedding.mode={mode}"])
             if args.vad:
                 cfg.vad.method = args.vad
-            d = Diarizer(cfg, model=args.model, device=args.device)
-            d.run(files["shared6"])  # warm-up (allocator, thread pools, VAD model)
-            for name, wav in files.items():
-                if torch.cuda.is_available():
-                    torch.cuda.reset_peak_memory_stats()
-                t0 = time.perf_counter()
-                res = d.run(wav)
-                ours[(mode, name)] = (time.perf_counter() - t0, res)
-                if args.device.startswith("cuda"):
-                    gpu_peak[(mode, name)] = torch.cuda.max_memory_allocated() / 2**20
-        senko = (
-            time_senko(args.senko_python, list(files.values()), args.threads, args.senko_fbank)
-            if args.senko_python
-            else {}
-        )
+            diarizers[mode] = Diarizer(cfg, model=args.model, device=args.device)
+            diarizers[mode].run(files["shared6"])  # warm-up (allocator, thread pools, VAD model)
+        senko_rounds: list[dict[str, dict]] = []
+        for _ in range(args.rounds):
+            for mode, d in diarizers.items():
+                for name, wav in files.items():
+                    if torch.cuda.is_available():
+                        torch.cuda.reset_peak_memory_stats()
+                    t0 = time.perf_counter()
+                    results[(mode, name)] = d.run(wav)
+                    walls.setdefault((mode, name), []).append(time.perf_counter() - t0)
+                    if args.device.startswith("cuda"):
+                        gpu_peak[(mode, name)] = torch.cuda.max_memory_allocated() / 2**20
+            if args.senko_python:
+                senko_rounds.append(time_senko(args.senko_python, list(files.values()), args.threads, args.senko_fbank))
     gpu = f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else ""
     print(
         f"model={args.model} vad={args.vad or 'config'} device={args.device}{gpu} threads={torch.get_num_threads()}"
         + "".join(f" {kv}" for kv in args.set)
     )
-    for (mode, name), (wall, res) in ours.items():
+    for (mode, name), ws in walls.items():
+        res, wall = results[(mode, name)], statistics.median(ws)
         line = (
             f"{name:8s} {mode:5s} audio {res.duration:6.1f} s  ours {wall:7.2f} s (RTF {wall / res.duration:.4f}, "
             f"{3600 * wall / res.duration:.0f} s per hour of audio, {res.num_speakers} spk)"
         )
-        if senko:
-            sk = senko[str(files[name])]
-            sw = sk["wall"]
+        if senko_rounds:
+            sks = [r[str(files[name])] for r in senko_rounds]
+            sw = statistics.median(sk["wall"] for sk in sks)
             line += f"  senko {sw:6.2f} s (RTF {sw / res.duration:.4f})  ours/senko {wall / sw:5.2f}x"
             # Without senko's fbank stage (which --senko-fbank torch replaces): a ratio that does not
             # depend on the stand-in.
-            fb = sk["stages"].get("fbank_time", 0.0)
+            fb = statistics.median(sk["stages"].get("fbank_time", 0.0) for sk in sks)
             line += f"  [senko without fbank {sw - fb:6.2f} s: ours/senko {wall / max(sw - fb, 1e-9):5.2f}x]"
         print(line)
-        print("         stages: " + ", ".join(f"{k} {res.timings.get(k, 0.0):.2f}" for k in STAGES))
+        if len(ws) > 1:
+            rounds = f"         rounds: ours {', '.join(f'{w:.2f}' for w in ws)} s"
+            if senko_rounds:
+                ratios = [w / sk["wall"] for w, sk in zip(ws, sks)]
+                rounds += (
+                    f"; ours/senko {', '.join(f'{r:.2f}x' for r in ratios)}, median {statistics.median(ratios):.2f}x"
+                )
+            print(rounds)
+        print("         stages (last round): " + ", ".join(f"{k} {res.timings.get(k, 0.0):.2f}" for k in STAGES))
         if (mode, name) in gpu_peak:
             print(f"         peak GPU memory allocated {gpu_peak[(mode, name)]:.0f} MiB")
-        if senko:
-            print("         senko:  " + ", ".join(f"{k} {v:.2f}" for k, v in sk["stages"].items()))
+        if senko_rounds:
+            print("         senko (last round): " + ", ".join(f"{k} {v:.2f}" for k, v in sks[-1]["stages"].items()))
     return 0
 
 
