@@ -2,7 +2,7 @@
 
 NeMo's multi-scale fusion (per-scale cosine, min-max scaled, weighted, mapped onto the base windows) held as
 vectors (`Affinity`), its top-p binarisation (`binarize`, `TopPGraph`) and the items themselves
-(`ClusterItems`: base windows, or groups of them). NumPy/SciPy, deterministic.
+(`ClusterItems`: base windows, or groups of them). NumPy (SciPy for the largest graphs), deterministic.
 """
 
 from __future__ import annotations
@@ -10,11 +10,14 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-from scipy.sparse import csr_matrix
-from scipy.sparse.linalg import LinearOperator
 
 from .windows import ScaleWindows
+
+if TYPE_CHECKING:
+    from scipy.sparse.linalg import LinearOperator
 
 
 ROW_BLOCK = 512  # affinity rows computed at a time: 38 MB of float64 at 9,000 windows
@@ -212,13 +215,14 @@ class TopPGraph:
     without the N x N matrix. M is p entries per row, about half of the symmetric graph's, and needs no
     copy to act as M^T, which is all a Lanczos solver asks of the Laplacian."""
 
-    top: csr_matrix  # M: exactly p ones per row
+    cols: np.ndarray  # (N, p): the columns of M's ones in each row
 
     def __len__(self) -> int:
-        return self.top.shape[0]
+        return len(self.cols)
 
     def dense(self) -> np.ndarray:
-        top = self.top.toarray()
+        top = np.zeros((len(self), len(self)))
+        np.put_along_axis(top, self.cols, 1.0, axis=1)
         return 0.5 * (top + top.T)
 
     def laplacian_operator(self) -> LinearOperator:
@@ -226,15 +230,19 @@ class TopPGraph:
 
         A self-loop adds as much to an item's degree as to A's diagonal, so it cancels: the diagonal of
         D - A plus the self-loop is A's whole row sum, (row count + column count of M) / 2 (halves: exact)."""
-        top = self.top
-        row_sum = 0.5 * (np.diff(top.indptr) + np.asarray(top.sum(axis=0)).ravel())
+        # Imported here: only graphs too large for a dense solver need SciPy, which costs ~0.2 s of start-up.
+        from scipy.sparse import csr_matrix
+        from scipy.sparse.linalg import LinearOperator
+
+        n, p = self.cols.shape
+        top = csr_matrix((np.ones(n * p), self.cols.ravel(), np.arange(n + 1) * p), shape=(n, n))
+        row_sum = 0.5 * (p + np.bincount(self.cols.ravel(), minlength=n))
         top_t = top.T  # CSC view, no copy
 
         def matvec(x: np.ndarray) -> np.ndarray:
             x = x.ravel()
             return row_sum * x - 0.5 * (top @ x + top_t @ x)
 
-        n = len(self)
         return LinearOperator((n, n), matvec=matvec, dtype=np.float64)
 
 
@@ -245,8 +253,7 @@ def binarized_graph(affinity: Affinity, p: int) -> TopPGraph:
     cols = np.empty((n, p), dtype=np.int32)
     for a, b in row_blocks(n):
         cols[a:b] = np.nonzero(top_p_mask(affinity.rows(a, b), p))[1].reshape(b - a, p)
-    top = csr_matrix((np.ones(n * p), cols.ravel(), np.arange(n + 1) * p), shape=(n, n))
-    return TopPGraph(top)
+    return TopPGraph(cols)
 
 
 @dataclass

@@ -19,7 +19,6 @@ Memory is O(N * D) for the fused vectors of one chunk plus O(M^2) for M = chunks
 from __future__ import annotations
 
 import numpy as np
-from scipy.sparse import csr_matrix
 
 from .affinity import ClusterItems, scale_maps, unit_rows
 from .config import ClusteringConfig
@@ -38,6 +37,8 @@ def fused_vectors(
 
 def _group_sums(labels: np.ndarray, x: np.ndarray, k: int) -> np.ndarray:
     """Per-label row sums as one sparse one-hot product (np.add.at is ~50x slower)."""
+    from scipy.sparse import csr_matrix  # here: only long sessions are reduced, and SciPy costs start-up time
+
     n = len(labels)
     onehot = csr_matrix((np.ones(n, dtype=x.dtype), (labels, np.arange(n))), shape=(k, n))
     return np.asarray(onehot @ x)

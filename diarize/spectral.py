@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.linalg import eigh, eigvalsh
-from scipy.sparse.csgraph import connected_components
 
 from .affinity import Affinity, TopPGraph, binarize, cosine_affinity, neighbour_ranks
 from .config import NEMO_SEARCH_VOLUME, ClusteringConfig
@@ -77,7 +76,18 @@ def eigengap_count(eigvals: np.ndarray, min_k: int, max_k: int) -> tuple[int, fl
 
 
 def is_connected(affinity: np.ndarray) -> bool:
-    return connected_components(affinity > 0, directed=False)[0] == 1
+    """Whether the graph with an edge wherever `affinity` > 0 (either direction) is connected: breadth-first
+    from the first item, a whole frontier per step (scipy.sparse's `connected_components` would add its
+    import, ~0.04 s, to every start)."""
+    edges = affinity > 0
+    n = len(edges)
+    seen = np.zeros(n, dtype=bool)
+    frontier = seen.copy()
+    frontier[:1] = seen[:1] = True
+    while frontier.any():
+        frontier = (edges[frontier].any(axis=0) | edges[:, frontier].any(axis=1)) & ~seen
+        seen |= frontier
+    return n > 0 and bool(seen.all())
 
 
 @dataclass

@@ -1,3 +1,5 @@
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -152,6 +154,44 @@ def test_eigengap_counts_disconnected_blocks():
     lam = np.linalg.eigvalsh(laplacian(a))
     assert eigengap_count(lam, 1, 8)[0] == 3
     assert eigengap_count(lam, 4, 8)[0] >= 4  # min_k is respected
+
+
+def test_is_connected_agrees_with_scipy_components(rng):
+    """The breadth-first test against scipy's connected components, on sparse random graphs, some of them
+    split, some with one-way edges only (an edge in either direction connects)."""
+    from scipy.sparse.csgraph import connected_components
+
+    seen = set()
+    for n in (1, 2, 7, 40, 120):
+        for density in (0.0, 0.01, 0.03, 0.1, 0.5):
+            a = np.triu(rng.random((n, n)) < density, 1) * rng.random((n, n))  # one-way: i < j only
+            want = connected_components(a > 0, directed=False)[0] == 1
+            assert spectral.is_connected(a) == want == spectral.is_connected(a.T), (n, density)
+            seen.add(want)
+    assert seen == {True, False}
+    assert not spectral.is_connected(np.zeros((0, 0)))
+
+
+def test_a_short_session_clusters_without_scipy_sparse():
+    """scipy.sparse serves only graphs too large for a dense solver and the reduction of long sessions, so a
+    short file's start-up does not pay its import (in a fresh process: imports are process-wide)."""
+    code = (
+        "import sys\n"
+        "import numpy as np\n"
+        "from diarize.clustering import cluster\n"
+        "from diarize.config import ClusteringConfig, WindowConfig\n"
+        "from diarize.windows import multiscale_windows\n"
+        "rng = np.random.default_rng(0)\n"
+        "regions = np.array([[i * 6.0, i * 6.0 + 5.5] for i in range(8)])\n"
+        "scales = multiscale_windows(regions, WindowConfig())\n"
+        "centers = rng.standard_normal((3, 32))\n"
+        "embs = [centers[(s.midpoints // 6).astype(int) % 3] + 0.3 * rng.standard_normal((len(s), 32)) for s in scales]\n"
+        "print(cluster(embs, scales, ClusteringConfig()).num_speakers)\n"
+        "print(sorted(m for m in sys.modules if m.startswith('scipy.sparse')))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("\n")[:2] == ["3", "[]"]
 
 
 def test_nearest_window_ties_go_to_earlier():
