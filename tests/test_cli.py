@@ -166,6 +166,30 @@ def test_the_command_freezes_what_it_built(capsys):
         gc.unfreeze()
 
 
+def test_the_command_exits_without_the_teardown_but_with_atexit_and_its_output():
+    """`command` ends the process with `os._exit` (no teardown of the modules) and main's exit code, after
+    what a normal exit does first: threads joined, the atexit callbacks run, the streams flushed."""
+    code = (
+        "import atexit, os, sys, threading, time\n"
+        "real_exit = os._exit\n"
+        "os._exit = lambda c: (os.write(1, f'os._exit({c})'.encode()), real_exit(c))\n"
+        "atexit.register(lambda: print('atexit ran'))\n"
+        "threading.Thread(target=lambda: (time.sleep(1), print('thread finished'))).start()  # outlives main\n"
+        "from diarize.__main__ import command\n"
+        "sys.stdout.write('x' * 100000 + '\\n')  # buffered: only the flush writes it\n"
+        "sys.argv = ['diarize'] + sys.argv[1:]\n"
+        "command()\n"
+    )
+    ok = subprocess.run([sys.executable, "-c", code, "models", "list"], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    lines = ok.stdout.splitlines()
+    assert lines[0] == "x" * 100000 and lines[1].startswith("cache: ") and "titanet-large" in ok.stdout
+    assert lines[-3:] == ["thread finished", "atexit ran", "os._exit(0)"]
+    bad = subprocess.run([sys.executable, "-c", code, "score", "no.rttm", "such.rttm"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "no such file" in bad.stderr
+    assert bad.stdout.splitlines()[1:] == ["thread finished", "atexit ran", "os._exit(2)"]
+
+
 def test_verify_and_embed(tmp_path, capsys, monkeypatch, campplus):
     require_data()
     import diarize.models as models
