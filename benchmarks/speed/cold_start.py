@@ -2,9 +2,13 @@
 import, model load and the run itself. Weights must already be cached (`diarize models fetch`).
 
     python -m benchmarks.speed.cold_start [--wav FILE] [--repeat 3] [--threads 2] [--config general]
+    python -m benchmarks.speed.cold_start --repeat 15 --against /path/to/other/checkout
 
 Each repeat is a fresh interpreter; the script prints the median of each part and of the whole
-`diarize run` process (wall clock, including interpreter start-up).
+`diarize run` process (wall clock, including interpreter start-up). With `--against`, each repeat also
+times the whole process of another checkout of the repository (`git worktree add DIR COMMIT`), in turn with
+this one, and prints both medians and the median of the paired differences: one process moves by about
++-0.4 s between runs on a shared 2-core machine, so only runs in turn compare two trees.
 """
 
 from __future__ import annotations
@@ -50,9 +54,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--config", default="general", help="preset or YAML [general]")
+    ap.add_argument("--against", type=Path, help="another checkout whose whole process is timed in turn")
     args = ap.parse_args(argv)
-    parts, whole = [], []
+    if args.against is not None and not (args.against / "diarize" / "__main__.py").is_file():
+        ap.error(f"--against {args.against}: not a checkout of this repository (no diarize/__main__.py)")
+    parts, whole, other = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
+
+        def whole_process(checkout: Path) -> float:
+            """Wall time of `python -m diarize run` with `checkout`'s package (-m puts the working directory first)."""
+            cmd = [sys.executable, "-m", "diarize", "run", str(args.wav.resolve()), "--out", f"{tmp}/x.rttm"]
+            cmd += ["--quiet", "--threads", str(args.threads), "--config", args.config]
+            t0 = time.perf_counter()
+            subprocess.run(cmd, check=True, cwd=checkout)
+            return time.perf_counter() - t0
+
         for _ in range(args.repeat):
             out = subprocess.run(
                 [sys.executable, "-c", PARTS, str(args.wav), str(args.threads), args.config],
@@ -62,26 +78,9 @@ def main(argv: list[str] | None = None) -> int:
                 cwd=REPO,
             )
             parts.append(json.loads(out.stdout.strip().splitlines()[-1]))
-            t0 = time.perf_counter()
-            subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "diarize",
-                    "run",
-                    str(args.wav),
-                    "--out",
-                    f"{tmp}/x.rttm",
-                    "--quiet",
-                    "--threads",
-                    str(args.threads),
-                    "--config",
-                    args.config,
-                ],
-                check=True,
-                cwd=REPO,
-            )
-            whole.append(time.perf_counter() - t0)
+            whole.append(whole_process(REPO))
+            if args.against is not None:
+                other.append(whole_process(args.against))
     for key in ("import", "model_load", "run"):
         print(f"{key:10s} {statistics.median(p[key] for p in parts):6.2f} s")
     stages = {k: statistics.median(p["stages"].get(k, 0.0) for p in parts) for k in parts[0]["stages"]}
@@ -90,6 +89,13 @@ def main(argv: list[str] | None = None) -> int:
         f"whole `diarize run` process: median {statistics.median(whole):.2f} s over {args.repeat} "
         f"({', '.join(f'{w:.2f}' for w in whole)})"
     )
+    if args.against is not None:
+        diffs = [w - o for w, o in zip(whole, other)]
+        print(
+            f"{args.against}, in turn: median {statistics.median(other):.2f} s "
+            f"({', '.join(f'{o:.2f}' for o in other)}); this tree minus it, median of the pairs: "
+            f"{statistics.median(diffs):+.2f} s"
+        )
     return 0
 
 
