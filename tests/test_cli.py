@@ -1,4 +1,5 @@
 import argparse
+import json
 import shutil
 import subprocess
 import sys
@@ -31,6 +32,24 @@ def test_run_writes_rttm_and_plot(tmp_path):
     hyp = read_rttm(out)["sample"]
     assert 2 <= len(hyp.labels()) <= 3 and hyp.get_timeline().duration() > 10
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_out_dash_writes_one_format_to_stdout(tmp_path, capsys):
+    """`--out -` prints what the file would hold, and nothing else on stdout; it takes one input and format."""
+    require_data()
+    wav = DIAR / "pyannote_sample" / "sample.wav"
+    assert main(["run", str(wav), "--out", str(tmp_path / "sample.rttm"), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["run", str(wav), "--out", "-"]) == 0
+    out, err = capsys.readouterr()
+    assert out == (tmp_path / "sample.rttm").read_text() and out.startswith("SPEAKER sample 1 ")
+    assert "-> standard output" in err and not (tmp_path / "-").exists()
+    assert main(["run", str(wav), "--out", "-", "--format", "json", "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out)["speakers"]
+    for argv in ([str(wav), "--format", "rttm,json"], [str(wav), str(wav)]):
+        assert main(["run", *argv, "--out", "-", "--quiet"]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and "--out - (standard output) takes one" in err
 
 
 def test_oracle_vad_and_known_count(tmp_path):

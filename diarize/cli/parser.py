@@ -94,7 +94,8 @@ def _add_run_outputs(r: argparse.ArgumentParser) -> None:
         type=Path,
         required=True,
         help="output file for one input (.rttm/.json/.srt/.vtt/.csv: the extension picks the format), "
-        "or a directory (one file per input and format) for several",
+        "- for standard output (one input, one --format), or a directory (one file per input and format) "
+        "for several",
     )
     r.add_argument(
         "--format",

@@ -7,6 +7,7 @@ import argparse
 import contextlib
 import importlib.util
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +67,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Exit 0, or 1 when some inputs of a batch failed; raises USER_ERRORS for anything that stops the run."""
     from ..manifest import read_manifest
 
+    if str(args.out) == STDOUT:
+        return _run_to_stdout(args)
+
     if args.plot is not None and len(args.audio) != 1 or (args.plot is not None and args.manifest):
         raise UsageError("--plot takes one input file")
     if args.transcript is not None and (len(args.audio) != 1 or args.manifest):
@@ -113,6 +117,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     with share if share is not None else contextlib.nullcontext():
         done = _write_results(run, _results(run, cfg, plan.jobs, RunOptions(speakers), share))
     return _summary(run, done, plan.skipped, time.perf_counter() - t_start)
+
+
+STDOUT = "-"  # `--out -`
+
+
+def _run_to_stdout(args: argparse.Namespace) -> int:
+    """`--out -`: one input in one format, written to standard output once the result is whole (the run
+    writes a temporary file and it is copied out, so a failed run prints nothing there)."""
+    fmts = _formats(args)
+    if len(args.audio) != 1 or args.manifest:
+        raise UsageError("--out - (standard output) takes one input file")
+    if len(fmts) != 1 or args.transcript is not None:
+        raise UsageError("--out - (standard output) takes one --format and no --transcript")
+    with tempfile.TemporaryDirectory(prefix="diarize-") as tmp:
+        args.out = Path(tmp) / f"{args.audio[0].stem or 'out'}.{fmts[0]}"
+        args.to_stdout = True
+        code = cmd_run(args)
+        if code == 0:
+            sys.stdout.write(args.out.read_text(encoding="utf-8"))
+            sys.stdout.flush()
+    return code
 
 
 # --------------------------------------------------------------------------- checks before the work
@@ -354,7 +379,8 @@ def _write_results(run: _Run, results) -> int:  # noqa: ANN001 (an iterator of J
         if not args.quiet:
             print(
                 f"{audio}: {r.num_speakers} speakers, {len(r.annotation)} turns, "
-                f"{r.duration:.1f} s in {r.seconds:.1f} s -> {', '.join(map(str, written))}",
+                f"{r.duration:.1f} s in {r.seconds:.1f} s -> "
+                + ("standard output" if getattr(args, "to_stdout", False) else ", ".join(map(str, written))),
                 file=sys.stderr,
             )
     return done
