@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from math import gcd
 from pathlib import Path
@@ -134,11 +135,97 @@ def to_mono_16k(samples: np.ndarray, sample_rate: int, source: str = "<waveform>
                 f"{source}: invalid sample rate {sample_rate!r} "
                 f"(need a whole number of Hz from {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE})"
             )
-        from scipy.signal import resample_poly  # imported here: scipy.signal alone costs ~1 s of start-up
-
         g = gcd(int(sample_rate), SAMPLE_RATE)
         x = resample_poly(x, SAMPLE_RATE // g, int(sample_rate) // g).astype(np.float32)
     return x
+
+
+# Inputs up to this many samples are resampled here (`_resample_poly`), longer ones by scipy.signal's
+# compiled loop, which is up to 7x faster (44.1 kHz) but costs ~0.9 s to import: more than this module
+# takes for 4M samples (0.43 s for 90 s at 44.1 kHz, 0.09 s at 48 kHz; RESULTS.md, "Start-up"). Its Python
+# loop runs once per filter phase and tap, about 20 x max(up, down) times, so rates whose ratio to 16 kHz
+# reduces to larger terms (44,101 Hz: 16,000 / 44,101) go to scipy too; every common rate is below.
+NUMPY_RESAMPLE_MAX_SAMPLES = 4_000_000
+NUMPY_RESAMPLE_MAX_RATIO = 1000
+
+
+def resample_poly(x: np.ndarray, up: int, down: int) -> np.ndarray:
+    """`scipy.signal.resample_poly(x, up, down)` of a 1-D float32 signal (its default Kaiser low-pass, zero
+    padding), bit for bit; short inputs at common rates without importing scipy.signal (see above)."""
+    g = gcd(up, down)
+    if (
+        len(x) <= NUMPY_RESAMPLE_MAX_SAMPLES
+        and max(up, down) // g <= NUMPY_RESAMPLE_MAX_RATIO
+        and "scipy.signal" not in sys.modules
+    ):
+        return _resample_poly(np.asarray(x, dtype=np.float32), up, down)
+    from scipy.signal import resample_poly as scipy_resample_poly
+
+    return scipy_resample_poly(x, up, down)
+
+
+def _kaiser_lowpass(numtaps: int, cutoff: float, beta: float = 5.0) -> np.ndarray:
+    """scipy.signal.firwin(numtaps, cutoff, window=("kaiser", beta)): a windowed sinc, unit gain at DC."""
+    m = np.arange(numtaps) - 0.5 * (numtaps - 1)
+    h = cutoff * np.sinc(cutoff * m)
+    h *= np.i0(beta * np.sqrt(1 - (m / (0.5 * (numtaps - 1))) ** 2.0)) / np.i0(beta)
+    return h / np.sum(h)
+
+
+def _upfirdn_len(len_h: int, len_x: int, up: int, down: int) -> int:
+    n = (len_x + (len_h + (-len_h % up)) // up - 1) * up
+    return n // down + (n % down > 0)
+
+
+def _resample_poly(x: np.ndarray, up: int, down: int, rows: int = 8192) -> np.ndarray:
+    """What scipy's resample_poly computes for float32 `x`, in the same float32 operations and order.
+
+    scipy's upfirdn gives output j, at input position (j * down) // up and filter phase (j * down) % up, as
+    0 + x[i0] h[k0] + x[i0 + 1] h[k1] + ... over its phase's taps. Outputs of one phase read the input with
+    stride `down`, so they go together: a block of `rows` of them is gathered tap-major and the taps are
+    added one at a time, in scipy's order.
+    """
+    g = gcd(up, down)
+    up, down = up // g, down // g
+    if up == down == 1:
+        return x.copy()
+    n_out = -(-len(x) * up // down)
+    half_len = 10 * max(up, down)
+    h = _kaiser_lowpass(2 * half_len + 1, 1.0 / max(up, down)).astype(np.float32)
+    h *= up
+    # Zero padding that centres the outputs (scipy's n_pre_pad / n_post_pad / n_pre_remove).
+    pre = down - half_len % down
+    skip = (half_len + pre) // down
+    post = 0
+    while _upfirdn_len(len(h) + pre + post, len(x), up, down) < n_out + skip:
+        post += 1
+    taps = -(-(pre + len(h) + post) // up)  # per phase
+    padded = np.zeros(taps * up, np.float32)
+    padded[pre : pre + len(h)] = h
+    phases = padded.reshape(taps, up).T[:, ::-1]  # phases[p, k]: phase p's k-th term (scipy's _pad_h)
+    first, last = skip, skip + n_out  # outputs kept
+    xp = np.zeros(taps - 1 + max(len(x), ((last - 1) * down) // up + 1), np.float32)
+    xp[taps - 1 : taps - 1 + len(x)] = x  # zeros before and after add nothing, as scipy skips them
+    windows = np.lib.stride_tricks.sliding_window_view(xp, taps)
+    out = np.empty(n_out, np.float32)
+    cols, term = np.empty((taps, rows), np.float32), np.empty(rows, np.float32)
+    for r in range(up):  # outputs j = r + up * q share a phase
+        q0, q1 = -((r - first) // up), -((r - last) // up)  # ceil((first - r) / up), ceil((last - r) / up)
+        if q1 <= q0:
+            continue
+        p, i0 = (r * down) % up, (r * down) // up
+        src = windows[i0 + q0 * down : i0 + (q1 - 1) * down + 1 : down]
+        dst = out[r + up * q0 - first :: up]
+        for a in range(0, len(src), rows):
+            n = min(rows, len(src) - a)
+            c = cols[:, :n]
+            c[...] = src[a : a + n].T
+            acc, t = dst[a : a + n], term[:n]
+            np.multiply(c[0], phases[p, 0], out=acc)
+            for k in range(1, taps):
+                np.multiply(c[k], phases[p, k], out=t)
+                acc += t
+    return out
 
 
 def load_audio(path: str | os.PathLike) -> np.ndarray:

@@ -1,3 +1,7 @@
+import subprocess
+import sys
+from math import gcd
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -43,6 +47,37 @@ def test_resampled_to_16k_keeps_pitch(tmp_path, sr):
     assert abs(len(y) - 2 * SAMPLE_RATE) <= 2
     spec = np.abs(np.fft.rfft(y))
     assert abs(np.argmax(spec) * SAMPLE_RATE / len(y) - 300.0) < 2.0
+
+
+@pytest.mark.parametrize("sr", [8000, 11025, 22050, 32000, 44100, 48000, 96000, 15999])
+def test_resampling_is_scipys_bit_for_bit(sr, rng):
+    """`_resample_poly` (short inputs, common rates: no scipy.signal import) gives exactly what
+    scipy.signal.resample_poly gives, at the edges and for inputs of a few samples too."""
+    from scipy.signal import resample_poly as scipy_resample_poly
+
+    from diarize.audio import _resample_poly
+
+    g = gcd(sr, SAMPLE_RATE)
+    for n in (0, 1, 2, 37, 1000, 2 * sr + 7):
+        x = (0.3 * rng.standard_normal(n)).astype(np.float32)
+        want = scipy_resample_poly(x, SAMPLE_RATE // g, sr // g)
+        got = _resample_poly(x, SAMPLE_RATE // g, sr // g)
+        assert got.dtype == want.dtype == np.float32 and np.array_equal(got, want), (sr, n)
+
+
+def test_a_short_file_is_resampled_without_scipy_signal(tmp_path):
+    """Importing scipy.signal costs ~0.9 s: a 44.1 kHz clip does not pay it (a fresh process: imports are
+    process-wide); a rate like 44,101 Hz, whose ratio does not reduce, does."""
+    for sr, imported in ((44100, False), (44101, True)):
+        path = tmp_path / f"{sr}.wav"
+        sf.write(path, tone(sr, 1.0), sr)
+        code = (
+            "import sys\n"
+            "from diarize.audio import load_audio\n"
+            f"print(len(load_audio({str(path)!r})), 'scipy.signal' in sys.modules)\n"
+        )
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+        assert out.split() == [str(SAMPLE_RATE), str(imported)]
 
 
 def test_stereo_is_mixed_down(tmp_path):
