@@ -151,7 +151,8 @@ NUMPY_RESAMPLE_MAX_RATIO = 1000
 
 def resample_poly(x: np.ndarray, up: int, down: int) -> np.ndarray:
     """`scipy.signal.resample_poly(x, up, down)` of a 1-D float32 signal (its default Kaiser low-pass, zero
-    padding), bit for bit; short inputs at common rates without importing scipy.signal (see above)."""
+    padding), bit for bit on x86-64; short inputs at common rates without importing scipy.signal (see above).
+    (Where the compiler fuses scipy's multiply-adds, as it may on ARM, the two differ by float rounding.)"""
     g = gcd(up, down)
     if (
         len(x) <= NUMPY_RESAMPLE_MAX_SAMPLES

@@ -1,3 +1,4 @@
+import platform
 import subprocess
 import sys
 from math import gcd
@@ -52,7 +53,7 @@ def test_resampled_to_16k_keeps_pitch(tmp_path, sr):
 @pytest.mark.parametrize("sr", [8000, 11025, 22050, 32000, 44100, 48000, 96000, 15999])
 def test_resampling_is_scipys_bit_for_bit(sr, rng):
     """`_resample_poly` (short inputs, common rates: no scipy.signal import) gives exactly what
-    scipy.signal.resample_poly gives, at the edges and for inputs of a few samples too."""
+    scipy.signal.resample_poly gives on x86-64, at the edges and for inputs of a few samples too."""
     from scipy.signal import resample_poly as scipy_resample_poly
 
     from diarize.audio import _resample_poly
@@ -62,7 +63,11 @@ def test_resampling_is_scipys_bit_for_bit(sr, rng):
         x = (0.3 * rng.standard_normal(n)).astype(np.float32)
         want = scipy_resample_poly(x, SAMPLE_RATE // g, sr // g)
         got = _resample_poly(x, SAMPLE_RATE // g, sr // g)
-        assert got.dtype == want.dtype == np.float32 and np.array_equal(got, want), (sr, n)
+        assert got.dtype == want.dtype == np.float32 and got.shape == want.shape, (sr, n)
+        if platform.machine().lower() in ("x86_64", "amd64"):
+            assert np.array_equal(got, want), (sr, n)
+        else:  # scipy's compiled loop may fuse multiply-adds there (FMA): rounding only
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
 def test_a_short_file_is_resampled_without_scipy_signal(tmp_path):
