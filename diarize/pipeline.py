@@ -39,8 +39,8 @@ from .models.base import threads_limited
 from .overlap import second_speaker_annotation, with_second_speakers
 from .progress import STAGES, Hook, StageHook, StageTimer, as_steps, progress_counter
 from .result import DiarizationResult
-from .rttm import labels_to_annotation, speaker_names
-from .vad import detect_speech, oracle_regions
+from .rttm import labels_to_annotation, speaker_names, widen_turns
+from .vad import detect_speech, oracle_regions, turn_pad
 from .windows import ScaleWindows, multiscale_windows
 
 if TYPE_CHECKING:
@@ -56,6 +56,8 @@ class Speech:
     regions: np.ndarray  # (K, 2) speech regions
     overlap: np.ndarray  # (K', 2) overlapped speech (pyannote-seg only, else empty)
     local: LocalSpeakers | None = None  # pyannote-seg's local speakers per window (overlap assignment)
+    found_by: str | None = None  # "oracle" (a reference's turns) or the VAD method; None: not known
+    scored: np.ndarray | None = None  # (M, 2) the UEM's scored part; None: all of the audio
 
 
 @dataclass
@@ -78,12 +80,15 @@ def save_embedded(embedded: Embedded, path: str | os.PathLike) -> None:
         "duration": np.array(sp.duration),
         "regions": sp.regions,
         "overlap": sp.overlap,
+        "found_by": np.array(sp.found_by or ""),
         "model_name": np.array(embedded.model_name),
         "device": np.array(embedded.device),
         "scales": np.array([[s.window, s.shift, s.weight] for s in embedded.scales], dtype=np.float64).reshape(-1, 3),
     }
     for i, (s, e) in enumerate(zip(embedded.scales, embedded.embeddings)):
         arrays |= {f"starts_{i}": s.starts, f"ends_{i}": s.ends, f"emb_{i}": e}
+    if sp.scored is not None:
+        arrays["scored"] = sp.scored
     if sp.local is not None:
         arrays |= {"local_starts": sp.local.starts, "local_classes": sp.local.classes}
         arrays["local_grid"] = np.array([sp.local.step, sp.local.offset])
@@ -100,7 +105,9 @@ def load_embedded(path: str | os.PathLike) -> Embedded:
 
             step, offset = (float(v) for v in z["local_grid"])
             local = LocalSpeakers(z["local_starts"], z["local_classes"], step, offset)
-        sp = Speech(str(z["uri"]), float(z["duration"]), z["regions"], z["overlap"], local)
+        found_by = (str(z["found_by"]) or None) if "found_by" in z.files else None
+        scored = z["scored"] if "scored" in z.files else None
+        sp = Speech(str(z["uri"]), float(z["duration"]), z["regions"], z["overlap"], local, found_by, scored)
         scales = [
             ScaleWindows(float(w), float(sh), float(wt), z[f"starts_{i}"], z[f"ends_{i}"])
             for i, (w, sh, wt) in enumerate(z["scales"])
@@ -133,15 +140,17 @@ def speech(
             found = detect_speech(blocks, cfg.vad, progress_counter(steps, "vad", source.num_samples))
             regions, overlap, local = found.speech, found.overlap, found.local
         # The one place where regions are cut to the scored part and to the audio.
+        scored = None
         if uem is not None:
-            scored = rg.from_timeline(uem.support())
+            scored = rg.clip(rg.from_timeline(uem.support()), 0.0, duration)
             regions, overlap = rg.intersect(regions, scored), rg.intersect(overlap, scored)
         regions, overlap = rg.clip(regions, 0.0, duration), rg.clip(overlap, 0.0, duration)
     if len(regions) == 0:
         warnings.warn(f"{source.uri}: no speech found; the result is empty", stacklevel=3)
     if steps is not None:
         steps.finished("vad", regions)
-    return Speech(source.uri, duration, regions, overlap, local)
+    found_by = "oracle" if oracle_vad is not None else cfg.vad.method
+    return Speech(source.uri, duration, regions, overlap, local, found_by, scored)
 
 
 def embed(
@@ -203,7 +212,8 @@ def assemble(
     embedded: Embedded, clusters: ClusteringResult, cfg: DiarizerConfig, *, timer: StageTimer | None = None
 ) -> DiarizationResult:
     """Speaker turns from the base windows' labels (overlapped speech gets a second speaker when
-    `cfg.vad.overlap_assignment`), and each speaker's centroid. Timings are `timer`'s."""
+    `cfg.vad.overlap_assignment`; turns reach `vad.turn_pad` into the silence around the speech regions),
+    and each speaker's centroid. Timings are `timer`'s."""
     timer = timer or StageTimer()
     sp, base, emb = embedded.speech, embedded.scales[-1], embedded.embeddings[-1]
     with timer("output"):
@@ -226,6 +236,10 @@ def assemble(
             annotation = with_second_speakers(alone, second)
         else:
             annotation = alone
+        pad = turn_pad(cfg.vad, sp.found_by)
+        scored = sp.scored if sp.scored is not None else np.array([[0.0, sp.duration]])
+        annotation = widen_turns(annotation, sp.regions, pad, scored)
+        alone = widen_turns(alone, sp.regions, pad, scored)
         centroids = speaker_centroids(base.starts, base.ends, clusters.labels, emb) if len(base) else {}
     return DiarizationResult(
         annotation, sp.regions, len(annotation.labels()), sp.duration, timer.seconds, sp.overlap, centroids, alone

@@ -215,3 +215,33 @@ def labels_to_annotation(
         if end - start > 0:
             ann[Segment(float(start), float(end)), len(ann)] = names[int(label)]
     return ann
+
+
+def widen_turns(annotation: Annotation, regions: np.ndarray, pad_s: float, within: np.ndarray) -> Annotation:
+    """Speaker turns that reach into the silence around the speech `regions` (K, 2): a region's first turns
+    start `pad_s` earlier and its last turns end `pad_s` later, at most to the middle of the pause it shares
+    with the next region, and never outside `within` (M, 2), the scored part of the audio. Every turn starting
+    (ending) where its region's earliest (latest) turn does widens, so both speakers of an overlap do; a
+    speaker on both sides of a short pause gets one turn across it. Turns inside a region are unchanged."""
+    r = np.asarray(regions, dtype=np.float64).reshape(-1, 2)
+    if pad_s <= 0 or len(r) == 0 or not len(annotation):
+        return annotation
+    half_pause = (r[1:, 0] - r[:-1, 1]) / 2
+    before = np.minimum(pad_s, np.concatenate([[np.inf], half_pause]))
+    after = np.minimum(pad_s, np.concatenate([half_pause, [np.inf]]))
+    turns = list(annotation.itertracks(yield_label=True))
+    starts = np.array([seg.start for seg, _, _ in turns])
+    ends = np.array([seg.end for seg, _, _ in turns])
+    region = np.clip(np.searchsorted(r[:, 0], (starts + ends) / 2, side="right") - 1, 0, len(r) - 1)
+    first = np.full(len(r), np.inf)
+    last = np.full(len(r), -np.inf)
+    np.minimum.at(first, region, starts)
+    np.maximum.at(last, region, ends)
+    out = Annotation(uri=annotation.uri)
+    for i, (seg, _, label) in enumerate(turns):
+        k = region[i]
+        start = min(seg.start, r[k, 0] - before[k]) if seg.start <= first[k] + 1e-9 else seg.start
+        end = max(seg.end, r[k, 1] + after[k]) if seg.end >= last[k] - 1e-9 else seg.end
+        out[Segment(start, end), i] = label
+    scored = Timeline([Segment(a, b) for a, b in np.asarray(within, dtype=np.float64).reshape(-1, 2)])
+    return out.support().crop(scored, mode="intersection")

@@ -252,6 +252,13 @@ def segmentation_regions(scores: FrameScores, block: np.ndarray, cfg: VADConfig)
     return SpeechRegions(speech, overlap, scores.local)
 
 
+def turn_pad(cfg: VADConfig, found_by: str | None) -> float:
+    """How far speaker turns reach into the silence around regions that `found_by` found
+    (`rttm.widen_turns`): pyannote-seg's `turn_pad_s`; none around a reference's own turns ("oracle"),
+    the energy and Silero VADs' (which pad the regions themselves, `pad_s`) or regions of unknown origin."""
+    return cfg.pyannote_seg.turn_pad_s if found_by == "pyannote-seg" else 0.0
+
+
 def join_at_seams(parts: list[np.ndarray], seams: np.ndarray) -> np.ndarray:
     """Concatenate per-block regions, joining pairs that a block seam cut apart (gap < SEAM_GAP_S
     with a seam inside it)."""

@@ -126,6 +126,72 @@ def test_stages_by_hand_equal_diarize(tmp_path):
     pipeline.save_embedded(embedded, tmp_path / "dev00.npz")
     kept = pipeline.load_embedded(tmp_path / "dev00.npz")
     assert kept.speech.local is not None and np.array_equal(kept.speech.local.classes, found.local.classes)
+    assert kept.speech.found_by == found.found_by == "pyannote-seg"
     rescored = pipeline.assemble(kept, pipeline.label(kept, other, count), other)
     direct = pipeline.diarize(pipeline.open_source(wav), model, other, speakers=count)
     assert rescored.num_speakers == 1 and turns(rescored.annotation) == turns(direct.annotation)
+
+
+def test_turns_reach_into_the_silence_around_vad_regions_but_not_around_oracle_ones():
+    """`vad.pyannote_seg.turn_pad_s` widens the output's turns, not the regions embedded; a reference's
+    own turns (oracle VAD) are left as they are."""
+    import dataclasses
+
+    from diarize import pipeline
+    from diarize import regions as rg
+    from diarize.config import SpeakerCount
+
+    from conftest import ToyEmbedder
+
+    require_data()
+    wav = next(DIAR.glob("*/dev00.wav"))
+    cfg, model, count = load_config("general"), ToyEmbedder(), SpeakerCount(max=4)
+    pad = cfg.vad.pyannote_seg.turn_pad_s
+    assert pad > 0
+    unpadded = dataclasses.replace(
+        cfg, vad=dataclasses.replace(cfg.vad, pyannote_seg=dataclasses.replace(cfg.vad.pyannote_seg, turn_pad_s=0.0))
+    )
+    source = pipeline.open_source(wav)
+    reference = read_rttm(wav.with_suffix(".rttm"))["dev00"]
+    for oracle in (None, reference):
+        found = pipeline.speech(source, cfg, oracle_vad=oracle)
+        embedded = pipeline.embed(source, found, model, cfg)
+        clusters = pipeline.label(embedded, cfg, count)
+        result = pipeline.assemble(embedded, clusters, cfg)
+        plain = pipeline.assemble(embedded, clusters, unpadded)
+        covered = rg.from_timeline(result.annotation.get_timeline().support())
+        assert np.array_equal(result.regions, found.regions)
+        assert np.allclose(rg.from_timeline(plain.annotation.get_timeline().support()), found.regions, atol=0.06)
+        if oracle is None:
+            assert found.found_by == "pyannote-seg" and len(found.regions) >= 2
+            assert np.allclose(covered, rg.pad(found.regions, pad, found.duration))
+            assert rg.duration(rg.from_timeline(result.exclusive_annotation.get_timeline())) == pytest.approx(
+                rg.duration(covered)
+            )
+        else:
+            assert found.found_by == "oracle"
+            assert turns(result.annotation) == turns(plain.annotation)
+
+
+def test_turns_stay_inside_the_uem_and_a_cache_keeps_it(tmp_path):
+    from pyannote.core import Timeline
+
+    from diarize import pipeline
+    from diarize.config import SpeakerCount
+
+    from conftest import ToyEmbedder
+
+    require_data()
+    wav = next(DIAR.glob("*/dev00.wav"))
+    cfg, model = load_config("general"), ToyEmbedder()
+    source = pipeline.open_source(wav)
+    found = pipeline.speech(source, cfg, uem=Timeline([Segment(5.0, 17.0), Segment(18.1, 40.0)]))
+    assert np.array_equal(found.scored, [[5.0, 17.0], [18.1, found.duration]])
+    embedded = pipeline.embed(source, found, model, cfg)
+    pipeline.save_embedded(embedded, tmp_path / "dev00.npz")
+    kept = pipeline.load_embedded(tmp_path / "dev00.npz")
+    assert np.array_equal(kept.speech.scored, found.scored)
+    result = pipeline.assemble(kept, pipeline.label(kept, cfg, SpeakerCount(max=4)), cfg)
+    extent = result.annotation.get_timeline().extent()
+    assert extent.start == 5.0 and extent.end <= found.duration
+    assert not result.annotation.crop(Segment(17.0, 18.1))  # no turn reaches into the unscored gap

@@ -3,7 +3,16 @@ import pytest
 from pyannote.core import Annotation, Segment
 
 from diarize.files import atomic_write as atomic_write_text
-from diarize.rttm import FormatError, labels_to_annotation, parse_rttm, parse_uem, read_rttm, rttm_lines, write_rttm
+from diarize.rttm import (
+    FormatError,
+    labels_to_annotation,
+    parse_rttm,
+    parse_uem,
+    read_rttm,
+    rttm_lines,
+    widen_turns,
+    write_rttm,
+)
 
 from conftest import DIAR, require_data
 
@@ -67,6 +76,48 @@ def test_labels_to_annotation_cuts_overlaps_at_midpoint_and_merges():
     turns = [(round(s.start, 4), round(s.end, 4), lab) for s, _, lab in ann.itertracks(yield_label=True)]
     # windows 1 and 2 overlap over [0.5, 0.75]: the change point is its middle, 0.625
     assert turns == [(0.0, 0.625, "speaker_0"), (0.625, 1.25, "speaker_1"), (3.0, 3.5, "speaker_0")]
+
+
+def annotation_of(*turns):
+    ann = Annotation(uri="u")
+    for i, (start, end, label) in enumerate(turns):
+        ann[Segment(start, end), i] = label
+    return ann
+
+
+def rounded(ann):
+    return sorted((round(s.start, 6), round(s.end, 6), lab) for s, _, lab in ann.itertracks(yield_label=True))
+
+
+def test_widen_turns_reaches_into_silence_up_to_the_middle_of_a_pause():
+    regions = np.array([[0.1, 2.0], [2.3, 4.0], [5.0, 6.0], [6.3, 7.0]])
+    ann = annotation_of(
+        (0.1, 1.0, "A"),  # starts its region: 0.1 s of file before it
+        (1.0, 2.0, "B"),  # a pause of 0.3 s to the next region: half each side
+        (2.3, 3.0, "C"),
+        (3.0, 3.95, "A"),  # the region's last turn, though it ends before the region does
+        (5.0, 6.0, "D"),  # D on both sides of a 0.3 s pause: one turn across it
+        (6.3, 7.0, "D"),
+    )
+    got = rounded(widen_turns(ann, regions, pad_s=0.2, within=np.array([[0.0, 7.1]])))
+    assert got == [
+        (0.0, 1.0, "A"),
+        (1.0, 2.15, "B"),
+        (2.15, 3.0, "C"),
+        (3.0, 4.2, "A"),
+        (4.8, 7.1, "D"),
+    ]
+    assert widen_turns(ann, regions, 0.0, np.array([[0.0, 7.1]])) is ann
+    # a UEM's scored part bounds the turns as it bounds the regions
+    got = rounded(widen_turns(ann, regions, pad_s=0.2, within=np.array([[0.1, 4.1], [4.9, 6.9]])))
+    assert got == [(0.1, 1.0, "A"), (1.0, 2.15, "B"), (2.15, 3.0, "C"), (3.0, 4.1, "A"), (4.9, 6.9, "D")]
+
+
+def test_widen_turns_widens_both_speakers_of_an_overlap_and_no_inner_turn():
+    regions = np.array([[1.0, 3.0]])
+    ann = annotation_of((1.0, 2.0, "A"), (1.0, 1.5, "B"), (2.0, 3.0, "B"), (2.5, 3.0, "A"))
+    got = rounded(widen_turns(ann, regions, pad_s=0.25, within=np.array([[0.0, 10.0]])))
+    assert got == [(0.75, 1.5, "B"), (0.75, 2.0, "A"), (2.0, 3.25, "B"), (2.5, 3.25, "A")]
 
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path, monkeypatch):

@@ -271,6 +271,7 @@ def cache_key(cfg: DiarizerConfig, model_name: str, vad: str) -> str:
         ):  # output assembly only, nothing cached
             vad_cfg.pop(k)
         vad_cfg["pyannote_seg"].pop("batch_size")
+        vad_cfg["pyannote_seg"].pop("turn_pad_s")  # output assembly only
         # Keys added by issue 33 enter only away from their defaults, so that caches built before stay valid.
         for k, default in (("overlap_rule", "score"), ("count_speech", False)):
             if vad_cfg["pyannote_seg"][k] == default:
@@ -303,7 +304,14 @@ def cached_key(path: Path) -> str | None:
 
 
 def read_cached(s: Session, path: Path) -> Cached:
-    return Cached(s, load_embedded(path))
+    embedded = load_embedded(path)
+    if embedded.speech.found_by is None:  # a cache from before `Speech.found_by`: its key says
+        try:
+            vad = json.loads(cached_key(path) or "{}").get("vad")
+        except (ValueError, AttributeError):
+            vad = None
+        embedded.speech.found_by = vad.get("method") if isinstance(vad, dict) else vad
+    return Cached(s, embedded)
 
 
 def cache_dir(set_dir: Path, vad: str, mode: str = "exact") -> Path:

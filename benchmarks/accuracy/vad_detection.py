@@ -5,7 +5,7 @@
     python -m benchmarks.accuracy.vad_detection /tmp/heldout/dev       # a held-out set (benchmarks/accuracy/heldout.py)
     python -m benchmarks.accuracy.vad_detection /tmp/heldout/dev -s energy_rescue_score=null -s energy_rescue_score=0.05
 
-Each `-s field=value` (a `SegmentationVADConfig` field, YAML value) is one column; without any,
+Each `-s field=value[,field=value...]` (`SegmentationVADConfig` fields, scalar YAML values) is one column; without any,
 the columns are "model alone" (energy_rescue_score=null, the default) and the rescue at 0.05. Frame scores do not
 depend on these fields and are cached per file in --cache (the model runs once per file). Rows:
 conditions of a held-out set (uri `<set>_<nn>_<condition>_<k>spk`) or files of the shared set, then
@@ -57,16 +57,19 @@ def cached_scores(model, wav: Path, audio: np.ndarray, cache: Path, cfg: VADConf
 
 
 def variant(setting: str | None) -> VADConfig:
+    """`field=value[,field=value...]` of SegmentationVADConfig (scalar values) -> the VAD config."""
     if setting is None:
         return VADConfig()
-    key, _, value = setting.partition("=")
-    return config_from_dict({"vad": {"pyannote_seg": {key: yaml.safe_load(value)}}}).vad
+    fields = dict(item.partition("=")[::2] for item in setting.split(","))
+    return config_from_dict({"vad": {"pyannote_seg": {k: yaml.safe_load(v) for k, v in fields.items()}}}).vad
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("where", help="'shared' or a held-out set directory")
-    ap.add_argument("-s", "--set", action="append", dest="settings", help="field=value of SegmentationVADConfig")
+    ap.add_argument(
+        "-s", "--set", action="append", dest="settings", help="field=value[,field=value...] of SegmentationVADConfig"
+    )
     ap.add_argument("--cache", type=Path, default=Path("/tmp/vad_detection_cache"))
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
