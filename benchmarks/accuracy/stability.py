@@ -99,6 +99,8 @@ def diarize_copy(d: Diarizer, x: np.ndarray, name: str, seed: int, wav: Path, ca
     when missing), so that only the clustering and output stages run."""
     if cached is not None and cached.exists():
         embedded = pipeline.load_embedded(cached)
+        if embedded.speech.found_by is None:  # a cache from before `Speech.found_by`: made with this VAD
+            embedded.speech.found_by = d.config.vad.method
     else:
         encode(x, wav, *ENCODINGS[name], seed=seed)
         source = pipeline.open_source(wav, uri=wav.stem)
