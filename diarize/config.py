@@ -86,6 +86,11 @@ class SegmentationVADConfig(RegionRules):
     # forgiving DER 13.81 -> 8.82 % on the dev sims and 5.37 -> 4.10 % on the shared recordings, full DER
     # lower too, counts unchanged. Padding the regions themselves (`pad_s`) moved counts there instead.
     turn_pad_s: float = _f(0.2, 0.0, 10.0)
+    # And a speaker's turns on both sides of a pause shorter than this (no one else speaking) become one turn.
+    # On the dev sims (whose references count a speaker's pauses as speech) forgiving DER 8.82 -> 7.10 %, shared
+    # recordings unchanged; their references keep no pause of one speaker shorter than 1.06 s, so no longer
+    # join was taken (benchmarks/RESULTS.md, "Choices on dev").
+    turn_join_s: float = _f(1.0, 0.0, 60.0)
     soft: bool = False
     # 10 s windows per call on CPU: with two calls side by side (`models.base.map_batches`), 6 ran ~12 % faster
     # than 12 (and 12 10-15 % faster than 32 one call at a time; RESULTS.md) ...

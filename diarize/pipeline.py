@@ -40,7 +40,7 @@ from .overlap import second_speaker_annotation, with_second_speakers
 from .progress import STAGES, Hook, StageHook, StageTimer, as_steps, progress_counter
 from .result import DiarizationResult
 from .rttm import labels_to_annotation, speaker_names, widen_turns
-from .vad import detect_speech, oracle_regions, turn_pad
+from .vad import detect_speech, oracle_regions, turn_rules
 from .windows import ScaleWindows, multiscale_windows
 
 if TYPE_CHECKING:
@@ -212,7 +212,7 @@ def assemble(
     embedded: Embedded, clusters: ClusteringResult, cfg: DiarizerConfig, *, timer: StageTimer | None = None
 ) -> DiarizationResult:
     """Speaker turns from the base windows' labels (overlapped speech gets a second speaker when
-    `cfg.vad.overlap_assignment`; turns reach `vad.turn_pad` into the silence around the speech regions),
+    `cfg.vad.overlap_assignment`; turns reach into the silence around the speech regions, `vad.turn_rules`),
     and each speaker's centroid. Timings are `timer`'s."""
     timer = timer or StageTimer()
     sp, base, emb = embedded.speech, embedded.scales[-1], embedded.embeddings[-1]
@@ -236,10 +236,10 @@ def assemble(
             annotation = with_second_speakers(alone, second)
         else:
             annotation = alone
-        pad = turn_pad(cfg.vad, sp.found_by)
+        pad, join = turn_rules(cfg.vad, sp.found_by)
         scored = sp.scored if sp.scored is not None else np.array([[0.0, sp.duration]])
-        annotation = widen_turns(annotation, sp.regions, pad, scored)
-        alone = widen_turns(alone, sp.regions, pad, scored)
+        annotation = widen_turns(annotation, sp.regions, pad, join, scored)
+        alone = widen_turns(alone, sp.regions, pad, join, scored)
         centroids = speaker_centroids(base.starts, base.ends, clusters.labels, emb) if len(base) else {}
     return DiarizationResult(
         annotation, sp.regions, len(annotation.labels()), sp.duration, timer.seconds, sp.overlap, centroids, alone

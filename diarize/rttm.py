@@ -218,34 +218,51 @@ def labels_to_annotation(
     return ann
 
 
-def widen_turns(annotation: Annotation, regions: np.ndarray, pad_s: float, within: np.ndarray) -> Annotation:
-    """Speaker turns that reach into the silence around the speech `regions` (K, 2): a region's first turns
-    start `pad_s` earlier and its last turns end `pad_s` later, at most to the middle of the pause it shares
-    with the next region, and never outside `within` (M, 2), the scored part of the audio. Every turn starting
-    (ending) where its region's earliest (latest) turn does widens, so both speakers of an overlap do; a
-    speaker on both sides of a short pause gets one turn across it. Turns inside a region are unchanged."""
+def widen_turns(
+    annotation: Annotation, regions: np.ndarray, pad_s: float, join_s: float, within: np.ndarray
+) -> Annotation:
+    """Speaker turns that reach into the silence around the speech `regions` (K, 2). A region's first turns
+    start `pad_s` earlier and its last turns end `pad_s` later, at most to the middle of the pause before the
+    next region; a speaker who ends one region and opens the next after a pause shorter than `join_s` keeps
+    one turn across it. Nothing reaches outside `within` (M, 2), the scored part of the audio. A turn opens
+    (closes) its region where the region's earliest (latest) turn does, so both speakers of an overlap
+    widen alike. Turns inside a region are unchanged."""
     r = np.asarray(regions, dtype=np.float64).reshape(-1, 2)
-    if pad_s <= 0 or len(r) == 0 or not len(annotation):
+    if (pad_s <= 0 and join_s <= 0) or len(r) == 0 or not len(annotation):
         return annotation
-    half_pause = (r[1:, 0] - r[:-1, 1]) / 2
-    before = np.minimum(pad_s, np.concatenate([[np.inf], half_pause]))
-    after = np.minimum(pad_s, np.concatenate([half_pause, [np.inf]]))
+    pause = r[1:, 0] - r[:-1, 1]
+    before = np.minimum(pad_s, np.concatenate([[np.inf], pause / 2]))
+    after = np.minimum(pad_s, np.concatenate([pause / 2, [np.inf]]))
     turns = list(annotation.itertracks(yield_label=True))
     starts = np.array([seg.start for seg, _, _ in turns])
     ends = np.array([seg.end for seg, _, _ in turns])
+    labels = np.array([label for _, _, label in turns], dtype=object)
     region = np.clip(np.searchsorted(r[:, 0], (starts + ends) / 2, side="right") - 1, 0, len(r) - 1)
     first = np.full(len(r), np.inf)
     last = np.full(len(r), -np.inf)
     np.minimum.at(first, region, starts)
     np.maximum.at(last, region, ends)
-    starts = np.where(starts <= first[region] + 1e-9, np.minimum(starts, r[region, 0] - before[region]), starts)
-    ends = np.where(ends >= last[region] - 1e-9, np.maximum(ends, r[region, 1] + after[region]), ends)
-    labels = np.array([label for _, _, label in turns], dtype=object)
+    opens, closes = starts <= first[region] + 1e-9, ends >= last[region] - 1e-9
+    closing = {(region[i], labels[i]) for i in np.flatnonzero(closes)}
+    bridges = [
+        (r[k - 1, 1], r[k, 0], labels[i])
+        for i in np.flatnonzero(opens)
+        if (k := region[i]) > 0 and pause[k - 1] < join_s and (k - 1, labels[i]) in closing
+    ]
+    spans = [
+        *zip(
+            np.where(opens, np.minimum(starts, r[region, 0] - before[region]), starts),
+            np.where(closes, np.maximum(ends, r[region, 1] + after[region]), ends),
+            labels,
+        ),
+        *bridges,
+    ]
     # pyannote.core's support() and crop() take seconds on an hour's turns; the same with region arithmetic
+    scored = rg.merge(within)
     widened = [
         (a, b, label)
         for label in dict.fromkeys(labels)
-        for a, b in rg.intersect(rg.merge(np.stack([starts, ends], 1)[labels == label]), rg.merge(within))
+        for a, b in rg.intersect(rg.merge([(a, b) for a, b, lab in spans if lab == label]), scored)
     ]
     out = Annotation(uri=annotation.uri)
     for i, (a, b, label) in enumerate(sorted(widened, key=lambda t: (t[0], t[1]))):

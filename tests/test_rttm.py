@@ -99,7 +99,7 @@ def test_widen_turns_reaches_into_silence_up_to_the_middle_of_a_pause():
         (5.0, 6.0, "D"),  # D on both sides of a 0.3 s pause: one turn across it
         (6.3, 7.0, "D"),
     )
-    got = rounded(widen_turns(ann, regions, pad_s=0.2, within=np.array([[0.0, 7.1]])))
+    got = rounded(widen_turns(ann, regions, pad_s=0.2, join_s=0.0, within=np.array([[0.0, 7.1]])))
     assert got == [
         (0.0, 1.0, "A"),
         (1.0, 2.15, "B"),
@@ -107,16 +107,38 @@ def test_widen_turns_reaches_into_silence_up_to_the_middle_of_a_pause():
         (3.0, 4.2, "A"),
         (4.8, 7.1, "D"),
     ]
-    assert widen_turns(ann, regions, 0.0, np.array([[0.0, 7.1]])) is ann
+    assert widen_turns(ann, regions, 0.0, 0.0, np.array([[0.0, 7.1]])) is ann
     # a UEM's scored part bounds the turns as it bounds the regions
-    got = rounded(widen_turns(ann, regions, pad_s=0.2, within=np.array([[0.1, 4.1], [4.9, 6.9]])))
+    got = rounded(widen_turns(ann, regions, pad_s=0.2, join_s=0.0, within=np.array([[0.1, 4.1], [4.9, 6.9]])))
     assert got == [(0.1, 1.0, "A"), (1.0, 2.15, "B"), (2.15, 3.0, "C"), (3.0, 4.1, "A"), (4.9, 6.9, "D")]
+
+
+def test_widen_turns_joins_one_speakers_turns_across_a_short_pause_only():
+    regions = np.array([[0.0, 1.0], [1.8, 3.0], [4.0, 5.0], [5.5, 6.0]])
+    ann = annotation_of(
+        (0.0, 1.0, "A"),
+        (1.8, 2.5, "A"),  # A on both sides of a 0.8 s pause: joined
+        (2.5, 3.0, "B"),  # B on both sides of a 1.0 s pause, not shorter than join_s: padded only
+        (4.0, 4.5, "B"),
+        (4.5, 5.0, "C"),  # C, then A after a 0.5 s pause: different speakers, each padded
+        (5.5, 6.0, "A"),
+    )
+    got = rounded(widen_turns(ann, regions, pad_s=0.2, join_s=1.0, within=np.array([[0.0, 6.0]])))
+    assert got == [
+        (0.0, 2.5, "A"),
+        (2.5, 3.2, "B"),
+        (3.8, 4.5, "B"),
+        (4.5, 5.2, "C"),
+        (5.3, 6.0, "A"),
+    ]
+    joined_only = rounded(widen_turns(ann, regions, pad_s=0.0, join_s=1.0, within=np.array([[0.0, 6.0]])))
+    assert joined_only[0] == (0.0, 2.5, "A") and (2.5, 3.0, "B") in joined_only and (5.5, 6.0, "A") in joined_only
 
 
 def test_widen_turns_widens_both_speakers_of_an_overlap_and_no_inner_turn():
     regions = np.array([[1.0, 3.0]])
     ann = annotation_of((1.0, 2.0, "A"), (1.0, 1.5, "B"), (2.0, 3.0, "B"), (2.5, 3.0, "A"))
-    got = rounded(widen_turns(ann, regions, pad_s=0.25, within=np.array([[0.0, 10.0]])))
+    got = rounded(widen_turns(ann, regions, pad_s=0.25, join_s=0.0, within=np.array([[0.0, 10.0]])))
     assert got == [(0.75, 1.5, "B"), (0.75, 2.0, "A"), (2.0, 3.25, "B"), (2.5, 3.25, "A")]
 
 
