@@ -80,17 +80,6 @@ class SegmentationVADConfig(RegionRules):
     step_s: float = _f(2.5, 0.0, 10.0, lo_open=True)
     onset: float = _f(0.5, 0.0, 1.0)
     offset: float = _f(0.5, 0.0, 1.0)
-    # Speaker turns reach this far into the silence on either side of a region (at most to the middle of a
-    # shorter pause), after clustering: the embedded regions stay as found (`pipeline.assemble`). The
-    # hysteresis cuts soft onsets and tails. Chosen on dev (0.1-0.4; benchmarks/RESULTS.md, "Choices on dev"):
-    # forgiving DER 13.81 -> 8.82 % on the dev sims and 5.37 -> 4.10 % on the shared recordings (full DER
-    # 18.84 -> 18.56 and 16.77 -> 16.05 %), counts unchanged. Padding the regions (`pad_s`) moved counts.
-    turn_pad_s: float = _f(0.2, 0.0, 10.0)
-    # And a speaker's turns on both sides of a pause shorter than this (no one else speaking) become one turn.
-    # On the dev sims (whose references count a speaker's pauses as speech) forgiving DER 8.82 -> 7.10 %, shared
-    # recordings unchanged; their references keep no pause of one speaker shorter than 1.06 s, so no longer
-    # join was taken (benchmarks/RESULTS.md, "Choices on dev").
-    turn_join_s: float = _f(1.0, 0.0, 60.0)
     soft: bool = False
     # 10 s windows per call on CPU: with two calls side by side (`models.base.map_batches`), 6 ran ~12 % faster
     # than 12 (and 12 10-15 % faster than 32 one call at a time; RESULTS.md) ...
@@ -136,6 +125,18 @@ class VADConfig:
     silero: SileroVADConfig = field(default_factory=SileroVADConfig)
     pyannote_seg: SegmentationVADConfig = field(default_factory=SegmentationVADConfig)
     device: str = "auto"  # for the neural VADs: auto | cpu | cuda | cuda:N | mps
+    # Speaker turns reach this far into the silence on either side of a system VAD's region (at most to the
+    # middle of a shorter pause), after clustering: the embedded regions stay as found (`pipeline.assemble`;
+    # oracle regions are never widened). VADs cut soft onsets and tails. Chosen on dev with pyannote-seg (0.1-0.4;
+    # benchmarks/RESULTS.md, "Choices on dev"): forgiving DER 13.81 -> 8.82 % on the dev sims and 5.37 -> 4.10 %
+    # on the shared recordings (full DER 18.84 -> 18.56 and 16.77 -> 16.05 %), counts unchanged; padding the
+    # regions (`pad_s`) moved counts. Silero's and the energy VAD's best are the same two values.
+    turn_pad_s: float = _f(0.2, 0.0, 10.0)
+    # And a speaker's turns on both sides of a pause shorter than this (no one else speaking) become one turn.
+    # On the dev sims (whose references count a speaker's pauses as speech) forgiving DER 8.82 -> 7.10 %, shared
+    # recordings unchanged; their references keep no pause of one speaker shorter than 1.06 s, so no longer
+    # join was taken.
+    turn_join_s: float = _f(1.0, 0.0, 60.0)
     # Give overlap regions found by pyannote-seg a second speaker (see diarize.overlap).
     overlap_assignment: bool = True
     overlap_context_s: float = _f(3.0, 0.0, 600.0)  # without local speakers: who counts as nearby

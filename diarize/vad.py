@@ -254,12 +254,11 @@ def segmentation_regions(scores: FrameScores, block: np.ndarray, cfg: VADConfig)
 
 def turn_rules(cfg: VADConfig, found_by: str | None) -> tuple[float, float]:
     """How far speaker turns reach into the silence around regions that `found_by` found, and across how
-    short a pause one speaker's turns join (`rttm.widen_turns`): pyannote-seg's `turn_pad_s` and
-    `turn_join_s`; neither around a reference's own turns ("oracle"), the energy and Silero VADs' (which pad
-    the regions themselves, `pad_s`) or regions of unknown origin."""
-    if found_by != "pyannote-seg":
+    short a pause one speaker's turns join (`rttm.widen_turns`): `cfg.turn_pad_s` and `cfg.turn_join_s` for
+    a system VAD; neither around a reference's own turns ("oracle") or regions of unknown origin (None)."""
+    if found_by in (None, "oracle"):
         return 0.0, 0.0
-    return cfg.pyannote_seg.turn_pad_s, cfg.pyannote_seg.turn_join_s
+    return cfg.turn_pad_s, cfg.turn_join_s
 
 
 def join_at_seams(parts: list[np.ndarray], seams: np.ndarray) -> np.ndarray:

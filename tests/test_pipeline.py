@@ -133,7 +133,7 @@ def test_stages_by_hand_equal_diarize(tmp_path):
 
 
 def test_turns_reach_into_the_silence_around_vad_regions_but_not_around_oracle_ones():
-    """`vad.pyannote_seg.turn_pad_s` and `turn_join_s` widen the output's turns, not the regions embedded; a
+    """`vad.turn_pad_s` and `vad.turn_join_s` widen the output's turns, not the regions embedded; a
     reference's own turns (oracle VAD) are left as they are."""
     import dataclasses
 
@@ -146,14 +146,9 @@ def test_turns_reach_into_the_silence_around_vad_regions_but_not_around_oracle_o
     require_data()
     wav = next(DIAR.glob("*/dev00.wav"))
     cfg, model, count = load_config("general"), ToyEmbedder(), SpeakerCount(max=4)
-    pad = cfg.vad.pyannote_seg.turn_pad_s
+    pad = cfg.vad.turn_pad_s
     assert pad > 0
-    unpadded = dataclasses.replace(
-        cfg,
-        vad=dataclasses.replace(
-            cfg.vad, pyannote_seg=dataclasses.replace(cfg.vad.pyannote_seg, turn_pad_s=0.0, turn_join_s=0.0)
-        ),
-    )
+    unpadded = dataclasses.replace(cfg, vad=dataclasses.replace(cfg.vad, turn_pad_s=0.0, turn_join_s=0.0))
     source = pipeline.open_source(wav)
     reference = read_rttm(wav.with_suffix(".rttm"))["dev00"]
     for oracle in (None, reference):

@@ -268,11 +268,11 @@ def cache_key(cfg: DiarizerConfig, model_name: str, vad: str) -> str:
             "overlap_min_solo_s",
             "overlap_min_similarity",
             "overlap_fallback",
+            "turn_pad_s",
+            "turn_join_s",
         ):  # output assembly only, nothing cached
             vad_cfg.pop(k)
         vad_cfg["pyannote_seg"].pop("batch_size")
-        for k in ("turn_pad_s", "turn_join_s"):  # output assembly only
-            vad_cfg["pyannote_seg"].pop(k)
         # Keys added by issue 33 enter only away from their defaults, so that caches built before stay valid.
         for k, default in (("overlap_rule", "score"), ("count_speech", False)):
             if vad_cfg["pyannote_seg"][k] == default:
