@@ -24,8 +24,43 @@ def import_pyannote_core_without_notebook() -> None:
         del sys.modules["pyannote.core.notebook"]
 
 
+def defer_numpy_f2py() -> None:
+    """Stand in for `numpy.f2py` (NumPy's Fortran wrapper generator) until something reads one of its names.
+
+    SciPy's array-API layer (scipy >= 1.15) copies every public attribute of numpy when `scipy.linalg` is
+    first imported, and numpy imports `f2py` on that first access: 0.07-0.1 s of a short command's start-up
+    (benchmarks/RESULTS.md, "Start-up") for a module the CLI never calls. The stand-in has the real module's
+    file and spec (torch's import scans every module's `__file__`) and loads the real module at the first
+    other name read from it.
+    """
+    if "numpy.f2py" in sys.modules:
+        return
+    import importlib
+    import importlib.util
+    import types
+
+    import numpy
+
+    spec = importlib.util.find_spec("numpy.f2py")
+    if spec is None:
+        return
+    stand_in = types.ModuleType("numpy.f2py")
+    stand_in.__file__, stand_in.__spec__ = spec.origin, spec
+
+    def real_attribute(name: str) -> object:
+        if sys.modules.get("numpy.f2py") is stand_in:
+            del sys.modules["numpy.f2py"]
+        real = importlib.import_module("numpy.f2py")
+        numpy.f2py = real
+        return getattr(real, name)
+
+    stand_in.__getattr__ = real_attribute  # type: ignore[method-assign]  # a module's own __getattr__ (PEP 562)
+    sys.modules["numpy.f2py"] = numpy.f2py = stand_in
+
+
 def main(argv: list[str] | None = None) -> int:
     import_pyannote_core_without_notebook()
+    defer_numpy_f2py()
     from .cli import main as cli_main
 
     # Objects that live as long as the process, frozen so that the collector never walks them again.

@@ -171,6 +171,24 @@ def test_command_does_not_import_matplotlib_until_asked():
     assert "diarize 0.1.0" in proc.stdout and "[]" in proc.stdout
 
 
+def test_command_does_not_load_numpy_f2py_until_a_name_is_read():
+    """The command stands in for numpy.f2py, which scipy.linalg's import would load; torch's import scans
+    every module's __file__ without loading it, and reading any other name gives the real module."""
+    code = (
+        "import sys\n"
+        "from diarize.__main__ import defer_numpy_f2py\n"
+        "defer_numpy_f2py()\n"
+        "import numpy, scipy.linalg, torch\n"
+        "print('loaded' if 'numpy.f2py.f2py2e' in sys.modules else 'deferred')\n"
+        "from numpy.f2py import run_main\n"
+        "import numpy.f2py\n"
+        "assert run_main is numpy.f2py.f2py2e.run_main and sys.modules['numpy.f2py'] is numpy.f2py\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["deferred"]
+
+
 def test_the_command_freezes_what_it_built(capsys):
     """Everything a command imported (torch, lazily: ~170,000 objects) or built is frozen when it returns, so
     the collection at exit does not walk it (~0.3 s of a short `diarize run`)."""
