@@ -27,7 +27,7 @@ def import_pyannote_core_without_notebook() -> None:
 def defer_numpy_f2py() -> None:
     """Stand in for `numpy.f2py` (NumPy's Fortran wrapper generator) until something reads one of its names.
 
-    SciPy's array-API layer (scipy >= 1.15) copies every public attribute of numpy when `scipy.linalg` is
+    SciPy's array-API layer (scipy 1.17 here) copies every public attribute of numpy when `scipy.linalg` is
     first imported, and numpy imports `f2py` on that first access: 0.07-0.1 s of a short command's start-up
     (benchmarks/RESULTS.md, "Start-up") for a module the CLI never calls. The stand-in has the real module's
     file and spec (torch's import scans every module's `__file__`) and loads the real module at the first
