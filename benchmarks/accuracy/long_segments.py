@@ -29,6 +29,7 @@ import torch
 from benchmarks.accuracy import heldout
 from diarize import pipeline
 from diarize.audio import load_audio
+from diarize.config import DiarizerConfig
 from diarize.models import load_model
 from diarize.models.base import SpeakerEmbedder
 from diarize.rttm import labels_to_annotation, read_rttm
@@ -70,8 +71,9 @@ def unit_embeddings(model: SpeakerEmbedder, pieces: list[np.ndarray]) -> np.ndar
 
 
 def measure(
-    c: heldout.Cached, model: SpeakerEmbedder, cfg, piece_s: float, min_piece_s: float
+    c: heldout.Cached, model: SpeakerEmbedder, cfg: DiarizerConfig, piece_s: float, min_piece_s: float
 ) -> tuple[list[Pair], list[Cluster]]:
+    """One conversation: its clusters' pairs (merge) and its clusters of two pieces or more (split)."""
     uri = c.session.uri
     base = c.embedded.scales[-1]
     labels = pipeline.label(c.embedded, cfg).labels
