@@ -35,8 +35,7 @@ def defer_numpy_f2py() -> None:
     """
     if "numpy.f2py" in sys.modules:
         return
-    import importlib
-    import importlib.util
+    import importlib.util  # binds importlib too
     import types
 
     import numpy
