@@ -472,5 +472,8 @@ def load_config(preset_or_path: str | os.PathLike | None = None, overrides: list
             try:
                 config_from_dict(data, where)
             except ConfigError as e:
-                raise ConfigError(str(e).replace(f"{where}:", "--set ", 1)) from None
+                # "FILE:section.key: ..." names its key; "FILE: ..." names none, so the override's key stands in.
+                rest = str(e).removeprefix(f"{where}:")
+                key = item.split("=", 1)[0][:80]
+                raise ConfigError(f"--set {key}:{rest}" if rest.startswith(" ") else f"--set {rest}") from None
     return config_from_dict(data, where)

@@ -478,6 +478,9 @@ def test_json_of_a_non_utf8_file_name_is_valid_and_reads_back(tmp_path, wav, cap
         ("clustering.seed=" + "9" * 5000, "--set clustering.seed: invalid value"),
         ("clustering.seed=" + "9" * 400, "--set clustering.seed: '9999"),
         ("clustering.max_num_speakers=0", "--set clustering.max_num_speakers: must be >= "),
+        ("bogus.key=1", "--set bogus.key: unknown section(s) ['bogus']"),
+        ("embedding.mode=slow", "--set embedding.mode: embedding.mode must be exact or fast"),
+        ("b" * 5000 + ".key=1", "--set " + "b" * 80 + ": unknown section(s) ['" + "b" * 20),
     ],
 )
 def test_set_errors_name_the_setting_and_stay_short(tmp_path, wav, monkeypatch, capsys, setting, text):
