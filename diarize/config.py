@@ -86,7 +86,8 @@ class SegmentationVADConfig(RegionRules):
     batch_size: int = _f(6, 1, 4096)
     accelerator_batch_size: int = _f(256, 1, 65536)  # ... and on a GPU, where a call has a fixed cost
     # The LSTM head under bf16 autocast on a CPU with native bf16 (as `embedding.cpu_bf16`; SincNet stays
-    # fp32); ignored elsewhere. Off by default, on in the `fast` preset (benchmarks/RESULTS.md).
+    # fp32); ignored elsewhere. Off by default (dev 7.10 -> 8.46 % forgiving DER, 29 -> 25 exact counts), on in
+    # the `fast` preset (benchmarks/RESULTS.md, "`fast` (bf16) on dev").
     cpu_bf16: bool = False
     # How overlap is found: "score" = hysteresis on the Hamming-weighted P(>= 2 speakers) with the
     # `overlap_*` thresholds; "count" = pyannote's speaker count (the active local speakers of every
@@ -181,8 +182,8 @@ class EmbeddingConfig:
     min_embed_s: float = _f(0.5, 0.0, 30.0)  # shorter windows are tiled (repeated) up to this length
     autocast: bool = True  # fp16/bf16 autocast on CUDA
     # bf16 autocast on CPUs with native bf16 (AVX512-BF16 or AMX); elsewhere bf16 is emulated and runs
-    # slower than fp32, so it is never used there. Off by default (it moved a shared recording's count), on
-    # in the `fast` preset: see benchmarks/RESULTS.md.
+    # slower than fp32, so it is never used there. Off by default (dev 7.10 -> 7.80 % forgiving DER, 29 -> 28
+    # exact counts), on in the `fast` preset (benchmarks/RESULTS.md, "`fast` (bf16) on dev").
     cpu_bf16: bool = False
     # "fast" (region-level, the default): the frame encoder runs once per speech region (chunks of
     # fast_chunk_s with fast_context_s each side) and every window of every scale is pooled from the shared
