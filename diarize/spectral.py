@@ -5,7 +5,9 @@ float64, the same values to rounding).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -24,9 +26,30 @@ GPU_EIGEN_MIN_N = 256
 
 GPU_EIGEN_BATCH_BYTES = 256 * 2**20  # float64 matrices sent to the GPU at a time
 
+# BLAS threads for the host's dense eigenproblems (None: the process's setting). At the sizes the clustering
+# solves (at most `nme_mat_size` rows in the p-search) a second OpenBLAS thread costs more in hand-offs than
+# it computes, the more so while torch's threads still spin after the embeddings: on 2 cores it took 0.05-0.06
+# s off the clustering of 2.5 to 12 minutes of audio (RESULTS.md, "Speed against senko on CPU").
+EIGEN_BLAS_THREADS: int | None = 1
+
 
 def on_gpu(device: str, n: int) -> bool:
     return n >= GPU_EIGEN_MIN_N and device.startswith("cuda")
+
+
+@functools.cache
+def _blas_pools():  # scanning the loaded libraries takes ~1 ms: once per process
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+def eigen_threads() -> contextlib.AbstractContextManager:
+    """BLAS limited to `EIGEN_BLAS_THREADS` for a `with` block. The eigenvalues are those of any other thread
+    count to rounding (1e-13 at 393 rows), and those of the held-out benchmarks (one thread) exactly."""
+    if EIGEN_BLAS_THREADS is None:
+        return contextlib.nullcontext()
+    return _blas_pools().limit(limits=EIGEN_BLAS_THREADS, user_api="blas")
 
 
 def eigvalsh_many(matrices: Iterable[np.ndarray], device: str = "cpu") -> list[np.ndarray]:
@@ -38,7 +61,8 @@ def eigvalsh_many(matrices: Iterable[np.ndarray], device: str = "cpu") -> list[n
     batch: list[np.ndarray] = []
     for m in matrices:
         if not on_gpu(device, len(m)):
-            out.append(eigvalsh(m, overwrite_a=True, check_finite=False))
+            with eigen_threads():
+                out.append(eigvalsh(m, overwrite_a=True, check_finite=False))
             continue
         batch.append(m)
         if 8 * m.size * (len(batch) + 1) > GPU_EIGEN_BATCH_BYTES:
@@ -170,7 +194,8 @@ def spectral_embedding(graph: np.ndarray | TopPGraph, k: int, device: str = "cpu
         import torch
 
         return torch.linalg.eigh(torch.from_numpy(lap).to(device))[1][:, :k].cpu().numpy()
-    _, vecs = eigh(lap, subset_by_index=[0, k - 1])
+    with eigen_threads():
+        _, vecs = eigh(lap, subset_by_index=[0, k - 1])
     return vecs
 
 

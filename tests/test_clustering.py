@@ -505,6 +505,31 @@ def test_host_eigenvalues_stay_on_the_host_for_small_or_non_cuda(rng, monkeypatc
     assert len(spectral.eigvalsh_many([small], "cuda")) == 1
 
 
+def test_host_eigenproblems_run_on_one_blas_thread_and_give_the_pool_back(rng, monkeypatch):
+    """The p-search's and the split's dense solves run with `EIGEN_BLAS_THREADS`; the process's BLAS
+    setting is what it was afterwards, and the count is the one any thread count gives."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas_threads() -> set[int]:
+        return {p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"}
+
+    seen = []
+    solve, solve_vectors = spectral.eigvalsh, spectral.eigh
+    monkeypatch.setattr(spectral, "eigvalsh", lambda *a, **k: seen.append(blas_threads()) or solve(*a, **k))
+    monkeypatch.setattr(spectral, "eigh", lambda *a, **k: seen.append(blas_threads()) or solve_vectors(*a, **k))
+    emb = np.concatenate([rng.standard_normal(16) * 3 + rng.standard_normal((60, 16)) for _ in range(3)])
+    with threadpool_limits(2, user_api="blas"):
+        one = nme_sc(cosine_affinity(emb), ClusteringConfig(), 8)
+        spectral.spectral_embedding(laplacian(cosine_affinity(emb).dense()), 3)
+        assert seen and all(s == {1} for s in seen)
+        assert blas_threads() == {2}
+        seen.clear()
+        monkeypatch.setattr(spectral, "EIGEN_BLAS_THREADS", None)
+        assert nme_sc(cosine_affinity(emb), ClusteringConfig(), 8) == one
+        assert seen and all(s == {2} for s in seen)
+    assert one.num_speakers == 3
+
+
 def test_pipeline_clusters_on_the_embedding_device_unless_told(monkeypatch):
     """clustering.device "auto" follows the embedding model's device; an explicit one is kept."""
     from pyannote.core import Annotation, Segment
