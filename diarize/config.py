@@ -198,6 +198,7 @@ class EmbeddingConfig:
 
 
 NEMO_SEARCH_VOLUME = 30  # NeMo's sparse_search_volume
+NEMO_MAT_SIZE = 512  # NeMo's nme_mat_size
 
 
 @dataclass
@@ -209,7 +210,9 @@ class ClusteringConfig:
     # p candidates of the NME-SC search (NeMo: 30); "auto": the model's own (MODEL_CLUSTERING). Each is a
     # dense eigenproblem, the largest part of clustering (benchmarks/RESULTS.md, "Choices on dev").
     sparse_search_volume: int | str = _f("auto", 1, 10000)
-    nme_mat_size: int = _f(512, 2, 100000)
+    # Rows the p-search subsamples the affinity to, at most (NeMo: 512); "auto": the model's own. Its cost
+    # grows with their cube.
+    nme_mat_size: int | str = _f("auto", 2, 100000)
     min_samples_for_nmesc: int = _f(6, 0, 100000)
     # The "auto" fields (AUTO_FIELDS): the embedding model's own values (MODEL_CLUSTERING below).
     # NeMo applies "enhanced counting" to sessions of <= 80 base windows; with CAM++ it
@@ -261,7 +264,8 @@ class ClusteringConfig:
 # 0.60-0.75 x split none/0.40-0.50, benchmarks/RESULTS.md, "Choices on dev"). TitaNet gets NeMo's own
 # clustering settings (no merge, no split, no vote, no turn split, enhanced counting up to 80 base windows)
 # until real weights can be measured. CAM++'s 15 p candidates (NeMo's 30) were as good on dev and halve the
-# search's eigenproblems. Values in AUTO_FIELDS order.
+# search's eigenproblems; its 384 rows (NeMo's 512) gave the same or better on every dev set (the 20-40 min
+# ones too; 320 lost there) for less than half the eigen work. Values in AUTO_FIELDS order.
 AUTO_FIELDS = (
     "merge_threshold",
     "split_threshold",
@@ -269,10 +273,11 @@ AUTO_FIELDS = (
     "nme_vote",
     "turn_split_threshold",
     "sparse_search_volume",
+    "nme_mat_size",
 )
 MODEL_CLUSTERING: dict[str, dict[str, Any]] = {
-    "campplus": dict(zip(AUTO_FIELDS, (0.65, 0.45, 0, 3.0, 0.3, 15))),
-    "titanet": dict(zip(AUTO_FIELDS, (None, None, 80, None, None, NEMO_SEARCH_VOLUME))),
+    "campplus": dict(zip(AUTO_FIELDS, (0.65, 0.45, 0, 3.0, 0.3, 15, 384))),
+    "titanet": dict(zip(AUTO_FIELDS, (None, None, 80, None, None, NEMO_SEARCH_VOLUME, NEMO_MAT_SIZE))),
 }
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from scipy.linalg import eigh, eigvalsh
 
 from .affinity import Affinity, TopPGraph, binarize, cosine_affinity, neighbour_ranks
-from .config import NEMO_SEARCH_VOLUME, ClusteringConfig
+from .config import NEMO_MAT_SIZE, NEMO_SEARCH_VOLUME, ClusteringConfig
 
 
 # On a CUDA device, dense eigenproblems of at least this many rows go to the GPU (float64, cuSOLVER). On an
@@ -127,14 +127,15 @@ def nme_sc(affinity: Affinity, cfg: ClusteringConfig, max_k: int, fixed_ratio: f
     g(p) is the largest of the first `max_k` eigengaps normalised by the largest eigenvalue; the p
     minimising it is chosen (a small p that still gives a clear gap). With a number `cfg.nme_vote`, the
     count is the one most candidates within that factor of the best ratio give, and p the best of those.
-    Large affinities are subsampled to at most `nme_mat_size` rows for the search; `sparse_search_volume` "auto"
-    left unresolved by a direct call searches NeMo's 30 candidates. Callers pass the
+    Large affinities are subsampled to at most `nme_mat_size` rows for the search; `sparse_search_volume` and
+    `nme_mat_size` "auto" left unresolved by a direct call take NeMo's 30 candidates and 512 rows. Callers pass the
     count they search over as `max_k`: with a known count NeMo narrows it to that count.
     """
     n_full = len(affinity)
     # Every rho-th row and column, rho chosen so that at most `nme_mat_size` rows remain. (NeMo
     # floors n / nme_mat_size, which keeps up to 2 * nme_mat_size - 1 rows: 8x the eigen work at n = 1000.)
-    rho = max(1, -(-n_full // cfg.nme_mat_size))
+    rows = cfg.nme_mat_size if isinstance(cfg.nme_mat_size, int) else NEMO_MAT_SIZE
+    rho = max(1, -(-n_full // rows))
     m = affinity.take(np.arange(0, n_full, rho)).dense()
     n = len(m)
     if fixed_ratio is not None:

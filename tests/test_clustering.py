@@ -260,25 +260,26 @@ def test_nme_prefers_clean_graph(rng):
     assert est.num_speakers == 3 and 1 <= est.p <= 30
 
 
-@pytest.mark.parametrize("model_name, volume", [("campplus", 15), ("titanet-large", 30)])
-def test_p_search_size_is_the_models(rng, monkeypatch, model_name, volume):
-    # One dense eigenproblem per p candidate: CAM++ searches 15 (chosen on dev), TitaNet NeMo's 30.
+@pytest.mark.parametrize("model_name, volume, rows", [("campplus", 15, 225), ("titanet-large", 30, 450)])
+def test_p_search_size_is_the_models(rng, monkeypatch, model_name, volume, rows):
+    # One dense eigenproblem per p candidate: CAM++ searches 15 (chosen on dev) on at most 384 rows (450 items:
+    # every 2nd), TitaNet NeMo's 30 on at most 512 (all 450).
     sizes = []
     solve = spectral.eigvalsh_many
 
     def counted(matrices, device="cpu"):
         spectra = solve(matrices, device)
-        sizes.append(len(spectra))
+        sizes.append((len(spectra), len(spectra[0])))
         return spectra
 
     monkeypatch.setattr(spectral, "eigvalsh_many", counted)
-    lab = np.repeat([0, 1, 2], 200)  # p_max = 150 > either volume
+    lab = np.repeat([0, 1, 2], 150)  # p_max = 56 > either volume
     a = cosine_affinity(speaker_embeddings(rng, lab, spread=0.5))
     est = nme_sc(a, clustering.model_clustering(ClusteringConfig(), model_name), 8)
-    assert sizes == [volume] and est.num_speakers == 3
+    assert sizes == [(volume, rows)] and est.num_speakers == 3
     sizes.clear()
     nme_sc(a, ClusteringConfig(), 8)  # "auto" left unresolved by a direct call: NeMo's search
-    assert sizes == [30]
+    assert sizes == [(30, 450)]
 
 
 def test_merge_joins_a_speaker_split_in_two(rng):
