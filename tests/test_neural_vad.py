@@ -115,10 +115,11 @@ def test_presets_state_only_what_differs_from_the_region_level_default() -> None
         exact["embedding"]["mode"],
         exact["vad"]["pyannote_seg"]["step_s"],
         exact["clustering"]["sparse_search_volume"],
+        exact["clustering"]["nme_mat_size"],
     )
-    assert exact_only == ("exact", 1.0, 30)
+    assert exact_only == ("exact", 1.0, 30, 512)
     exact["embedding"]["mode"], exact["vad"]["pyannote_seg"]["step_s"] = "fast", 2.5
-    exact["clustering"]["sparse_search_volume"] = "auto"
+    exact["clustering"]["sparse_search_volume"] = exact["clustering"]["nme_mat_size"] = "auto"
     assert exact == general
 
 
